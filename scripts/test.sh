@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test of the project. Installs what is missing first (scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+echo "== cargo test (wire crate, bridge server: unit, router, end-to-end, process tests)"
+cargo test --workspace --locked

@@ -1,0 +1,171 @@
+//! The `send`, `token` and `listen` subcommands: local work without the nats CLI.
+
+use std::io::Write;
+use std::time::Duration;
+
+use futures::StreamExt;
+use realtime_bridge_wire::{subject, SseEvent, SseParser};
+
+use crate::auth::{sign_hs256, unix_now, Claims, Scopes};
+use crate::config::{ListenArgs, SendArgs, TokenArgs};
+use crate::nats::{connect_once, NatsError};
+
+/// A subcommand failed; `exit_code` follows sysexits (64 bad input, 69 unavailable).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot write output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Usage(_) | Self::Nats(NatsError::BadUrl(_)) => 64,
+            Self::Nats(_) | Self::Unavailable(_) => 69,
+            Self::Refused(_) => 77,
+            Self::Io(_) => 74,
+        }
+    }
+}
+
+/// `realtime-bridge send`: publishes one event; prints the subjects.
+pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandError> {
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&args.data) {
+        return Err(CommandError::Usage(format!(
+            "the payload must be JSON (e.g. '{{\"text\":\"hi\"}}' or '\"hi\"'): {e}"
+        )));
+    }
+    let subjects: Vec<String> = if args.broadcast {
+        vec![subject::broadcast_subject(&args.event)]
+    } else {
+        args.users.iter().map(|u| subject::user_subject(u, &args.event)).collect()
+    };
+    let client = connect_once(&args.nats.nats_url).await?;
+    let payload = bytes::Bytes::from(args.data.into_bytes());
+    for s in &subjects {
+        let r = match &args.msg_id {
+            Some(id) => {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Nats-Msg-Id", id.as_str());
+                client.publish_with_headers(s.clone(), h, payload.clone()).await
+            }
+            None => client.publish(s.clone(), payload.clone()).await,
+        };
+        r.map_err(|e| CommandError::Unavailable(format!("publish to {s} failed: {e}")))?;
+    }
+    // A round trip, not just a flush: "published" must mean the server has it.
+    tokio::time::timeout(Duration::from_secs(5), crate::nats::round_trip(&client))
+        .await
+        .map_err(|_| CommandError::Unavailable("NATS did not confirm the publish within 5s".into()))?
+        .map_err(|e| CommandError::Unavailable(format!("NATS did not confirm the publish: {e}")))?;
+    for s in &subjects {
+        writeln!(out, "published {s}")?;
+    }
+    Ok(())
+}
+
+/// `realtime-bridge token`: prints an HS256 JWT.
+pub fn token(args: &TokenArgs, out: &mut impl Write) -> Result<(), CommandError> {
+    if args.jwt_secret.is_empty() {
+        return Err(CommandError::Usage("--jwt-secret: the secret is empty".into()));
+    }
+    for s in &args.scope {
+        if !matches!(s.as_str(), "publish" | "presence") {
+            return Err(CommandError::Usage(format!("--scope: unknown scope {s:?} (known: publish, presence)")));
+        }
+    }
+    let claims = Claims {
+        sub: Some(args.user.to_string()),
+        exp: unix_now() + args.ttl.as_secs().max(1),
+        rb_admin: args.admin,
+        rb_scope: Scopes(args.scope.iter().cloned().collect()),
+    };
+    let t = sign_hs256(&args.jwt_secret, &claims).map_err(|e| CommandError::Usage(format!("cannot sign: {e}")))?;
+    writeln!(out, "{t}")?;
+    Ok(())
+}
+
+/// `realtime-bridge listen`: prints a user's stream, reconnecting with the last id.
+pub async fn listen(args: ListenArgs, out: &mut (impl Write + Send)) -> Result<(), CommandError> {
+    let token = match (&args.token, &args.jwt_secret) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(secret)) => {
+            let claims = Claims {
+                sub: Some(args.user.to_string()),
+                exp: unix_now() + 24 * 3600,
+                rb_admin: false,
+                rb_scope: Scopes::default(),
+            };
+            Some(sign_hs256(secret, &claims).map_err(|e| CommandError::Usage(format!("cannot sign: {e}")))?)
+        }
+        (None, None) => None,
+    };
+    let base = args.url.trim_end_matches('/');
+    let mut url = format!("{base}/v1/users/{}/events", args.user);
+    if let Some(list) = &args.events {
+        let names: Vec<&str> = list.0.iter().map(|e| e.as_str()).collect();
+        url.push_str("?events=");
+        url.push_str(&names.join(","));
+    }
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| CommandError::Unavailable(format!("HTTP client: {e}")))?;
+    let mut last_id = args.last_event_id.clone();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let mut req = http.get(&url).header("accept", "text/event-stream");
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(id) = &last_id {
+            req = req.header("last-event-id", id.as_str());
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("bridge not reachable at {base}: is `realtime-bridge serve` running? ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let status = resp.status();
+        if status.is_client_error() && status.as_u16() != 429 {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CommandError::Refused(format!("the bridge refused the stream ({status}): {}", body.trim())));
+        }
+        if !status.is_success() {
+            eprintln!("the bridge answered {status}; retrying in {delay:?}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+            continue;
+        }
+        eprintln!("connected to {url}");
+        delay = Duration::from_millis(500);
+        let mut parser = SseParser::new();
+        let mut events: Vec<SseEvent> = Vec::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            parser.push(&chunk, &mut events);
+            for e in events.drain(..) {
+                writeln!(out, "{} {} {}", e.id.as_deref().unwrap_or("-"), e.event, e.data)?;
+                out.flush()?;
+            }
+            if let Some(id) = parser.last_event_id() {
+                last_id = Some(id.to_owned());
+            }
+        }
+        eprintln!("stream ended; reconnecting");
+        tokio::time::sleep(Duration::from_millis(parser.retry().unwrap_or(500).min(10_000))).await;
+    }
+}

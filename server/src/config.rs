@@ -1,0 +1,280 @@
+//! Command line and environment configuration.
+//!
+//! Every flag has an `RB_*` environment variable (clap's `env`), so the same
+//! binary is configured the same way on a laptop, in systemd and in a container.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use realtime_bridge_wire::{EventName, UserId};
+
+/// Realtime Bridge: NATS subjects in, per-user Server-Sent-Events out.
+#[derive(Debug, Parser)]
+#[command(name = "realtime-bridge", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge server.
+    Serve(ServeArgs),
+    /// Publish one event to NATS (no nats CLI needed).
+    Send(SendArgs),
+    /// Print a JWT signed with --jwt-secret, for local work and tests.
+    Token(TokenArgs),
+    /// Print a user's stream from a running bridge in the terminal.
+    Listen(ListenArgs),
+}
+
+/// `--history` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryMode {
+    /// On when JetStream answers, else live mode.
+    Auto,
+    /// Required: refuse to start without JetStream.
+    On,
+    /// Live mode: core NATS only, at most once.
+    Off,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (use port 0 to let the OS choose).
+    #[arg(long, env = "RB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// Serve without authentication. Refused unless --listen is a loopback address.
+    #[arg(long, env = "RB_NO_AUTH")]
+    pub no_auth: bool,
+
+    /// Replay from JetStream history: auto, on or off.
+    #[arg(long, env = "RB_HISTORY", value_enum, default_value_t = HistoryMode::Auto)]
+    pub history: HistoryMode,
+
+    /// How long history keeps events.
+    #[arg(long, env = "RB_HISTORY_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub history_max_age: Duration,
+
+    /// How many bytes history keeps.
+    #[arg(long, env = "RB_HISTORY_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    pub history_max_bytes: u64,
+
+    /// JetStream replicas of the history stream.
+    #[arg(long, env = "RB_HISTORY_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub history_replicas: u8,
+
+    /// JetStream stream name of the history.
+    #[arg(long, env = "RB_STREAM_NAME", default_value = "REALTIME")]
+    pub stream_name: String,
+
+    /// Interval of the `: hb` comment that keeps proxies and watchdogs happy.
+    #[arg(long, env = "RB_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
+    pub heartbeat: Duration,
+
+    /// Reconnect delay (ms) sent to clients as `retry:`.
+    #[arg(long, env = "RB_RETRY", default_value_t = 2000)]
+    pub retry: u64,
+
+    /// Largest payload delivered; bigger ones are counted and skipped.
+    #[arg(long, env = "RB_MAX_EVENT_BYTES", default_value = "262144", value_parser = parse_bytes_usize)]
+    pub max_event_bytes: usize,
+
+    /// Open streams allowed per user on this instance (429 beyond).
+    #[arg(long, env = "RB_MAX_STREAMS_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_user: u32,
+
+    /// Browser origin allowed by CORS (repeatable, or comma-separated in RB_CORS_ORIGIN).
+    #[arg(long = "cors-origin", env = "RB_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
+    /// Longest time shutdown may take before the process exits anyway.
+    #[arg(long, env = "RB_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log format: text or json.
+    #[arg(long, env = "RB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated for a cluster.
+    #[arg(long, env = "RB_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// HS256 secret used to verify (and, for `token`, sign) JWTs.
+    #[arg(long, env = "RB_JWT_SECRET", hide_env_values = true, conflicts_with = "jwt_public_key")]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA, EC P-256 or Ed25519) used to verify JWTs.
+    #[arg(long, env = "RB_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// Recipient user id (repeatable).
+    #[arg(long = "user", required_unless_present = "broadcast", value_parser = parse_user_id)]
+    pub users: Vec<UserId>,
+
+    /// Send to every connected user instead of --user.
+    #[arg(long, conflicts_with = "users")]
+    pub broadcast: bool,
+
+    /// Event name, e.g. message_new.
+    #[arg(long, value_parser = parse_event_name)]
+    pub event: EventName,
+
+    /// Set the Nats-Msg-Id header (JetStream drops duplicates with the same id).
+    #[arg(long)]
+    pub msg_id: Option<String>,
+
+    /// The JSON payload (becomes `data`).
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Subject (`sub`) of the token.
+    #[arg(long, value_parser = parse_user_id)]
+    pub user: UserId,
+
+    /// Lifetime of the token.
+    #[arg(long, default_value = "1h", value_parser = parse_positive_duration)]
+    pub ttl: Duration,
+
+    /// Sets `rb_admin: true` (may read any user's stream).
+    #[arg(long)]
+    pub admin: bool,
+
+    /// Scopes, e.g. publish,presence.
+    #[arg(long, value_delimiter = ',')]
+    pub scope: Vec<String>,
+
+    /// HS256 secret to sign with.
+    #[arg(long, env = "RB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    /// Bridge base URL.
+    #[arg(long, env = "RB_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+
+    /// User whose stream to print.
+    #[arg(long, value_parser = parse_user_id)]
+    pub user: UserId,
+
+    /// Only these events (comma-separated).
+    #[arg(long, value_parser = parse_event_list)]
+    pub events: Option<EventList>,
+
+    /// Token to send; without it one is signed with --jwt-secret (if given).
+    #[arg(long, env = "RB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Secret to sign a short-lived token with when --token is absent.
+    #[arg(long, env = "RB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Resume after this cursor.
+    #[arg(long)]
+    pub last_event_id: Option<String>,
+}
+
+/// A validated, de-duplicated `a,b,c` list (clap needs one value type).
+#[derive(Debug, Clone)]
+pub struct EventList(pub Vec<EventName>);
+
+fn parse_user_id(s: &str) -> Result<UserId, String> {
+    UserId::parse(s).map_err(|e| format!("user id {s:?} {e}"))
+}
+
+fn parse_event_name(s: &str) -> Result<EventName, String> {
+    EventName::parse(s).map_err(|e| format!("event name {s:?} {e}"))
+}
+
+fn parse_event_list(s: &str) -> Result<EventList, String> {
+    realtime_bridge_wire::parse_event_list(s)
+        .map(EventList)
+        .map_err(|(item, e)| format!("event name {item:?} {e}"))
+}
+
+/// Durations as `15s`, `500ms`, `24h`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 15s, 500ms, 24h)"))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// Sizes as `262144`, `256KiB`, `1GiB`, `10 MB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{e} (expected e.g. 262144, 256KiB, 1GiB)"))
+}
+
+fn parse_bytes_usize(s: &str) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    if n == 0 {
+        return Err("must be greater than zero".into());
+    }
+    usize::try_from(n).map_err(|_| "too large for this platform".into())
+}
+
+/// A CORS origin must be `scheme://host[:port]` with nothing after it, as browsers send it.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| format!("origin {s:?} must look like https://app.example.com"))?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "origin {s:?} must look like https://app.example.com (scheme and host, no path)"
+        ));
+    }
+    axum::http::HeaderValue::from_str(s).map_err(|_| format!("origin {s:?} is not a valid header value"))?;
+    Ok(s.to_owned())
+}
+
+/// Splits `--nats-url` into the server list async-nats takes.
+pub fn nats_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let list: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if list.is_empty() {
+        return Err("no NATS URL given".into());
+    }
+    list.into_iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("NATS URL {u:?}: {e}")))
+        .collect()
+}

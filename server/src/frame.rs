@@ -1,0 +1,154 @@
+//! Turns one NATS message into the SSE frame every interested stream receives.
+//!
+//! Framing happens once per message, not once per stream: the resulting `Bytes` are
+//! shared (reference-counted) by every stream that wants the event.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use realtime_bridge_wire::{sse, EventName, UserId};
+
+use crate::metrics::DropReason;
+
+/// One framed event, ready to be written to any stream.
+#[derive(Debug)]
+pub struct Frame {
+    /// Kept beside the bytes so a stream's `events=` filter is a string compare,
+    /// with no subject parsing per stream.
+    pub event: EventName,
+    /// `id:`, `event:` and `data:` lines, ending with the blank line.
+    pub bytes: Bytes,
+}
+
+pub type SharedFrame = Arc<Frame>;
+
+/// Builds envelopes and frames; validates payloads on the way.
+#[derive(Debug)]
+pub struct Framer {
+    /// `--max-event-bytes`: larger payloads are skipped, never delivered.
+    max_event_bytes: usize,
+    /// Live-mode ids are `<boot>-<n>`: unique across restarts (the boot prefix is random),
+    /// so a client that dedupes by id never mistakes a new event for one it has seen.
+    boot: String,
+    next: AtomicU64,
+}
+
+impl Framer {
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self { max_event_bytes, boot: boot_prefix(), next: AtomicU64::new(1) }
+    }
+
+    /// Checks the payload is one JSON value within the size limit.
+    pub fn validate(&self, payload: &[u8]) -> Result<(), DropReason> {
+        if payload.len() > self.max_event_bytes {
+            return Err(DropReason::TooLarge);
+        }
+        // IgnoredAny checks syntax without building a value, but skips string contents
+        // unchecked: UTF-8 is checked first, on the whole payload.
+        let text = std::str::from_utf8(payload).map_err(|_| DropReason::InvalidJson)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|_| DropReason::InvalidJson)?;
+        Ok(())
+    }
+
+    /// Frames a live (core NATS) message. `user` is `None` for broadcasts.
+    pub fn frame_live(&self, event: EventName, user: Option<&UserId>, payload: &[u8]) -> Result<SharedFrame, DropReason> {
+        self.validate(payload)?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n}", self.boot);
+        let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        Ok(Arc::new(build(&id, &id, event, user, payload, &ts)))
+    }
+}
+
+/// Writes the envelope and its SSE frame. `payload` must be valid JSON (checked by the caller).
+pub fn build(cursor: &str, id: &str, event: EventName, user: Option<&UserId>, payload: &[u8], timestamp: &str) -> Frame {
+    // The envelope is written by hand: id, event, user id and timestamp come from the
+    // token alphabet or RFC 3339, so none needs JSON escaping, and the payload is
+    // embedded as the producer sent it (already validated) instead of being re-encoded.
+    let payload = std::str::from_utf8(payload).unwrap_or("null");
+    let mut env = String::with_capacity(payload.len() + 96 + id.len() + event.as_str().len());
+    env.push_str("{\"id\":\"");
+    env.push_str(id);
+    env.push_str("\",\"event\":\"");
+    env.push_str(event.as_str());
+    env.push_str("\",\"data\":");
+    env.push_str(payload);
+    env.push_str(",\"timestamp\":\"");
+    env.push_str(timestamp);
+    env.push('"');
+    if let Some(u) = user {
+        env.push_str(",\"userId\":\"");
+        env.push_str(u.as_str());
+        env.push('"');
+    }
+    env.push('}');
+    let mut out = Vec::with_capacity(env.len() + 32 + cursor.len() + event.as_str().len());
+    sse::write_event(&mut out, Some(cursor), Some(event.as_str()), &env);
+    Frame { event, bytes: Bytes::from(out) }
+}
+
+fn boot_prefix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = rand::rng();
+    (0..8).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn envelope_matches_design_example() {
+        let f = build(
+            "1734",
+            "1734",
+            EventName::parse("message_new").unwrap(),
+            Some(&UserId::parse("42").unwrap()),
+            br#"{"text":"hi"}"#,
+            "2026-11-25T10:00:00.123Z",
+        );
+        assert_eq!(
+            std::str::from_utf8(&f.bytes).unwrap(),
+            "id: 1734\nevent: message_new\ndata: {\"id\":\"1734\",\"event\":\"message_new\",\"data\":{\"text\":\"hi\"},\"timestamp\":\"2026-11-25T10:00:00.123Z\",\"userId\":\"42\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn pretty_printed_payload_stays_one_event_and_valid_json() {
+        let framer = Framer::new(1024);
+        let f = framer
+            .frame_live(EventName::parse("e").unwrap(), None, b"{\n  \"a\": 1,\r\n  \"b\": [1,\r2]\n}")
+            .unwrap();
+        let mut p = realtime_bridge_wire::SseParser::new();
+        let mut out = Vec::new();
+        p.push(&f.bytes, &mut out);
+        assert_eq!(out.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&out[0].data).unwrap();
+        assert_eq!(v["data"]["b"][1], 2);
+        assert!(v.get("userId").is_none());
+    }
+
+    #[test]
+    fn bad_payloads_are_refused_with_reason() {
+        let framer = Framer::new(8);
+        let e = || EventName::parse("e").unwrap();
+        assert_eq!(framer.frame_live(e(), None, b"not json").unwrap_err(), DropReason::InvalidJson);
+        assert_eq!(framer.frame_live(e(), None, b"{} {}").unwrap_err(), DropReason::InvalidJson);
+        assert_eq!(framer.frame_live(e(), None, b"[1,2,3,4,5]").unwrap_err(), DropReason::TooLarge);
+        assert_eq!(framer.frame_live(e(), None, b"\"\xff\"").unwrap_err(), DropReason::InvalidJson);
+        assert!(framer.frame_live(e(), None, b"[1,2]").is_ok());
+    }
+
+    #[test]
+    fn live_ids_are_unique_and_increasing() {
+        let framer = Framer::new(64);
+        let a = framer.frame_live(EventName::parse("e").unwrap(), None, b"1").unwrap();
+        let b = framer.frame_live(EventName::parse("e").unwrap(), None, b"2").unwrap();
+        assert_ne!(a.bytes, b.bytes);
+        assert!(std::str::from_utf8(&b.bytes).unwrap().starts_with(&format!("id: {}-2\n", framer.boot)));
+    }
+}

@@ -1,0 +1,141 @@
+//! Prometheus metrics, exposed as text on `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Why an event was not delivered. Also the `reason` label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Payload is not one UTF-8 JSON value.
+    InvalidJson,
+    /// Payload larger than `--max-event-bytes`.
+    TooLarge,
+    /// Subject does not follow `user.<id>.<event>` / `broadcast.<event>` with valid tokens.
+    InvalidSubject,
+    /// A stream fell too far behind and was cut off; it missed these.
+    SlowClient,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [Self::InvalidJson, Self::TooLarge, Self::InvalidSubject, Self::SlowClient];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::TooLarge => "too_large",
+            Self::InvalidSubject => "invalid_subject",
+            Self::SlowClient => "slow_client",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// All metrics of one bridge process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub open_streams: Gauge,
+    pub connected_users: Gauge,
+    /// One per frame handed to a stream (a broadcast to N streams counts N).
+    pub events_delivered: Counter,
+    /// Messages taken from NATS, before filtering (a broadcast counts once).
+    pub events_received: Counter,
+    dropped: Family<ReasonLabel, Counter>,
+    streams_cut: Family<ReasonLabel, Counter>,
+    pub nats_connected: Gauge,
+    /// Successful (re)connections to NATS, the first one included.
+    pub nats_connects: Counter,
+    pub replayed_events: Counter,
+    /// Rate limit of "dropped" log lines: last log time per reason (ms since start).
+    last_drop_log: [AtomicU64; 4],
+    started: Instant,
+    /// Serialises encoding (the registry is not Sync-friendly for concurrent encodes).
+    encode_lock: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("realtime_bridge");
+        let open_streams = Gauge::default();
+        let connected_users = Gauge::default();
+        let events_delivered = Counter::default();
+        let events_received = Counter::default();
+        let dropped = Family::<ReasonLabel, Counter>::default();
+        let streams_cut = Family::<ReasonLabel, Counter>::default();
+        let nats_connected = Gauge::default();
+        let nats_connects = Counter::default();
+        let replayed_events = Counter::default();
+        registry.register("open_streams", "SSE streams open on this instance", open_streams.clone());
+        registry.register("connected_users", "Users with at least one open stream here", connected_users.clone());
+        registry.register("events_delivered", "Event frames handed to SSE streams", events_delivered.clone());
+        registry.register("events_received", "Messages received from NATS", events_received.clone());
+        registry.register("events_dropped", "Events not delivered, by reason", dropped.clone());
+        registry.register("streams_cut", "Streams closed by the bridge, by reason", streams_cut.clone());
+        registry.register("nats_connected", "1 while connected to NATS, else 0", nats_connected.clone());
+        registry.register("nats_connects", "Successful connections to NATS, the first included", nats_connects.clone());
+        registry.register("replayed_events", "Events replayed from history on resume", replayed_events.clone());
+        // Make every reason visible at 0 so dashboards and alerts see the series from the start.
+        for r in DropReason::ALL {
+            let _ = dropped.get_or_create(&ReasonLabel { reason: r.as_str() });
+        }
+        Self {
+            registry,
+            open_streams,
+            connected_users,
+            events_delivered,
+            events_received,
+            dropped,
+            streams_cut,
+            nats_connected,
+            nats_connects,
+            replayed_events,
+            last_drop_log: Default::default(),
+            started: Instant::now(),
+            encode_lock: Mutex::new(()),
+        }
+    }
+
+    /// Counts a dropped event; returns true when the caller should log it (at most once a second per reason).
+    pub fn dropped(&self, reason: DropReason, n: u64) -> bool {
+        self.dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(n);
+        let idx = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let last = self.last_drop_log[idx].load(Ordering::Relaxed);
+        (last == 0 || now.saturating_sub(last) >= 1000)
+            && self.last_drop_log[idx].compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    pub fn dropped_count(&self, reason: DropReason) -> u64 {
+        self.dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).get()
+    }
+
+    pub fn stream_cut(&self, reason: &'static str) {
+        self.streams_cut.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let _g = self.encode_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

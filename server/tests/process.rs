@@ -1,0 +1,562 @@
+//! Real `realtime-bridge` processes (the binary cargo built): signals and exit codes,
+//! configuration errors, the `token`/`send`/`listen` subcommands, what reaches the logs,
+//! presence across two instances on one NATS, a NATS restart under an open stream, and a
+//! producer written in another language (Python, nats-py).
+//!
+//! Every test has its own nats-server; every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const GRACE: Duration = Duration::from_secs(5);
+
+/// A NATS URL nobody listens on: a nats-server was started there and killed.
+fn dead_nats_url() -> String {
+    let mut n = NatsServer::start();
+    n.stop();
+    n.url()
+}
+
+fn single_line(ran: &Ran) -> &str {
+    let t = ran.stderr.trim();
+    assert!(!t.is_empty(), "no message on stderr");
+    assert!(!t.contains('\n'), "more than one stderr line:\n{t}");
+    t
+}
+
+async fn post_publish(base: &str, token: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/publish"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Shutdown on SIGTERM / SIGINT with open streams
+
+async fn shutdown_with_open_streams(sig: &str) {
+    let nats = NatsServer::start();
+    let mut bridge = BridgeProcess::start(&nats.url(), &["--shutdown-grace", "5s"]);
+    let base = bridge.base();
+    let mut streams = vec![
+        SseClient::open(&base, "42", "", Some(&token("42"))).await,
+        SseClient::open(&base, "42", "", Some(&token("42"))).await,
+        SseClient::open(&base, "43", "", Some(&token("43"))).await,
+    ];
+    // The streams are live, not just answered: a broadcast reaches each of them.
+    let client = nats.client().await;
+    publish(&client, "broadcast.ping", "1").await;
+    for s in &mut streams {
+        assert_eq!(s.next().await.event, "ping");
+    }
+
+    bridge.signal(sig);
+    let Some((status, took)) = wait_exit_async(&mut bridge, GRACE + WAIT).await else {
+        panic!("SIG{sig}: the bridge is still running {:?} after the signal; logs:\n{}", GRACE + WAIT, bridge.logs());
+    };
+    println!("SIG{sig} with 3 open streams: exited with {status} after {took:?} (grace {GRACE:?})");
+    assert_eq!(status.code(), Some(0), "SIG{sig}: exit status {status}; logs:\n{}", bridge.logs());
+    assert!(took < GRACE, "SIG{sig}: took {took:?}, not within the {GRACE:?} grace; logs:\n{}", bridge.logs());
+    for s in &mut streams {
+        s.expect_end(WAIT).await;
+    }
+    let logs = eventually("the shutdown log lines", WAIT, || {
+        let logs = bridge.logs();
+        let ok = logs.contains("shutting down") && logs.contains("shutdown complete");
+        async move { ok.then_some(logs) }
+    })
+    .await;
+    assert!(!logs.contains("grace elapsed"), "shutdown hit the grace limit:\n{logs}");
+}
+
+#[tokio::test]
+async fn sigterm_with_open_streams_exits_0_quickly_and_ends_every_stream() {
+    shutdown_with_open_streams("TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_with_open_streams_exits_0_quickly_and_ends_every_stream() {
+    shutdown_with_open_streams("INT").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Bad configuration: exit 64, one line naming the flag
+
+#[test]
+fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
+    let dead = dead_nats_url();
+    // Every case but the one value under test is valid (loopback, port 0, unused NATS),
+    // so a value wrongly accepted shows up as a bridge that starts (and is killed by run_bin).
+    let base = ["serve", "--nats-url", dead.as_str()];
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &[&str])> = vec![
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--heartbeat", "abc"], vec![], &["--heartbeat"]),
+        (vec!["--jwt-secret", "s", "--listen", "nope"], vec![], &["--listen"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--max-streams-per-user", "0"], vec![], &["--max-streams-per-user"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--history", "sometimes"], vec![], &["--history"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--cors-origin", "ftp:/x"], vec![], &["--cors-origin"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s"], vec![("RB_HEARTBEAT", "abc")], &["--heartbeat", "RB_HEARTBEAT"]),
+        (vec!["--listen", "127.0.0.1:0"], vec![], &["--jwt-secret"]),
+        (vec!["--no-auth", "--listen", "0.0.0.0:0"], vec![], &["--no-auth"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-public-key", "/nonexistent"], vec![], &["--jwt-public-key"]),
+    ];
+    let mut failures = Vec::new();
+    for (extra, env, needles) in &cases {
+        let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+        let ran = run_bin(&args, env);
+        let err = ran.stderr.trim();
+        println!("{env:?} {args:?} -> {:?} in {:?}: {err}", ran.code(), ran.took);
+        if ran.code() != Some(64) {
+            failures.push(format!("{env:?} {args:?}: exit {:?}, want 64; stderr: {err}", ran.code()));
+        }
+        if err.is_empty() || err.contains('\n') {
+            failures.push(format!("{env:?} {args:?}: stderr is not exactly one line:\n{err}"));
+        }
+        if !needles.iter().any(|n| err.contains(n)) {
+            failures.push(format!("{env:?} {args:?}: stderr does not name {needles:?}: {err}"));
+        }
+    }
+    // --no-auth on a non-loopback address is refused because it is not loopback.
+    let ran = run_bin(&["serve", "--nats-url", &dead, "--no-auth", "--listen", "0.0.0.0:0"], &[]);
+    if !ran.stderr.contains("loopback") {
+        failures.push(format!("--no-auth on 0.0.0.0: the message does not say why (loopback): {}", ran.stderr.trim()));
+    }
+    assert!(failures.is_empty(), "bad configuration handling:\n{}", failures.join("\n"));
+
+    for args in [&["--help"][..], &["serve", "--help"][..]] {
+        let ran = run_bin(args, &[]);
+        assert_eq!(ran.code(), Some(0), "{args:?} exits 0; stderr: {}", ran.stderr);
+        assert!(ran.stdout.contains("Usage"), "{args:?} prints usage on stdout:\n{}", ran.stdout);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. `token`
+
+#[tokio::test]
+async fn token_subcommand_prints_a_jwt_the_bridge_accepts() {
+    const S: &str = "another-secret-for-the-token-test";
+    let ran = run_bin(&["token", "--user", "42", "--jwt-secret", S, "--scope", "publish,presence", "--admin"], &[]);
+    assert_eq!(ran.code(), Some(0), "token failed: {}", ran.stderr);
+    let jwt = ran.stdout.trim().to_owned();
+    assert!(!jwt.contains('\n'), "token prints one line: {jwt:?}");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWT has three parts: {jwt}");
+    let header: Value = serde_json::from_slice(&b64url_decode(parts[0])).unwrap();
+    assert_eq!(header["alg"], "HS256");
+    let claims: Value = serde_json::from_slice(&b64url_decode(parts[1])).unwrap();
+    println!("token claims: {claims}");
+    assert_eq!(claims["sub"], "42");
+    assert_eq!(claims["rb_admin"], true);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let exp = claims["exp"].as_u64().expect("numeric exp");
+    assert!((now + 3500..=now + 3700).contains(&exp), "exp {exp} is not about an hour from now ({now})");
+    let scopes: Vec<String> = match &claims["rb_scope"] {
+        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+        Value::String(s) => s.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        other => panic!("rb_scope is {other}"),
+    };
+    assert!(scopes.contains(&"publish".to_owned()) && scopes.contains(&"presence".to_owned()), "{scopes:?}");
+
+    let nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &["--jwt-secret", S]);
+    let base = bridge.base();
+    let mut sse = SseClient::open(&base, "42", "", Some(&jwt)).await;
+    let resp = post_publish(&base, &jwt, json!({"users": ["42"], "event": "message_new", "data": {"text": "via http"}})).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"published": 1}));
+    let e = sse.next().await;
+    assert_eq!(e.event, "message_new");
+    assert_eq!(envelope(&e)["data"]["text"], "via http");
+    // --admin: may read another user's stream.
+    let _other = SseClient::open(&base, "43", "", Some(&jwt)).await;
+    // The secret matters: a token signed with another secret is refused.
+    assert_eq!(open_raw(&base, "42", "", Some(&token("42"))).await.status(), 401);
+
+    let ran = run_bin(&["token", "--user", "a.b", "--jwt-secret", S], &[]);
+    assert_eq!(ran.code(), Some(64), "token --user a.b: {}", ran.stderr);
+    assert!(single_line(&ran).contains("--user"), "{}", ran.stderr);
+    assert!(ran.stdout.trim().is_empty(), "no token printed for a bad user: {}", ran.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. `send`
+
+#[tokio::test]
+async fn send_subcommand_publishes_to_users_and_broadcast() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let bridge = BridgeProcess::start(&url, &[]);
+    let base = bridge.base();
+    let mut s42 = SseClient::open(&base, "42", "", Some(&token("42"))).await;
+    let mut s43 = SseClient::open(&base, "43", "", Some(&token("43"))).await;
+
+    let ran = run_bin(&["send", "--nats-url", &url, "--user", "42", "--event", "message_new", r#"{"text":"hi"}"#], &[]);
+    println!("send --user 42: {:?} in {:?}", ran.code(), ran.took);
+    assert_eq!(ran.code(), Some(0), "send failed: {}", ran.stderr);
+    assert!(ran.stdout.contains("user.42.message_new"), "{}", ran.stdout);
+    let e = s42.next().await;
+    assert_eq!(e.event, "message_new");
+    let env = envelope(&e);
+    assert_eq!(env["data"], json!({"text": "hi"}));
+    assert_eq!(env["userId"], "42");
+
+    let ran = run_bin(&["send", "--nats-url", &url, "--broadcast", "--event", "system_alert", r#""maintenance""#], &[]);
+    assert_eq!(ran.code(), Some(0), "send --broadcast failed: {}", ran.stderr);
+    for s in [&mut s42, &mut s43] {
+        // For 43 this is also the first event: it never got 42's message.
+        let e = s.next().await;
+        assert_eq!(e.event, "system_alert");
+        let env = envelope(&e);
+        assert_eq!(env["data"], "maintenance");
+        assert!(env.get("userId").is_none(), "broadcast has no userId: {env}");
+    }
+
+    let ran = run_bin(
+        &["send", "--nats-url", &url, "--user", "42", "--user", "43", "--event", "message_new", r#"{"n":2}"#],
+        &[],
+    );
+    assert_eq!(ran.code(), Some(0), "send --user 42 --user 43 failed: {}", ran.stderr);
+    for (s, user) in [(&mut s42, "42"), (&mut s43, "43")] {
+        let env = envelope(&s.next().await);
+        assert_eq!(env["data"], json!({"n": 2}));
+        assert_eq!(env["userId"], user);
+    }
+
+    let ran = run_bin(&["send", "--nats-url", &url, "--user", "42", "--event", "message_new", "not json"], &[]);
+    assert_eq!(ran.code(), Some(64), "non-JSON payload: {}", ran.stderr);
+    assert!(single_line(&ran).contains("JSON"), "{}", ran.stderr);
+
+    let dead = dead_nats_url();
+    let ran = run_bin(&["send", "--nats-url", &dead, "--user", "42", "--event", "message_new", "1"], &[]);
+    println!("send to a dead NATS: {:?} in {:?}: {}", ran.code(), ran.took, ran.stderr.trim());
+    assert_eq!(ran.code(), Some(69), "unreachable NATS: {}", ran.stderr);
+    let err = single_line(&ran);
+    assert!(err.contains("is nats-server running") && err.contains(&dead), "{err}");
+
+    let ran = run_bin(&["send", "--nats-url", &url, "--user", "*", "--event", "message_new", "1"], &[]);
+    assert_eq!(ran.code(), Some(64), "--user '*': {}", ran.stderr);
+    assert!(single_line(&ran).contains("--user"), "{}", ran.stderr);
+    let ran = run_bin(&["send", "--nats-url", &url, "--user", "42", "--event", ">", "1"], &[]);
+    assert_eq!(ran.code(), Some(64), "--event '>': {}", ran.stderr);
+
+    // Nothing else was delivered (the refused sends published nothing).
+    assert!(s42.next_within(Duration::from_millis(300)).await.is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. `listen`
+
+#[tokio::test]
+async fn listen_subcommand_prints_the_stream() {
+    let nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &[]);
+    let mut cmd = bridge_command(
+        &["listen", "--url", &bridge.base(), "--user", "42", "--jwt-secret", SECRET, "--events", "message_new"],
+        &[],
+    );
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    let out = lines_of(child.0.stdout.take().unwrap());
+    let err = lines_of(child.0.stderr.take().unwrap());
+
+    // It prints "connected to <url>" once the bridge answered 200, i.e. the stream is attached.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match err.recv_timeout(left) {
+            Ok(l) if l.contains("connected to") => break,
+            Ok(l) => println!("listen stderr: {l}"),
+            Err(e) => panic!("listen did not connect within {WAIT:?} ({e})"),
+        }
+    }
+    let client = nats.client().await;
+    publish(&client, "user.42.typing_start", r#"{"filtered":"out"}"#).await;
+    publish(&client, "user.42.message_new", r#"{"text":"to the terminal"}"#).await;
+    let line = tokio::task::spawn_blocking(move || out.recv_timeout(WAIT).map(|l| (l, out))).await.unwrap();
+    let (line, out) = line.unwrap_or_else(|e| panic!("listen printed nothing within {WAIT:?} ({e})"));
+    println!("listen printed: {line}");
+    assert!(line.contains("message_new"), "{line}");
+    assert!(line.contains(r#"{"text":"to the terminal"}"#), "{line}");
+    assert!(!line.contains("typing_start"), "--events message_new lets typing_start through: {line}");
+    assert!(out.try_recv().is_err(), "only one event was printed");
+    assert!(child.0.try_wait().unwrap().is_none(), "listen keeps running");
+    drop(child);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Tokens never reach the logs
+
+#[tokio::test]
+async fn tokens_never_appear_in_debug_logs() {
+    let nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &[]); // RUST_LOG=debug (harness default)
+    let base = bridge.base();
+
+    let t_query = token("42");
+    let t_header = token("43");
+    let t_cookie = token("44");
+    let t_publish = token_with("svc", false, &["publish"]);
+    // A well-formed JWT with a forged signature, and plain garbage.
+    let bad_jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI0MiIsImV4cCI6NDEwMjQ0NDgwMH0.Zm9yZ2VkLXNpZ25hdHVyZS1tdXN0LW5vdC1iZS1sb2dnZWQ";
+    let garbage = "garbage-token-7f3a9c2e1b";
+
+    let _s1 = SseClient::open(&base, "42", &format!("?access_token={t_query}"), None).await;
+    let _s2 = SseClient::open(&base, "43", "", Some(&t_header)).await;
+    let cookie = reqwest::Client::new()
+        .get(format!("{base}/v1/users/44/events"))
+        .header("cookie", format!("rb_token={t_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cookie.status(), 200);
+    assert_eq!(open_raw(&base, "42", "", Some(bad_jwt)).await.status(), 401);
+    assert_eq!(open_raw(&base, "42", &format!("?access_token={bad_jwt}"), None).await.status(), 401);
+    assert_eq!(open_raw(&base, "42", "", Some(garbage)).await.status(), 401);
+    assert_eq!(open_raw(&base, "42", &format!("?access_token={garbage}"), None).await.status(), 401);
+    let resp = post_publish(&base, &t_publish, json!({"users": ["42"], "event": "message_new", "data": 1})).await;
+    assert_eq!(resp.status(), 202);
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/publish?access_token={garbage}"))
+        .json(&json!({"broadcast": true, "event": "x", "data": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // The requests were logged (by path): the check below is not vacuous.
+    let logs = eventually("the request paths in the logs", WAIT, || {
+        let logs = bridge.logs();
+        let ok = logs.contains("/v1/users/42/events") && logs.contains("/v1/publish");
+        async move { ok.then_some(logs) }
+    })
+    .await;
+    println!("{} log lines captured", logs.lines().count());
+    let mut secrets: Vec<(&str, String)> = vec![("garbage token", garbage.to_owned())];
+    for (what, t) in [
+        ("query token", t_query.as_str()),
+        ("header token", t_header.as_str()),
+        ("cookie token", t_cookie.as_str()),
+        ("publish token", t_publish.as_str()),
+        ("forged token", bad_jwt),
+    ] {
+        let (_, payload_and_sig) = t.split_once('.').unwrap();
+        let sig = t.rsplit('.').next().unwrap();
+        secrets.push((what, t.to_owned()));
+        secrets.push((what, payload_and_sig.to_owned()));
+        secrets.push((what, sig.to_owned()));
+    }
+    for (what, s) in &secrets {
+        assert!(!logs.contains(s.as_str()), "the {what} (or a part of it: {s}) is in the logs:\n{logs}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Presence across two instances
+
+async fn presence_http(base: &str, user: &str, tok: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v1/presence/{user}"))
+        .bearer_auth(tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "presence refused");
+    resp.json().await.unwrap()
+}
+
+async fn presence_nats(client: &async_nats::Client, user: &str) -> Value {
+    let msg = tokio::time::timeout(WAIT, client.request(format!("realtime.presence.{user}"), bytes::Bytes::new()))
+        .await
+        .expect("presence request answered in time")
+        .expect("presence request answered");
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+async fn until_presence(what: &str, timeout: Duration, base: &str, tok: &str, want: &Value) -> Duration {
+    let start = Instant::now();
+    eventually(what, timeout, || {
+        let (base, tok, want) = (base.to_owned(), tok.to_owned(), want.clone());
+        async move { (presence_http(&base, "42", &tok).await == want).then_some(()) }
+    })
+    .await;
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn presence_counts_streams_over_every_instance() {
+    let nats = NatsServer::start();
+    let a = BridgeProcess::start(&nats.url(), &[]);
+    let mut b = BridgeProcess::start(&nats.url(), &[]);
+    let ptok = token_with("svc", false, &["presence"]);
+    let _a1 = SseClient::open(&a.base(), "42", "", Some(&token("42"))).await;
+    let mut b1 = SseClient::open(&b.base(), "42", "", Some(&token("42"))).await;
+    let mut b2 = SseClient::open(&b.base(), "42", "", Some(&token("42"))).await;
+
+    let three = json!({"userId": "42", "connected": true, "streams": 3});
+    let took = until_presence("A counts 3 streams", WAIT, &a.base(), &ptok, &three).await;
+    println!("A saw 3 streams after {took:?}");
+    until_presence("B counts 3 streams", WAIT, &b.base(), &ptok, &three).await;
+    let client = nats.client().await;
+    assert_eq!(presence_nats(&client, "42").await, three);
+    let nobody = json!({"userId": "a-b", "connected": false, "streams": 0});
+    assert_eq!(presence_nats(&client, "a-b").await, nobody);
+    assert_eq!(presence_http(&a.base(), "a-b", &ptok).await, nobody);
+    // The presence scope is required.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/presence/42", a.base()))
+        .bearer_auth(token("42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // A graceful stop (TERM) removes that instance's streams, and it says goodbye: the
+    // next query does not wait for its answer.
+    let five = json!({"userId": "42", "connected": true, "streams": 5});
+    let mut c = BridgeProcess::start(&nats.url(), &["--shutdown-grace", "5s"]);
+    let _c1 = SseClient::open(&c.base(), "42", "", Some(&token("42"))).await;
+    let _c2 = SseClient::open(&c.base(), "42", "", Some(&token("42"))).await;
+    until_presence("A counts C's streams too", WAIT, &a.base(), &ptok, &five).await;
+    c.signal("TERM");
+    let start = Instant::now();
+    let (status, _) = wait_exit_async(&mut c, GRACE + WAIT).await.expect("C exits after TERM");
+    assert_eq!(status.code(), Some(0), "C after TERM: {status}");
+    let took = until_presence("A counts 3 after C stopped", Duration::from_secs(30), &a.base(), &ptok, &three).await;
+    println!("after SIGTERM of C, A counted 3 streams within {:?} of the signal ({took:?} after C exited)", start.elapsed());
+    let q = Instant::now();
+    assert_eq!(presence_http(&a.base(), "42", &ptok).await, three);
+    let q = q.elapsed();
+    println!("presence query on A right after C's graceful stop took {q:?}");
+    assert!(q < Duration::from_millis(700), "A still waits for the stopped C ({q:?}): its bye was not heard");
+    assert_eq!(presence_nats(&client, "42").await, three);
+
+    // B dies without a word: within 30 s A no longer counts its streams.
+    b.signal("KILL");
+    let start = Instant::now();
+    wait_exit_async(&mut b, WAIT).await.expect("B killed");
+    b1.expect_end(WAIT).await;
+    b2.expect_end(WAIT).await;
+    let one = json!({"userId": "42", "connected": true, "streams": 1});
+    until_presence("A counts 1 stream after B was killed", Duration::from_secs(30), &a.base(), &ptok, &one).await;
+    println!("after SIGKILL of B, A counted 1 stream within {:?}", start.elapsed());
+    assert_eq!(presence_nats(&client, "42").await, one);
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. NATS restarted under an open stream
+
+#[tokio::test]
+async fn events_flow_again_on_the_same_stream_after_a_nats_restart() {
+    let mut nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &[]);
+    let mut sse = SseClient::open(&bridge.base(), "42", "", Some(&token("42"))).await;
+    let client = nats.client().await;
+    publish(&client, "user.42.message_new", r#"{"n":0}"#).await;
+    assert_eq!(envelope(&sse.next().await)["data"], json!({"n": 0}));
+
+    nats.restart();
+    let start = Instant::now();
+    let mut n = 0u32;
+    let e = loop {
+        assert!(
+            start.elapsed() < WAIT,
+            "no event on the open stream within {WAIT:?} of the NATS restart ({n} publishes); logs:\n{}",
+            bridge.logs()
+        );
+        n += 1;
+        let payload = format!(r#"{{"n":{n}}}"#);
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            client.publish("user.42.message_new", payload.into()).await?;
+            client.flush().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .await;
+        if let Some(e) = sse.next_within(Duration::from_millis(200)).await {
+            break e;
+        }
+    };
+    println!("after the NATS restart, events flowed again after {:?} ({n} publishes)", start.elapsed());
+    assert_eq!(e.event, "message_new");
+    assert_eq!(envelope(&e)["userId"], "42");
+}
+
+// ---------------------------------------------------------------------------------------
+// B. A producer in another language: Python with nats-py
+
+fn python_producer() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/producers/publish.py")
+}
+
+/// Fails (never skips) when python3 or nats-py is missing.
+fn require_nats_py() {
+    let ran = run_bounded(
+        {
+            let mut c = Command::new("python3");
+            c.args(["-c", "import nats"]);
+            c
+        },
+        WAIT,
+    );
+    assert!(
+        ran.status.success(),
+        "python3 cannot import nats-py: `pip install nats-py` (for the python3 on PATH) and run again.\n{}",
+        ran.stderr.trim()
+    );
+}
+
+fn run_producer(args: &[&str]) -> Ran {
+    let mut c = Command::new("python3");
+    c.arg(python_producer()).args(args);
+    run_bounded(c, WAIT)
+}
+
+#[tokio::test]
+async fn python_producer_reaches_the_stream() {
+    require_nats_py();
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let bridge = BridgeProcess::start(&url, &[]);
+    let mut sse = SseClient::open(&bridge.base(), "42", "", Some(&token("42"))).await;
+
+    let ran = run_producer(&["--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"text":"from python"}"#]);
+    println!("publish.py: {:?} in {:?}: {}", ran.code(), ran.took, ran.stdout.trim());
+    assert_eq!(ran.code(), Some(0), "publish.py failed: {}", ran.stderr);
+    let e = sse.next().await;
+    assert_eq!(e.event, "message_new");
+    let env = envelope(&e);
+    assert_eq!(env["data"], json!({"text": "from python"}));
+    assert_eq!(env["userId"], "42");
+
+    let ran = run_producer(&[
+        "--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"k":1}"#, "--count", "3", "--msg-id", "py-1",
+    ]);
+    assert_eq!(ran.code(), Some(0), "publish.py --count 3 failed: {}", ran.stderr);
+    for _ in 0..3 {
+        assert_eq!(envelope(&sse.next().await)["data"], json!({"k": 1}));
+    }
+
+    let dead = dead_nats_url();
+    let ran = run_producer(&["--url", &dead, "--user", "42", "--event", "message_new", "--data", "1"]);
+    println!("publish.py to a dead NATS: {:?} in {:?}: {}", ran.code(), ran.took, ran.stderr.trim());
+    assert_eq!(ran.code(), Some(2), "unreachable NATS: {}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!("NATS not reachable at {dead}: is nats-server running?")),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.took < Duration::from_secs(5), "fails fast, took {:?}", ran.took);
+
+    // Nothing else arrived (the failed run published nothing).
+    assert!(sse.next_within(Duration::from_millis(300)).await.is_none());
+}
