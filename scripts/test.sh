@@ -4,5 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-echo "== cargo test (wire crate, bridge server: unit, router, end-to-end, process tests)"
+echo "== cargo test (wire crate, bridge server: unit, router, end-to-end, process, history, chaos; SDK native units)"
 cargo test --workspace --locked
+
+echo "== SDK (sdk-wasm + npm package): build, Rust/Node/hook/browser tests"
+bash scripts/test-sdk.sh

@@ -18,7 +18,11 @@ pub struct Frame {
     /// Kept beside the bytes so a stream's `events=` filter is a string compare,
     /// with no subject parsing per stream.
     pub event: EventName,
-    /// `id:`, `event:` and `data:` lines, ending with the blank line.
+    /// JetStream sequence in history mode (the envelope id); 0 in live mode.
+    pub seq: u64,
+    /// Live mode: the whole frame (`id:`, `event:`, `data:` lines and the blank line).
+    /// History mode: the same without the `id:` line, which carries each stream's own
+    /// resume cursor and is written by the stream just before these bytes.
     pub bytes: Bytes,
 }
 
@@ -58,12 +62,36 @@ impl Framer {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.boot);
         let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        Ok(Arc::new(build(&id, &id, event, user, payload, &ts)))
+        Ok(Arc::new(build(Some(&id), &id, 0, event, user, payload, &ts)))
+    }
+
+    /// Frames an event stored in JetStream at `seq` (history mode): the envelope id is the
+    /// sequence, the timestamp when JetStream stored it, and the `id:` line is left out.
+    pub fn frame_stored(
+        &self,
+        seq: u64,
+        event: EventName,
+        user: Option<&UserId>,
+        payload: &[u8],
+        stored_at: SystemTime,
+    ) -> Result<SharedFrame, DropReason> {
+        self.validate(payload)?;
+        let ts = humantime::format_rfc3339_millis(stored_at).to_string();
+        Ok(Arc::new(build(None, &seq.to_string(), seq, event, user, payload, &ts)))
     }
 }
 
 /// Writes the envelope and its SSE frame. `payload` must be valid JSON (checked by the caller).
-pub fn build(cursor: &str, id: &str, event: EventName, user: Option<&UserId>, payload: &[u8], timestamp: &str) -> Frame {
+/// `cursor` is the `id:` line's value, if the frame carries one.
+pub fn build(
+    cursor: Option<&str>,
+    id: &str,
+    seq: u64,
+    event: EventName,
+    user: Option<&UserId>,
+    payload: &[u8],
+    timestamp: &str,
+) -> Frame {
     // The envelope is written by hand: id, event, user id and timestamp come from the
     // token alphabet or RFC 3339, so none needs JSON escaping, and the payload is
     // embedded as the producer sent it (already validated) instead of being re-encoded.
@@ -84,9 +112,9 @@ pub fn build(cursor: &str, id: &str, event: EventName, user: Option<&UserId>, pa
         env.push('"');
     }
     env.push('}');
-    let mut out = Vec::with_capacity(env.len() + 32 + cursor.len() + event.as_str().len());
-    sse::write_event(&mut out, Some(cursor), Some(event.as_str()), &env);
-    Frame { event, bytes: Bytes::from(out) }
+    let mut out = Vec::with_capacity(env.len() + 32 + cursor.map_or(0, str::len) + event.as_str().len());
+    sse::write_event(&mut out, cursor, Some(event.as_str()), &env);
+    Frame { event, seq, bytes: Bytes::from(out) }
 }
 
 fn boot_prefix() -> String {
@@ -104,8 +132,9 @@ mod tests {
     #[test]
     fn envelope_matches_design_example() {
         let f = build(
+            Some("1734"),
             "1734",
-            "1734",
+            1734,
             EventName::parse("message_new").unwrap(),
             Some(&UserId::parse("42").unwrap()),
             br#"{"text":"hi"}"#,

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,7 +20,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::{Auth, SCOPE_PRESENCE, SCOPE_PUBLISH};
 use crate::error::AppError;
+use crate::frame::Framer;
 use crate::hub::Hub;
+use crate::stream::{HistoryStart, StreamContext};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 
@@ -33,6 +35,7 @@ pub struct Shared {
     pub auth: Auth,
     pub client: async_nats::Client,
     pub hub: Arc<Hub>,
+    pub framer: Arc<Framer>,
     pub presence: Arc<Presence>,
     pub metrics: Arc<Metrics>,
     /// Ticks every `--heartbeat`; one timer for all streams instead of one each.
@@ -57,6 +60,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        // After every route: a known path with another method gets a JSON 405 (axum adds `Allow`).
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
         // The span names the path only: the query may hold `access_token`, which must never be logged.
@@ -96,17 +101,33 @@ fn user_id(raw: &str) -> Result<UserId, AppError> {
     UserId::parse(raw).map_err(|e| AppError::InvalidUserId { value: raw.to_owned(), reason: e.to_string() })
 }
 
+/// A path parameter that is not UTF-8 once percent-decoded is an invalid user id (JSON 400
+/// like every other error), not axum's plain-text rejection.
+fn path_param(p: Result<Path<String>, PathRejection>, uri: &Uri, prefix: &str, suffix: &str) -> Result<String, AppError> {
+    p.map(|Path(s)| s).map_err(|_| {
+        let raw = uri.path();
+        let raw = raw.strip_prefix(prefix).unwrap_or(raw);
+        let raw = raw.strip_suffix(suffix).unwrap_or(raw);
+        AppError::InvalidUserId {
+            value: raw.to_owned(),
+            reason: "is not UTF-8 once percent-decoded (allowed: A-Z a-z 0-9 _ -)".into(),
+        }
+    })
+}
+
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, AppError> {
     q.map(|Query(t)| t).map_err(|e| AppError::BadRequest(format!("bad query string: {}", e.body_text())))
 }
 
 async fn stream_events(
     State(state): State<AppState>,
-    Path(rest): Path<String>,
+    rest: Result<Path<String>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
     q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let s = &state.0;
+    let rest = path_param(rest, &uri, "/v1/users/", "/events")?;
     let Some(raw_user) = rest.strip_suffix("/events") else { return Err(not_found_error()) };
     let user = user_id(raw_user)?;
     let q = query(q)?;
@@ -123,19 +144,25 @@ async fn stream_events(
             return Err(AppError::Forbidden(format!("this token may not read the stream of user {user}")));
         }
     }
-    // Resume cursors (`Last-Event-ID` / `lastEventId`) only mean something with history;
-    // in live mode the stream starts from now, as DESIGN.md section 3 says.
-    let _cursor = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned).or(q.last_event_id);
+    // Resume cursors (`Last-Event-ID`, else `lastEventId`) only mean something with
+    // history; in live mode the stream starts from now (DESIGN.md section 3).
+    let cursor = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned).or(q.last_event_id);
 
     let attached = s.hub.attach(&user).await?;
-    let body = crate::stream::sse_body(
-        attached,
+    let history = match s.hub.history() {
+        Some(h) => {
+            Some(HistoryStart::new(h, &s.framer, &user, filter.as_deref(), cursor.as_deref(), &attached).await?)
+        }
+        None => None,
+    };
+    let ctx = StreamContext {
         filter,
-        s.retry_ms,
-        s.heartbeat.clone(),
-        s.shutdown.child_token(),
-        Arc::clone(&s.metrics),
-    );
+        retry_ms: s.retry_ms,
+        heartbeat: s.heartbeat.clone(),
+        shutdown: s.shutdown.child_token(),
+        metrics: Arc::clone(&s.metrics),
+    };
+    let body = crate::stream::sse_body(attached, ctx, history);
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
@@ -157,6 +184,9 @@ struct PublishRequest {
     broadcast: bool,
     event: String,
     data: Box<RawValue>,
+    /// Sent as `Nats-Msg-Id`: with history on, JetStream drops a repeat within its window.
+    #[serde(default, rename = "msgId")]
+    msg_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,11 +198,21 @@ async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<TokenQuery>, QueryRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let s = &state.0;
     let q = query(q)?;
     s.auth.require_scope(&headers, q.access_token.as_deref(), SCOPE_PUBLISH)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge(format!(
+                "the body is too large: data may be at most {} bytes (--max-event-bytes)",
+                s.max_event_bytes
+            ))
+        } else {
+            AppError::BadRequest(format!("cannot read the body: {}", e.body_text()))
+        }
+    })?;
     let req: PublishRequest = serde_json::from_slice(&body).map_err(|e| {
         AppError::BadRequest(format!(
             "body must be {{\"users\":[...]|\"broadcast\":true,\"event\":\"...\",\"data\":...}}: {e}"
@@ -200,26 +240,61 @@ async fn publish(
     if s.client.connection_state() != async_nats::connection::State::Connected {
         return Err(AppError::Unavailable("NATS is not connected; retry shortly".into()));
     }
-    for subj in &subjects {
-        s.client
-            .publish(subj.clone(), payload.clone())
-            .await
-            .map_err(|e| AppError::Unavailable(format!("publish to NATS failed: {e}")))?;
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(id) = &req.msg_id {
+        if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control()) {
+            return Err(AppError::BadRequest("msgId must be 1 to 256 printable characters".into()));
+        }
+        headers.insert("Nats-Msg-Id", id.as_str());
     }
-    // 202 promises NATS has the messages: wait for a round trip to the server.
-    crate::nats::round_trip(&s.client)
-        .await
-        .map_err(|e| AppError::Unavailable(format!("NATS did not confirm the publish: {e}")))?;
+    match s.hub.history() {
+        // With history, 202 means JetStream stored them (or knew them as duplicates).
+        Some(h) => {
+            let mut acks = Vec::with_capacity(subjects.len());
+            for subj in &subjects {
+                let mut hdrs = headers.clone();
+                if subjects.len() > 1 {
+                    if let Some(id) = &req.msg_id {
+                        // One id per subject, or JetStream would drop all but the first.
+                        hdrs.insert("Nats-Msg-Id", format!("{id}:{subj}").as_str());
+                    }
+                }
+                let ack = h
+                    .context()
+                    .publish_with_headers(subj.clone(), hdrs, payload.clone())
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("publish to JetStream failed: {e}")))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                ack.await.map_err(|e| AppError::Unavailable(format!("JetStream did not acknowledge: {e}")))?;
+            }
+        }
+        // Without, a round trip to the server proves NATS has them.
+        None => {
+            for subj in &subjects {
+                s.client
+                    .publish_with_headers(subj.clone(), headers.clone(), payload.clone())
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("publish to NATS failed: {e}")))?;
+            }
+            crate::nats::round_trip(&s.client)
+                .await
+                .map_err(|e| AppError::Unavailable(format!("NATS did not confirm the publish: {e}")))?;
+        }
+    }
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "published": subjects.len() }))).into_response())
 }
 
 async fn presence(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    raw: Result<Path<String>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
     q: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let s = &state.0;
+    let raw = path_param(raw, &uri, "/v1/presence/", "")?;
     let user = user_id(&raw)?;
     let q = query(q)?;
     s.auth.require_scope(&headers, q.access_token.as_deref(), SCOPE_PRESENCE)?;
@@ -227,10 +302,19 @@ async fn presence(
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.0.client.connection_state() {
-        async_nats::connection::State::Connected => (StatusCode::OK, "ready\n").into_response(),
-        other => AppError::Unavailable(format!("NATS is {other}")).into_response(),
+    let s = &state.0;
+    match s.client.connection_state() {
+        async_nats::connection::State::Connected => {}
+        other => return AppError::Unavailable(format!("NATS is {other}")).into_response(),
     }
+    if let Some(h) = s.hub.history() {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), h.bounds()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return AppError::Unavailable(format!("JetStream is not reachable: {e}")).into_response(),
+            Err(_) => return AppError::Unavailable("JetStream did not answer in 2s".into()).into_response(),
+        }
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -243,6 +327,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 fn not_found_error() -> AppError {
     AppError::NotFound("no such endpoint; the stream is GET /v1/users/{userId}/events".into())
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed("this endpoint does not take that method (see the Allow header)".into())
 }
 
 async fn not_found() -> AppError {

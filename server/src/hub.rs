@@ -1,14 +1,20 @@
 //! Fan-out from NATS to streams.
 //!
-//! One NATS subscription per connected user (`user.<id>.*`), shared by all of that
-//! user's streams and dropped with the last one, plus one `broadcast.*` subscription for
-//! the whole process. Each subscription's task frames a message once and hands the same
-//! bytes to every stream through a bounded `tokio::sync::broadcast` ring: a stream that
-//! falls further behind than the ring holds is cut off instead of buffering without bound.
+//! One NATS subscription per connected user (`user.<id>.*`, or its republished copy
+//! `rt.user.<id>.*` in history mode), shared by all of that user's streams and dropped
+//! with the last one, plus one broadcast subscription for the whole process. Each
+//! subscription's task frames a message once and hands the same bytes to every stream
+//! through a bounded `tokio::sync::broadcast` ring: a stream that falls further behind
+//! than the ring holds is cut off instead of buffering without bound.
+//!
+//! In history mode each ring is also *complete*: its task tracks `upto`, the sequence up to
+//! which every event of the channel has been pushed, in stored order. When it cannot be
+//! sure of that (its subscription is new, or NATS reconnected) it reads the missing range
+//! from JetStream before going on, so streams see no gap and no duplicate.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use realtime_bridge_wire::{subject, EventName, UserId};
@@ -17,11 +23,17 @@ use tokio::task::JoinHandle;
 
 use crate::error::AppError;
 use crate::frame::{Framer, SharedFrame};
+use crate::history::{republished_meta, History};
 use crate::metrics::{DropReason, Metrics};
 
-/// How long a new stream waits for its user's NATS subscription to be confirmed by the
-/// server before it starts anyway (it will get events once NATS is back).
+/// How long a new stream waits for its channel's NATS subscription to be confirmed by the
+/// server before it starts anyway (live mode) or is refused with 503 (history mode).
 const SUBSCRIBE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A new subscription may miss what is stored before its interest reaches the stream's
+/// server (in a cluster that takes a moment). If no event arrives by then, the channel
+/// checks history once for anything it missed.
+const VERIFY_AFTER: Duration = Duration::from_millis(500);
 
 /// Per-process fan-out state.
 #[derive(Debug)]
@@ -29,29 +41,114 @@ pub struct Hub {
     client: async_nats::Client,
     framer: Arc<Framer>,
     metrics: Arc<Metrics>,
+    /// `Some` in history mode.
+    history: Option<History>,
     /// Keyed by user; a slot exists exactly while the user has an open stream here.
     users: Mutex<HashMap<UserId, UserSlot>>,
-    broadcast_tx: broadcast::Sender<SharedFrame>,
+    broadcasts: Arc<Channel>,
+    /// Handed to the broadcast task by [`Hub::start_broadcasts`].
+    broadcast_ready: Mutex<Option<watch::Sender<bool>>>,
     max_streams_per_user: u32,
     /// Frames a stream may lag behind before it is cut off (per ring).
     queue_len: usize,
+    /// Bumped on every NATS (re)connection; history channels fill the gap it left.
+    connections: watch::Receiver<u64>,
+}
+
+/// One ring and how far it is complete.
+#[derive(Debug)]
+pub struct Channel {
+    tx: broadcast::Sender<SharedFrame>,
+    /// History mode: every event of the channel with a sequence up to this one has been
+    /// pushed (or was stored before the channel existed). Pushes and new receivers take
+    /// this lock, so a stream's ring position and its catch-up bound always agree.
+    upto: Mutex<u64>,
+    /// Becomes true once the subscription is confirmed and `upto` is set.
+    ready: watch::Receiver<bool>,
+}
+
+impl Channel {
+    fn new(queue_len: usize) -> (Arc<Self>, watch::Sender<bool>) {
+        let (tx, _) = broadcast::channel(queue_len);
+        let (ready_tx, ready) = watch::channel(false);
+        (Arc::new(Self { tx, upto: Mutex::new(0), ready }), ready_tx)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        self.upto.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A receiver positioned at the next push, and the sequence everything before it covers.
+    fn subscribe(&self) -> (broadcast::Receiver<SharedFrame>, u64) {
+        let upto = self.lock();
+        (self.tx.subscribe(), *upto)
+    }
+
+    async fn wait_ready(&self) -> bool {
+        let mut ready = self.ready.clone();
+        let confirmed = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, ready.wait_for(|r| *r)).await;
+        matches!(confirmed, Ok(Ok(_)))
+    }
 }
 
 #[derive(Debug)]
 struct UserSlot {
-    tx: broadcast::Sender<SharedFrame>,
+    channel: Arc<Channel>,
     /// Open streams of this user on this instance.
     streams: u32,
-    /// Becomes true once the server has confirmed the subscription.
-    ready: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
-/// What a new stream gets: its two rings, and a guard that gives the slot back.
+/// Whose events a channel carries.
+#[derive(Debug, Clone)]
+enum Kind {
+    User(UserId),
+    Broadcast,
+}
+
+impl Kind {
+    fn live_subject(&self, history: bool) -> String {
+        let s = match self {
+            Self::User(u) => subject::user_wildcard(u),
+            Self::Broadcast => subject::BROADCAST_WILDCARD.to_owned(),
+        };
+        if history {
+            format!("{}{s}", subject::REPUBLISH_PREFIX)
+        } else {
+            s
+        }
+    }
+
+    fn stored_subject(&self) -> String {
+        self.live_subject(false)
+    }
+
+    fn user(&self) -> Option<&UserId> {
+        match self {
+            Self::User(u) => Some(u),
+            Self::Broadcast => None,
+        }
+    }
+
+    /// The event name of one of this channel's (un-republished) subjects.
+    fn event_of<'s>(&self, subject: &'s str) -> Option<&'s str> {
+        match self {
+            Self::User(u) => subject.strip_prefix(subject::USER_PREFIX)?.strip_prefix(u.as_str())?.strip_prefix('.'),
+            Self::Broadcast => subject.strip_prefix(subject::BROADCAST_PREFIX),
+        }
+    }
+}
+
+/// What a new stream gets: its two rings with the sequences they start after, and a
+/// guard that gives the slot back.
 #[derive(Debug)]
 pub struct Attached {
     pub user_rx: broadcast::Receiver<SharedFrame>,
     pub broadcast_rx: broadcast::Receiver<SharedFrame>,
+    /// History mode: the user ring holds every user event after this sequence.
+    pub user_upto: u64,
+    /// History mode: the broadcast ring holds every broadcast after this sequence.
+    pub broadcast_upto: u64,
     pub guard: StreamGuard,
 }
 
@@ -60,47 +157,42 @@ impl Hub {
         client: async_nats::Client,
         framer: Arc<Framer>,
         metrics: Arc<Metrics>,
+        history: Option<History>,
         max_streams_per_user: u32,
         queue_len: usize,
+        connections: watch::Receiver<u64>,
     ) -> Arc<Self> {
-        let (broadcast_tx, _) = broadcast::channel(queue_len);
+        let (broadcasts, broadcast_ready) = Channel::new(queue_len);
         Arc::new(Self {
             client,
             framer,
             metrics,
+            history,
             users: Mutex::new(HashMap::new()),
-            broadcast_tx,
+            broadcasts,
+            broadcast_ready: Mutex::new(Some(broadcast_ready)),
             max_streams_per_user,
             queue_len,
+            connections,
         })
     }
 
-    /// Subscribes to `broadcast.*` and runs until the subscription ends.
-    /// Resolves its first future once the server confirmed the subscription.
-    pub async fn start_broadcasts(self: &Arc<Self>) -> Result<JoinHandle<()>, async_nats::SubscribeError> {
-        let mut sub = self.client.subscribe(subject::BROADCAST_WILDCARD).await?;
-        let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await;
-        let hub = Arc::clone(self);
-        Ok(tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                hub.metrics.events_received.inc();
-                let Some(event) = msg.subject.strip_prefix("broadcast.").and_then(|e| EventName::parse(e).ok())
-                else {
-                    hub.drop_event(DropReason::InvalidSubject, &msg.subject);
-                    continue;
-                };
-                match hub.framer.frame_live(event, None, &msg.payload) {
-                    // No receiver is not an error: nobody is connected.
-                    Ok(frame) => drop(hub.broadcast_tx.send(frame)),
-                    Err(reason) => hub.drop_event(reason, &msg.subject),
-                }
-            }
-        }))
+    pub fn history(&self) -> Option<&History> {
+        self.history.as_ref()
     }
 
-    /// Registers a stream for `user`. Fails with 429 past `--max-streams-per-user`.
+    /// Starts the process-wide broadcast channel (once; later calls do nothing).
+    pub fn start_broadcasts(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let ready = self.broadcast_ready.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let hub = Arc::clone(self);
+        let channel = Arc::clone(&self.broadcasts);
+        Some(tokio::spawn(async move { hub.run_channel(Kind::Broadcast, channel, ready).await }))
+    }
+
+    /// Registers a stream for `user`. Fails with 429 past `--max-streams-per-user`, and
+    /// with 503 in history mode while its subscriptions cannot be confirmed.
     pub async fn attach(self: &Arc<Self>, user: &UserId) -> Result<Attached, AppError> {
-        let (user_rx, mut ready) = {
+        let channel = {
             let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
             let slot = match users.get_mut(user) {
                 Some(slot) => slot,
@@ -114,17 +206,22 @@ impl Hub {
                 return Err(AppError::TooManyStreams { user: user.to_string(), max: self.max_streams_per_user });
             }
             slot.streams += 1;
-            let rx = slot.tx.subscribe();
-            let ready = slot.ready.clone();
+            let channel = Arc::clone(&slot.channel);
             self.metrics.connected_users.set(i64::try_from(users.len()).unwrap_or(i64::MAX));
-            (rx, ready)
+            channel
         };
         self.metrics.open_streams.inc();
         let guard = StreamGuard { hub: Arc::clone(self), user: user.clone() };
-        // Wait (bounded) for the server to confirm the subscription, so that an event
+        // Wait (bounded) for the server to confirm the subscriptions, so that an event
         // published after the client saw the stream open is never missed.
-        let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, ready.wait_for(|r| *r)).await;
-        Ok(Attached { user_rx, broadcast_rx: self.broadcast_tx.subscribe(), guard })
+        let (user_ready, broadcast_ready) = tokio::join!(channel.wait_ready(), self.broadcasts.wait_ready());
+        if self.history.is_some() && !(user_ready && broadcast_ready) {
+            // Without a confirmed position the stream could not promise "no gap".
+            return Err(AppError::Unavailable("NATS/JetStream is not reachable right now; retry shortly".into()));
+        }
+        let (user_rx, user_upto) = channel.subscribe();
+        let (broadcast_rx, broadcast_upto) = self.broadcasts.subscribe();
+        Ok(Attached { user_rx, broadcast_rx, user_upto, broadcast_upto, guard })
     }
 
     /// Streams open for `user` on this instance.
@@ -139,42 +236,174 @@ impl Hub {
     }
 
     fn new_slot(self: &Arc<Self>, user: UserId) -> UserSlot {
-        let (tx, _) = broadcast::channel(self.queue_len);
-        let (ready_tx, ready) = watch::channel(false);
+        let (channel, ready_tx) = Channel::new(self.queue_len);
         let hub = Arc::clone(self);
-        let task_tx = tx.clone();
-        let task = tokio::spawn(async move { hub.run_user(user, task_tx, ready_tx).await });
-        UserSlot { tx, streams: 0, ready, task }
+        let task_channel = Arc::clone(&channel);
+        let task = tokio::spawn(async move { hub.run_channel(Kind::User(user), task_channel, ready_tx).await });
+        UserSlot { channel, streams: 0, task }
     }
 
-    async fn run_user(self: Arc<Self>, user: UserId, tx: broadcast::Sender<SharedFrame>, ready: watch::Sender<bool>) {
-        let mut sub = match self.client.subscribe(subject::user_wildcard(&user)).await {
+    /// Drives one channel: subscribe, confirm, then frame and push every message.
+    async fn run_channel(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
+        let subject = kind.live_subject(self.history.is_some());
+        let mut sub = match self.client.subscribe(subject.clone()).await {
             Ok(sub) => sub,
             Err(e) => {
-                tracing::error!(user = %user, error = %e, "cannot subscribe for user");
+                tracing::error!(subject, error = %e, "cannot subscribe");
                 return;
             }
         };
-        if !matches!(
-            tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await,
-            Ok(Ok(()))
-        ) {
-            tracing::warn!(user = %user, "NATS did not confirm the subscription in time; events flow once it does");
+        let confirmed =
+            matches!(tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await, Ok(Ok(())));
+        if !confirmed {
+            tracing::warn!(subject, "NATS did not confirm the subscription in time; events flow once it does");
         }
+        let Some(history) = self.history.clone() else {
+            let _ = ready.send(true);
+            while let Some(msg) = sub.next().await {
+                self.metrics.events_received.inc();
+                let Some(event) = kind.event_of(&msg.subject).and_then(|e| EventName::parse(e).ok()) else {
+                    self.drop_event(DropReason::InvalidSubject, &msg.subject);
+                    continue;
+                };
+                match self.framer.frame_live(event, kind.user(), &msg.payload) {
+                    Ok(frame) => drop(channel.tx.send(frame)),
+                    Err(reason) => self.drop_event(reason, &msg.subject),
+                }
+            }
+            return;
+        };
+
+        // History mode. Everything stored up to `base` is history for streams to read;
+        // everything after it is this channel's to push, in order, with no gap.
+        let base = loop {
+            match history.bounds().await {
+                Ok((_, last)) => break last,
+                Err(e) => {
+                    tracing::warn!(subject, error = %e, "cannot read the history stream's state; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        *channel.lock() = base;
         let _ = ready.send(true);
-        // `user.<id>.` is the same for every message of this subscription: strip it, no re-parse.
-        let prefix_len = "user.".len() + user.as_str().len() + 1;
-        while let Some(msg) = sub.next().await {
-            self.metrics.events_received.inc();
-            let Some(event) = msg.subject.get(prefix_len..).and_then(|e| EventName::parse(e).ok()) else {
-                self.drop_event(DropReason::InvalidSubject, &msg.subject);
-                continue;
-            };
-            match self.framer.frame_live(event, Some(&user), &msg.payload) {
-                Ok(frame) => drop(tx.send(frame)),
-                Err(reason) => self.drop_event(reason, &msg.subject),
+        let mut connections = self.connections.clone();
+        connections.mark_unchanged();
+        let mut synced = false;
+        let verify = tokio::time::sleep(VERIFY_AFTER);
+        tokio::pin!(verify);
+        loop {
+            tokio::select! {
+                msg = sub.next() => {
+                    let Some(msg) = msg else { break };
+                    self.metrics.events_received.inc();
+                    let Some((seq, time, stored_subject)) = republished_meta(&msg) else {
+                        self.drop_event(DropReason::InvalidSubject, &msg.subject);
+                        continue;
+                    };
+                    let upto = *channel.lock();
+                    if seq <= upto {
+                        continue;
+                    }
+                    if !synced {
+                        // First message since (re)subscribing: make sure nothing before it was missed.
+                        self.fill(&history, &kind, &channel, upto + 1, seq - 1).await;
+                        synced = true;
+                    }
+                    self.push_stored(&kind, &channel, seq, stored_subject, &msg.payload, time);
+                }
+                () = &mut verify, if !synced => {
+                    self.fill_to_end(&history, &kind, &channel).await;
+                    synced = true;
+                }
+                r = connections.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                    // NATS came back: what was stored while we were away never reached us.
+                    let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await;
+                    if matches!(kind, Kind::Broadcast) {
+                        // Once per process (the broadcast channel lives as long as it does).
+                        if let Err(e) = history.ensure().await {
+                            tracing::error!(error = %e, "cannot re-apply the history stream after reconnecting");
+                        }
+                    }
+                    self.fill_to_end(&history, &kind, &channel).await;
+                    synced = true;
+                }
             }
         }
+    }
+
+    async fn fill_to_end(&self, history: &History, kind: &Kind, channel: &Channel) {
+        match history.bounds().await {
+            Ok((_, last)) => {
+                let upto = *channel.lock();
+                if last < upto {
+                    // The stream was re-created (e.g. NATS lost its store): sequences start
+                    // again, and cursors from before mean nothing. Follow the new numbering;
+                    // clients resuming with old cursors get `reset` (unknown_cursor).
+                    tracing::error!(upto, last, subject = kind.stored_subject(), "history stream went backwards (re-created?)");
+                    *channel.lock() = last;
+                    return;
+                }
+                self.fill(history, kind, channel, upto + 1, last).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the history stream's state"),
+        }
+    }
+
+    /// Pushes the stored events of this channel in `from..=to` that it has not pushed yet.
+    async fn fill(&self, history: &History, kind: &Kind, channel: &Channel, from: u64, to: u64) {
+        if from > to {
+            return;
+        }
+        let mut pushed = 0u64;
+        match history.read(vec![kind.stored_subject()], from, to).await {
+            Ok(mut stored) => {
+                while let Some(item) = stored.next().await {
+                    match item {
+                        Ok(s) => {
+                            if self.push_stored(kind, channel, s.seq, &s.subject, &s.payload, s.time) {
+                                pushed += 1;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading history to fill a gap failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading history to fill a gap failed"),
+        }
+        if pushed > 0 {
+            self.metrics.replayed_events.inc_by(pushed);
+            tracing::info!(subject = kind.stored_subject(), pushed, from, to, "filled a gap from history");
+        }
+    }
+
+    /// Frames a stored event and pushes it if it is past `upto`. Returns whether it was new.
+    fn push_stored(&self, kind: &Kind, channel: &Channel, seq: u64, subject: &str, payload: &[u8], time: SystemTime) -> bool {
+        let mut upto = channel.lock();
+        if seq <= *upto {
+            return false;
+        }
+        // Even an event that is skipped moves `upto`: it has been dealt with.
+        *upto = seq;
+        let Some(event) = kind.event_of(subject).and_then(|e| EventName::parse(e).ok()) else {
+            drop(upto);
+            self.drop_event(DropReason::InvalidSubject, subject);
+            return true;
+        };
+        match self.framer.frame_stored(seq, event, kind.user(), payload, time) {
+            Ok(frame) => drop(channel.tx.send(frame)),
+            Err(reason) => {
+                drop(upto);
+                self.drop_event(reason, subject);
+            }
+        }
+        true
     }
 
     fn drop_event(&self, reason: DropReason, subject: &str) {

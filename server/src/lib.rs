@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, KeyError, Verifier};
 use crate::config::{HistoryMode, ServeArgs};
+use crate::history::{History, HistoryConfig, HistoryError};
 use crate::frame::Framer;
 use crate::http::{app, AppState, Shared};
 use crate::hub::Hub;
@@ -41,6 +42,8 @@ pub enum ServerError {
     Nats(#[from] NatsError),
     #[error("NATS subscription failed: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
     #[error("HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,7 +53,7 @@ pub enum ServerError {
 pub struct Config {
     pub nats_url: String,
     pub auth: Auth,
-    pub history: HistoryMode,
+    pub history: HistoryConfig,
     pub heartbeat: Duration,
     pub retry_ms: u64,
     pub max_event_bytes: usize,
@@ -67,7 +70,7 @@ impl Config {
         Self {
             nats_url: nats_url.into(),
             auth,
-            history: HistoryMode::Auto,
+            history: HistoryConfig::default(),
             heartbeat: Duration::from_secs(15),
             retry_ms: 2000,
             max_event_bytes: 262_144,
@@ -110,18 +113,22 @@ impl Config {
             }
         };
         check_no_auth(&auth, args.listen)?;
-        if args.history == HistoryMode::On {
-            // Better to refuse than to promise replay and silently run at most once.
+        if args.stream_name.is_empty() || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(ConfigError {
-                flag: "--history",
-                message: "history mode (JetStream replay) is not in this version yet; use --history off or auto (live mode)"
-                    .into(),
+                flag: "--stream-name",
+                message: format!("{:?} is not a JetStream stream name (letters, digits, _ and -)", args.stream_name),
             });
         }
         Ok(Self {
             nats_url: args.nats.nats_url.clone(),
             auth,
-            history: args.history,
+            history: HistoryConfig {
+                mode: args.history,
+                stream_name: args.stream_name.clone(),
+                max_age: args.history_max_age,
+                max_bytes: args.history_max_bytes,
+                replicas: args.history_replicas,
+            },
             heartbeat: args.heartbeat,
             retry_ms: args.retry,
             max_event_bytes: args.max_event_bytes,
@@ -160,11 +167,9 @@ pub struct Bridge {
 impl Bridge {
     /// Connects to NATS and starts the background work.
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
-        if config.history != HistoryMode::Off {
-            tracing::info!("history/replay is not available in this version: running in live mode (at most once)");
-        }
         let metrics = Arc::new(Metrics::new());
-        let client = connect_server(&config.nats_url, Arc::clone(&metrics)).await?;
+        let (connections_tx, connections) = watch::channel(0u64);
+        let client = connect_server(&config.nats_url, Arc::clone(&metrics), connections_tx).await?;
         // The first connection runs in the background; give it a moment so the broadcast
         // subscription is confirmed before we serve, without stalling start-up when NATS is away.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -173,9 +178,32 @@ impl Bridge {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if config.history.mode != HistoryMode::Off {
+            // Whether history is on is decided against the real NATS: wait for it.
+            let mut waited = 1;
+            while client.connection_state() != async_nats::connection::State::Connected {
+                if waited % 5 == 0 {
+                    tracing::warn!(url = %config.nats_url, "waiting for NATS (is nats-server running?) to set up history");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                waited += 1;
+            }
+        }
+        let history = History::setup(&client, &config.history).await?;
+        if history.is_none() {
+            tracing::info!("live mode: at most once, no resume (history is off or JetStream is unavailable)");
+        }
         let framer = Arc::new(Framer::new(config.max_event_bytes));
-        let hub = Hub::new(client.clone(), framer, Arc::clone(&metrics), config.max_streams_per_user, config.queue_len);
-        let mut tasks = vec![hub.start_broadcasts().await?];
+        let hub = Hub::new(
+            client.clone(),
+            Arc::clone(&framer),
+            Arc::clone(&metrics),
+            history,
+            config.max_streams_per_user,
+            config.queue_len,
+            connections,
+        );
+        let mut tasks: Vec<JoinHandle<()>> = hub.start_broadcasts().into_iter().collect();
         let presence = Presence::new(client.clone(), Arc::clone(&hub));
         tasks.extend(presence.start().await?);
         if client.connection_state() != async_nats::connection::State::Connected {
@@ -200,6 +228,7 @@ impl Bridge {
             auth: config.auth.clone(),
             client: client.clone(),
             hub,
+            framer,
             presence: Arc::clone(&presence),
             metrics,
             heartbeat: hb_rx,

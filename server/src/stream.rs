@@ -1,112 +1,310 @@
-//! One SSE response body: `retry:` first, then the user's and the broadcast frames that
-//! pass its `events=` filter, heartbeats, and an end of its own on shutdown.
+//! One SSE response body: `retry:` first, then (history mode) the catch-up from the
+//! client's cursor, then the user's and the broadcast frames that pass its `events=`
+//! filter, heartbeats, and an end of its own on shutdown.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::Stream;
-use realtime_bridge_wire::{sse, EventName};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use realtime_bridge_wire::cursor::Cursor;
+use realtime_bridge_wire::subject::{parse_subject, Target};
+use realtime_bridge_wire::{sse, EventName, UserId};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::SharedFrame;
+use crate::error::AppError;
+use crate::frame::{Framer, SharedFrame};
+use crate::history::{History, HistoryError, Stored};
 use crate::hub::{Attached, StreamGuard};
 use crate::metrics::{DropReason, Metrics};
+
+/// What every stream needs besides its rings.
+#[derive(Debug, Clone)]
+pub struct StreamContext {
+    /// `None` means every event. A short list: a linear scan beats hashing here.
+    pub filter: Option<Arc<[EventName]>>,
+    pub retry_ms: u64,
+    pub heartbeat: watch::Receiver<()>,
+    /// Cancelled on shutdown: the body ends, so graceful shutdown is not held up.
+    pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How a history-mode stream begins.
+pub struct HistoryStart {
+    /// Where the stream stands once the prelude is written.
+    cursor: Cursor,
+    /// `Some(reason)`: the cursor could not be honoured; a `reset` frame goes first.
+    reset: Option<&'static str>,
+    catch_up: Option<CatchUp>,
+}
+
+impl std::fmt::Debug for HistoryStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryStart").field("cursor", &self.cursor).field("reset", &self.reset).finish_non_exhaustive()
+    }
+}
+
+/// Stored events between the client's cursor and where the rings start.
+struct CatchUp {
+    items: BoxStream<'static, Result<Stored, HistoryError>>,
+    /// The rings hold everything after this; the catch-up serves up to it.
+    until: Cursor,
+    user: UserId,
+    framer: Arc<Framer>,
+}
+
+impl HistoryStart {
+    /// Decides how a stream starts from the client's `Last-Event-ID` (if any), and opens
+    /// the catch-up read for the range the rings don't hold.
+    pub async fn new(
+        history: &History,
+        framer: &Arc<Framer>,
+        user: &UserId,
+        filter: Option<&[EventName]>,
+        requested: Option<&str>,
+        attached: &Attached,
+    ) -> Result<Self, AppError> {
+        let live = Cursor { user: attached.user_upto, broadcast: attached.broadcast_upto };
+        let fresh = |reset| Ok(Self { cursor: live, reset, catch_up: None });
+        let Some(raw) = requested else { return fresh(None) };
+        let Ok(from) = Cursor::parse(raw) else {
+            // A live-mode id, or garbage: nothing to resume from.
+            return fresh(Some("unknown_cursor"));
+        };
+        let unavailable = |e: HistoryError| AppError::Unavailable(format!("history is not reachable right now: {e}"));
+        let (first, last) = history.bounds().await.map_err(unavailable)?;
+        if from.user > last || from.broadcast > last {
+            // From another (or a re-created) history: its numbers mean nothing here.
+            return fresh(Some("unknown_cursor"));
+        }
+        if from.min().saturating_add(1) < first {
+            return fresh(Some("history_expired"));
+        }
+        let filters: Vec<String> = match filter {
+            None => vec![format!("user.{user}.*"), "broadcast.*".to_owned()],
+            Some(events) => events.iter().flat_map(|e| [format!("user.{user}.{e}"), format!("broadcast.{e}")]).collect(),
+        };
+        let to = live.user.max(live.broadcast);
+        let items = history.read(filters, from.min() + 1, to).await.map_err(unavailable)?;
+        Ok(Self {
+            cursor: from,
+            reset: None,
+            catch_up: Some(CatchUp { items, until: live, user: user.clone(), framer: Arc::clone(framer) }),
+        })
+    }
+}
+
+enum Mode {
+    /// Core NATS: frames carry their own `id:` line.
+    Live,
+    /// JetStream: each frame is preceded by this stream's cursor.
+    History { cursor: Cursor, catch_up: Option<CatchUp> },
+}
 
 /// State of one open stream, moved through `futures::stream::unfold`.
 struct StreamState {
     user_rx: broadcast::Receiver<SharedFrame>,
     broadcast_rx: broadcast::Receiver<SharedFrame>,
-    /// `None` means every event. A short list: a linear scan beats hashing here.
-    filter: Option<Arc<[EventName]>>,
-    heartbeat: watch::Receiver<()>,
-    /// Cancelled on shutdown: the body ends, so graceful shutdown is not held up.
-    shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
-    /// Sent before anything else (the `retry:` line).
-    prelude: Option<Bytes>,
+    ctx: StreamContext,
+    mode: Mode,
+    /// Chunks to send before anything else (prelude, second half of a frame).
+    pending: VecDeque<Bytes>,
     /// Released when the body is dropped, whatever the reason (client gone, shutdown, cut).
     _guard: StreamGuard,
 }
 
-enum Next {
-    Send(Bytes),
-    End,
-}
-
-/// Builds the body stream.
+/// Builds the body stream. `history` is `None` in live mode.
 pub fn sse_body(
     attached: Attached,
-    filter: Option<Arc<[EventName]>>,
-    retry_ms: u64,
-    heartbeat: watch::Receiver<()>,
-    shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
+    ctx: StreamContext,
+    history: Option<HistoryStart>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let mut prelude = Vec::with_capacity(16);
-    sse::write_retry(&mut prelude, retry_ms);
-    let mut heartbeat = heartbeat;
+    let mut prelude = Vec::with_capacity(64);
+    sse::write_retry(&mut prelude, ctx.retry_ms);
+    let mode = match history {
+        None => Mode::Live,
+        Some(h) => {
+            // The cursor the client holds from the start: where the rings begin for a fresh
+            // stream, or its own cursor while its catch-up runs.
+            let shown = h.cursor;
+            match h.reset {
+                Some(reason) => {
+                    shown.write_id_line(&mut prelude);
+                    prelude.extend_from_slice(b"event: reset\ndata: {\"reason\":\"");
+                    prelude.extend_from_slice(reason.as_bytes());
+                    prelude.extend_from_slice(b"\"}\n\n");
+                }
+                None => {
+                    // An `id:`-only block sets the client's Last-Event-ID without an event,
+                    // so even a stream that never gets an event can resume without a gap.
+                    shown.write_id_line(&mut prelude);
+                    prelude.push(b'\n');
+                }
+            }
+            Mode::History { cursor: h.cursor, catch_up: h.catch_up }
+        }
+    };
+    let mut heartbeat = ctx.heartbeat.clone();
     heartbeat.mark_unchanged();
+    let ctx = StreamContext { heartbeat, ..ctx };
     let state = StreamState {
         user_rx: attached.user_rx,
         broadcast_rx: attached.broadcast_rx,
-        filter,
-        heartbeat,
-        shutdown,
-        metrics,
-        prelude: Some(Bytes::from(prelude)),
+        ctx,
+        mode,
+        pending: VecDeque::from([Bytes::from(prelude)]),
         _guard: attached.guard,
     };
     futures::stream::unfold(state, |mut st| async move {
-        match st.next().await {
-            Next::Send(b) => Some((Ok(b), st)),
-            Next::End => None,
-        }
+        let chunk = st.next().await?;
+        Some((Ok(chunk), st))
     })
 }
 
+/// Which ring a frame came from.
+#[derive(Clone, Copy)]
+enum Ring {
+    User,
+    Broadcast,
+}
+
 impl StreamState {
-    async fn next(&mut self) -> Next {
-        if let Some(p) = self.prelude.take() {
-            return Next::Send(p);
+    /// The next chunk to write, or `None` to end the stream.
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(p) = self.pending.pop_front() {
+            return Some(p);
+        }
+        if let Some(chunk) = self.next_replayed().await {
+            return chunk;
         }
         loop {
             // Unbiased on purpose: a busy user ring must not starve the broadcast ring.
-            let got = tokio::select! {
-                () = self.shutdown.cancelled() => return Next::End,
-                r = self.user_rx.recv() => r,
-                r = self.broadcast_rx.recv() => r,
-                r = self.heartbeat.changed() => {
-                    if r.is_err() {
-                        return Next::End;
-                    }
-                    return Next::Send(Bytes::from_static(sse::HEARTBEAT));
+            let (ring, got) = tokio::select! {
+                () = self.ctx.shutdown.cancelled() => return None,
+                r = self.user_rx.recv() => (Ring::User, r),
+                r = self.broadcast_rx.recv() => (Ring::Broadcast, r),
+                r = self.ctx.heartbeat.changed() => {
+                    r.ok()?;
+                    return Some(Bytes::from_static(sse::HEARTBEAT));
                 }
             };
             match got {
                 Ok(frame) => {
-                    if self.wants(&frame.event) {
-                        self.metrics.events_delivered.inc();
-                        return Next::Send(frame.bytes.clone());
+                    if let Some(chunk) = self.accept(ring, &frame) {
+                        return Some(chunk);
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     // This client reads slower than events arrive: cut it off rather than
                     // buffer without bound. It reconnects (and, with history, catches up).
-                    self.metrics.dropped(DropReason::SlowClient, missed);
-                    self.metrics.stream_cut("slow_client");
+                    self.ctx.metrics.dropped(DropReason::SlowClient, missed);
+                    self.ctx.metrics.stream_cut("slow_client");
                     tracing::info!(missed, "stream cut off: client too slow");
-                    return Next::End;
+                    return None;
                 }
                 // The hub dropped the ring: the process is going away.
-                Err(RecvError::Closed) => return Next::End,
+                Err(RecvError::Closed) => return None,
             }
         }
     }
 
+    /// Decides whether a live frame goes out, and in history mode moves the cursor.
+    fn accept(&mut self, ring: Ring, frame: &SharedFrame) -> Option<Bytes> {
+        let wanted = self.wants(&frame.event);
+        match &mut self.mode {
+            Mode::Live => {
+                if !wanted {
+                    return None;
+                }
+                self.ctx.metrics.events_delivered.inc();
+                Some(frame.bytes.clone())
+            }
+            Mode::History { cursor, .. } => {
+                let pos = match ring {
+                    Ring::User => &mut cursor.user,
+                    Ring::Broadcast => &mut cursor.broadcast,
+                };
+                if frame.seq <= *pos {
+                    // Already sent by the catch-up.
+                    return None;
+                }
+                // Filtered-out events move the cursor too: this stream has dealt with them.
+                *pos = frame.seq;
+                if !wanted {
+                    return None;
+                }
+                let mut id = Vec::with_capacity(32);
+                cursor.write_id_line(&mut id);
+                self.pending.push_back(frame.bytes.clone());
+                self.ctx.metrics.events_delivered.inc();
+                Some(Bytes::from(id))
+            }
+        }
+    }
+
+    /// During the catch-up: `Some(Some(chunk))` to send, `Some(None)` to end the stream
+    /// (the catch-up failed: resuming later beats a gap), `None` once it is over.
+    async fn next_replayed(&mut self) -> Option<Option<Bytes>> {
+        let Mode::History { cursor, catch_up } = &mut self.mode else { return None };
+        loop {
+            let cu = catch_up.as_mut()?;
+            let item = tokio::select! {
+                () = self.ctx.shutdown.cancelled() => return Some(None),
+                item = cu.items.next() => item,
+            };
+            let stored = match item {
+                None => {
+                    // Everything up to where the rings start has been sent: tell the client
+                    // (an `id:`-only block), so a reconnect now need not read it again.
+                    cursor.user = cursor.user.max(cu.until.user);
+                    cursor.broadcast = cursor.broadcast.max(cu.until.broadcast);
+                    *catch_up = None;
+                    let mut id = Vec::with_capacity(32);
+                    cursor.write_id_line(&mut id);
+                    id.push(b'\n');
+                    return Some(Some(Bytes::from(id)));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "catch-up from history failed; ending the stream so the client resumes");
+                    self.ctx.metrics.stream_cut("history_error");
+                    return Some(None);
+                }
+                Some(Ok(s)) => s,
+            };
+            let (pos, until, event, user) = match parse_subject(&stored.subject) {
+                Some(Target::User { user, event }) if user == cu.user.as_str() => {
+                    (&mut cursor.user, cu.until.user, event, Some(&cu.user))
+                }
+                Some(Target::Broadcast { event }) => (&mut cursor.broadcast, cu.until.broadcast, event, None),
+                _ => continue,
+            };
+            if stored.seq <= *pos || stored.seq > until {
+                continue;
+            }
+            *pos = stored.seq;
+            let Ok(event) = EventName::parse(event) else { continue };
+            let frame = match cu.framer.frame_stored(stored.seq, event, user, &stored.payload, stored.time) {
+                Ok(f) => f,
+                Err(reason) => {
+                    self.ctx.metrics.dropped(reason, 1);
+                    continue;
+                }
+            };
+            let mut id = Vec::with_capacity(32);
+            cursor.write_id_line(&mut id);
+            self.pending.push_back(frame.bytes.clone());
+            self.ctx.metrics.replayed_events.inc();
+            self.ctx.metrics.events_delivered.inc();
+            return Some(Some(Bytes::from(id)));
+        }
+    }
+
     fn wants(&self, event: &EventName) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.iter().any(|e| e == event))
+        self.ctx.filter.as_ref().is_none_or(|f| f.iter().any(|e| e == event))
     }
 }

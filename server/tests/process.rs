@@ -538,13 +538,19 @@ async fn python_producer_reaches_the_stream() {
     assert_eq!(env["data"], json!({"text": "from python"}));
     assert_eq!(env["userId"], "42");
 
-    let ran = run_producer(&[
-        "--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"k":1}"#, "--count", "3", "--msg-id", "py-1",
-    ]);
+    let ran = run_producer(&["--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"k":1}"#, "--count", "3"]);
     assert_eq!(ran.code(), Some(0), "publish.py --count 3 failed: {}", ran.stderr);
     for _ in 0..3 {
         assert_eq!(envelope(&sse.next().await)["data"], json!({"k": 1}));
     }
+
+    // The bridge runs in history mode here (JetStream on): the same Nats-Msg-Id twice is stored,
+    // and delivered, once.
+    let ran = run_producer(&[
+        "--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"k":2}"#, "--count", "2", "--msg-id", "py-1",
+    ]);
+    assert_eq!(ran.code(), Some(0), "publish.py --msg-id failed: {}", ran.stderr);
+    assert_eq!(envelope(&sse.next().await)["data"], json!({"k": 2}));
 
     let dead = dead_nats_url();
     let ran = run_producer(&["--url", &dead, "--user", "42", "--event", "message_new", "--data", "1"]);

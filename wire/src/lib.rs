@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cursor;
 pub mod ids;
 pub mod parser;
 pub mod sse;

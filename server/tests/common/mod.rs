@@ -300,7 +300,7 @@ pub fn test_config(nats_url: &str) -> realtime_bridge::Config {
         realtime_bridge::auth::Verifier::from_secret(SECRET).unwrap(),
     ));
     let mut c = realtime_bridge::Config::new(nats_url, auth);
-    c.history = realtime_bridge::config::HistoryMode::Off;
+    c.history.mode = realtime_bridge::config::HistoryMode::Off;
     c
 }
 
@@ -514,4 +514,236 @@ pub fn b64url_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// A NATS cluster on loopback (tests/chaos.rs): N nats-server processes with JetStream, each
+// with its own store, joined by routes on ports chosen up front so that a node can be
+// killed and started again on the same ports with the same store.
+
+/// A local HTTP GET (HTTP/1.0, so the server closes the connection) with std only, for
+/// the monitoring endpoints from blocking code. `None` if the server does not answer.
+pub fn http_get_local(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// `n` distinct free loopback ports (bound together, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// One node of a [`NatsCluster`].
+pub struct ClusterNode {
+    pub name: String,
+    pub port: u16,
+    pub cluster_port: u16,
+    pub monitor_port: u16,
+    child: Option<Child>,
+}
+
+impl ClusterNode {
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A JetStream cluster of nats-server processes on 127.0.0.1, killed on Drop. Node logs
+/// are written to [`NatsCluster::log_path`].
+pub struct NatsCluster {
+    dir: tempfile::TempDir,
+    pub name: String,
+    pub nodes: Vec<ClusterNode>,
+}
+
+impl NatsCluster {
+    /// Starts `n` nodes and waits (bounded) until every one reports JetStream healthy.
+    pub fn start(n: usize) -> Self {
+        assert!(n >= 1);
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(3 * n);
+        let nodes = (0..n)
+            .map(|i| ClusterNode {
+                name: format!("n{i}"),
+                port: ports[3 * i],
+                cluster_port: ports[3 * i + 1],
+                monitor_port: ports[3 * i + 2],
+                child: None,
+            })
+            .collect();
+        let mut cluster = Self { dir, name: "rb-test".into(), nodes };
+        for i in 0..n {
+            cluster.spawn_node(i);
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i, Duration::from_secs(30));
+        }
+        cluster
+    }
+
+    /// Every node's client URL, comma-separated (what `--nats-url` takes).
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(ClusterNode::url).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.nodes[i].name)
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("nats-server.log")
+    }
+
+    fn spawn_node(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        let node_dir = self.node_dir(i);
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let node = &self.nodes[i];
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut cmd = Command::new("nats-server");
+            cmd.args(["-a", "127.0.0.1", "-p", &node.port.to_string(), "-m", &node.monitor_port.to_string()])
+                .args(["--server_name", &node.name, "-js", "-sd"])
+                .arg(node_dir.join("store"))
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster_port)])
+                .args(["--cluster_name", &self.name]);
+            if !routes.is_empty() {
+                cmd.args(["--routes", &routes.join(",")]);
+            }
+            let mut child = cmd
+                .arg("-l")
+                .arg(node_dir.join("nats-server.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run nats-server ({e})"));
+            // Listening on its client port means it bound every port it needs.
+            let until = Instant::now() + WAIT;
+            let mut exited = None;
+            while Instant::now() < until {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited = Some(status);
+                    break;
+                }
+                if std::net::TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], node.port)),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+                {
+                    self.nodes[i].child = Some(child);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            // A port freed a moment ago may still be held: retry for a while.
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {} did not start ({exited:?}); log: {}",
+                node.name,
+                self.log_path(i).display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether node `i` answers `/healthz` with 200 (JetStream current).
+    pub fn is_healthy(&self, i: usize) -> bool {
+        matches!(http_get_local(self.nodes[i].monitor_port, "/healthz", Duration::from_secs(2)), Some((200, _)))
+    }
+
+    /// Waits (bounded) until node `i` reports healthy; panics after `timeout`.
+    pub fn wait_healthy(&self, i: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.is_healthy(i) {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {} not healthy after {timeout:?}; log: {}",
+                self.nodes[i].name,
+                self.log_path(i).display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills node `i` (SIGKILL) and waits for it to be gone.
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `i` again on the same ports with the same store (does not wait for health).
+    pub fn start_node(&mut self, i: usize) {
+        assert!(self.nodes[i].child.is_none(), "node {i} is running");
+        self.spawn_node(i);
+    }
+
+    /// The index of the node leading JetStream stream `stream`, from the monitoring endpoint.
+    pub fn stream_leader(&self, stream: &str) -> Option<usize> {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let Some((200, body)) =
+                http_get_local(node.monitor_port, "/jsz?accounts=true&streams=true", Duration::from_secs(2))
+            else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else { continue };
+            for acc in v["account_details"].as_array().into_iter().flatten() {
+                for s in acc["stream_detail"].as_array().into_iter().flatten() {
+                    if s["name"] == stream {
+                        if let Some(leader) = s["cluster"]["leader"].as_str() {
+                            return self.nodes.iter().position(|n| n.name == leader);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop_node(i);
+        }
+    }
+}
+
+impl NatsCluster {
+    /// Client connections on node `i` whose client name is `name` (from `/connz`).
+    pub fn connections_named(&self, i: usize, name: &str) -> usize {
+        let Some((200, body)) = http_get_local(self.nodes[i].monitor_port, "/connz?limit=10000", Duration::from_secs(2))
+        else {
+            return 0;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["connections"].as_array().map_or(0, |cs| cs.iter().filter(|c| c["name"] == name).count())
+    }
 }

@@ -1,0 +1,179 @@
+/**
+ * realtime-bridge: subscribe to a user's Realtime Bridge event stream.
+ *
+ * The work (fetch stream, SSE parsing, reconnection, resume, de-duplication, one shared
+ * connection per url + user) is done by the Rust/WebAssembly core; this layer merges
+ * options with `configure()` defaults, loads the `.wasm` itself (embedded, on first use,
+ * once: no init call, no bundler plugin), and gives the API its TypeScript types.
+ */
+import { initSync, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
+import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
+import { wasmBase64 } from './wasm/bytes.js';
+import type {
+  EventCallback,
+  EventType,
+  RealtimeClient,
+  RealtimeOptions,
+  SubscribeOptions,
+  Subscription,
+  SubscriptionStatus,
+} from './types.js';
+
+export type * from './types.js';
+
+let loaded = false;
+let memory: WebAssembly.Memory | undefined;
+
+function decodeBase64(b64: string): Uint8Array {
+  const g = globalThis as { atob?: (s: string) => string; Buffer?: { from(s: string, enc: string): Uint8Array } };
+  if (typeof g.atob !== 'function' && g.Buffer) return new Uint8Array(g.Buffer.from(b64, 'base64'));
+  const bin = (g.atob as (s: string) => string)(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Instantiates the WebAssembly core (synchronously, once). Called by `subscribe`; exported for warm-up. */
+export function load(): void {
+  if (loaded) return;
+  memory = initSync({ module: decodeBase64(wasmBase64) }).memory;
+  loaded = true;
+}
+
+/** Diagnostics: bytes of WebAssembly memory in use by the core (0 before the first subscribe). */
+export function wasmMemoryBytes(): number {
+  return memory?.buffer.byteLength ?? 0;
+}
+
+let defaults: RealtimeOptions = {};
+
+/** Sets defaults for every later `subscribe` (merged into the current defaults). */
+export function configure(options: RealtimeOptions): void {
+  defaults = merge(defaults, options);
+}
+
+/** `over` on top of `base`; keys set to `undefined` in `over` do not erase `base`'s. */
+function merge(base: RealtimeOptions, over: RealtimeOptions | undefined): RealtimeOptions {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over ?? {})) if (v !== undefined) out[k] = v;
+  out.backoff = { ...base.backoff, ...over?.backoff };
+  return out as RealtimeOptions;
+}
+
+/** The current defaults (a copy). */
+export function getConfig(): RealtimeOptions {
+  return { ...defaults, backoff: { ...defaults.backoff } };
+}
+
+/** Forget every default set by `configure` (tests). */
+export function resetConfig(): void {
+  defaults = {};
+}
+
+function resolveUrl(url: string | undefined): string {
+  const loc = (globalThis as { location?: { href?: string; origin?: string } }).location;
+  const raw = url ?? loc?.origin;
+  if (!raw) {
+    throw new TypeError('realtime-bridge: no url: call configure({ url }) or pass { url } to subscribe');
+  }
+  try {
+    return new URL(raw, loc?.href).href;
+  } catch {
+    throw new TypeError(`realtime-bridge: invalid url '${raw}' (an absolute http(s) URL is needed outside a browser)`);
+  }
+}
+
+const disposeSymbol: typeof Symbol.dispose =
+  (Symbol as { dispose?: typeof Symbol.dispose }).dispose ?? (Symbol.for('Symbol.dispose') as typeof Symbol.dispose);
+
+/** Subscriptions not yet closed: kept reachable so that an open stream is never garbage-collected. */
+const live = new Set<SubscriptionHandle<unknown>>();
+
+class SubscriptionHandle<T> implements Subscription<T> {
+  #raw: RawSubscription | null = null;
+  #closed = false;
+  #cursor: string | null = null;
+
+  /** @internal */
+  attach(raw: RawSubscription): void {
+    this.#raw = raw;
+  }
+
+  /** @internal The core reported 'closed' (a final error, or close()). */
+  closedByCore(): void {
+    const raw = this.#raw;
+    // Not synchronously: the core may be inside a method of `raw` right now.
+    if (raw) queueMicrotask(() => this.#release(raw));
+  }
+
+  /** Frees the Rust object at once (not at some later garbage collection). */
+  #release(raw: RawSubscription): void {
+    if (this.#raw !== raw) return;
+    this.#cursor = raw.lastEventId ?? null;
+    this.#raw = null;
+    this.#closed = true;
+    live.delete(this as SubscriptionHandle<unknown>);
+    raw.free();
+  }
+
+  get status(): SubscriptionStatus {
+    if (this.#raw) return this.#raw.status as SubscriptionStatus;
+    return this.#closed ? 'closed' : 'connecting';
+  }
+
+  get lastEventId(): string | null {
+    return this.#raw ? (this.#raw.lastEventId ?? null) : this.#cursor;
+  }
+
+  reconnect(): void {
+    this.#raw?.reconnect();
+  }
+
+  close(): void {
+    const raw = this.#raw;
+    if (!raw) return;
+    raw.close();
+    this.#release(raw);
+  }
+
+  [disposeSymbol](): void {
+    this.close();
+  }
+}
+
+/**
+ * Subscribes to the events of `userId` (`events`: the names to receive, or null for all).
+ * Calls for the same url and user share one HTTP connection; each callback gets only its
+ * own events, each event id at most once.
+ *
+ * ```ts
+ * const sub = subscribe<RealtimeMessageDto>('42', ['message_new'], (e) => console.log(e.data));
+ * sub.close();
+ * ```
+ */
+export function subscribe<T = unknown>(
+  userId: string,
+  events: readonly EventType[] | null | undefined,
+  callback: EventCallback<T>,
+  options?: SubscribeOptions,
+): Subscription<T> {
+  if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
+  load();
+  const o = merge(defaults, options);
+  const handle = new SubscriptionHandle<T>();
+  const userStatus = o.onStatus;
+  const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
+    ...o,
+    url: resolveUrl(o.url),
+    onStatus: (s: SubscriptionStatus) => {
+      if (s === 'closed') handle.closedByCore();
+      userStatus?.(s);
+    },
+  } as RawSubscribeOptions);
+  handle.attach(raw);
+  live.add(handle as SubscriptionHandle<unknown>);
+  return handle;
+}
+
+/** The real client, as an object (what `realtime-bridge/react` uses unless told otherwise). */
+export const realtimeClient: RealtimeClient = { subscribe };

@@ -1,0 +1,167 @@
+// Browser end-to-end: the Vite-built page (dist/, from the realtime-bridge package) in
+// headless Chromium (Debian's, driven by playwright-core), a real bridge, a real nats-server.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { join, dirname, extname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startNats, startBridge, token, producer, sleep } from '../helpers.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, 'dist');
+const shots = join(here, '..', '..', 'test-results');
+
+function chromiumPath() {
+  for (const p of [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium']) {
+    if (p && existsSync(p)) return p;
+  }
+  throw new Error('Chromium not found: apt-get install chromium (scripts/setup-sdk.sh)');
+}
+
+/** Serves dist/ on loopback. */
+function serveDist() {
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    const file = join(dist, path === '/' ? 'index.html' : path);
+    if (!file.startsWith(dist) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+let nats;
+let pub;
+let web;
+let context;
+let userDataDir;
+const bridges = [];
+
+before(async () => {
+  assert.ok(existsSync(join(dist, 'index.html')), 'build the page first (npx vite build)');
+  nats = await startNats();
+  pub = await producer(nats.url);
+  web = await serveDist();
+  userDataDir = mkdtempSync(join(tmpdir(), 'rb-sdk-chromium-'));
+  // A new, empty profile (launchPersistentContext passes it as --user-data-dir).
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath(),
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  await context?.close();
+  for (const b of bridges) await b.kill('SIGTERM');
+  await pub?.close();
+  await nats?.stop();
+  web?.closeAllConnections();
+  web?.close();
+  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+});
+
+/** Publishes `event` until the page shows `text` (the bridge's NATS interest may lag "open"). */
+async function publishUntilShown(page, user, event, text, timeoutMs = 15000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    await pub.send(user, event, { text });
+    try {
+      await page.getByText(text, { exact: false }).first().waitFor({ timeout: 300 });
+      return;
+    } catch {
+      /* again */
+    }
+  }
+  throw new Error(`'${text}' never appeared`);
+}
+
+test('events published to NATS appear on the page; after a bridge restart the page reconnects and shows the next one', async () => {
+  const origin = `http://127.0.0.1:${web.address().port}`;
+  const args = ['--cors-origin', origin];
+  const first = await startBridge({ natsUrl: nats.url, args });
+  bridges.push(first);
+  const user = 'browser-42';
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const q = new URLSearchParams({ bridge: first.url, user, token: token(user) });
+  await page.goto(`${origin}/?${q}`);
+
+  await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+  await publishUntilShown(page, user, 'message_new', 'Bonjour depuis NATS');
+  await pub.send(user, 'notification', { id: 'n1', title: 'Nouvelle notification' });
+  await pub.broadcast('system_alert', { text: 'Maintenance à 22h' });
+  await page.getByText('Nouvelle notification').waitFor({ timeout: 10000 });
+  await page.getByText('Maintenance à 22h').waitFor({ timeout: 10000 });
+  const cursorBefore = await page.locator('#cursor').textContent();
+  assert.notEqual(cursorBefore, '-');
+
+  // Crash the bridge; the page notices and retries; a new bridge comes up on the same address.
+  await first.kill('SIGKILL');
+  await page.locator('#status', { hasText: 'reconnecting' }).waitFor({ timeout: 15000 });
+  await sleep(300);
+  const second = await startBridge({ natsUrl: nats.url, listen: first.addr, args });
+  bridges.push(second);
+  await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+  await publishUntilShown(page, user, 'message_new', 'Après le redémarrage');
+
+  // Hooks + plain subscribe share one connection per user: the bridge has exactly one stream.
+  const metrics = await (await fetch(`${second.url}/metrics`)).text();
+  assert.match(metrics, /^realtime_bridge_open_streams(\{[^}]*\})? 1$/m);
+  const plain = Number(await page.locator('#plain-count').textContent());
+  assert.ok(plain >= 2, `plain subscribe got ${plain}`);
+  const texts = await page.locator('#events li').allTextContents();
+  assert.deepEqual(texts.slice(0, 2), ['message_new Bonjour depuis NATS', 'system_alert Maintenance à 22h']);
+  assert.ok(texts.includes('message_new Après le redémarrage'));
+
+  mkdirSync(shots, { recursive: true });
+  const shot = join(shots, 'e2e-browser.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(`screenshot: ${shot}`);
+  assert.deepEqual(consoleErrors.filter((e) => !/Failed to load resource|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|network error|ERR_INCOMPLETE_CHUNKED/i.test(e)), []);
+  await page.close();
+});
+
+test("the browser's online event retries at once instead of waiting out the backoff", async () => {
+  const origin = `http://127.0.0.1:${web.address().port}`;
+  const args = ['--cors-origin', origin];
+  const first = await startBridge({ natsUrl: nats.url, args });
+  bridges.push(first);
+  const user = 'browser-online';
+  const page = await context.newPage();
+  // Backoff of 60 s: without the online handler the page would stay disconnected.
+  const q = new URLSearchParams({ bridge: first.url, user, token: token(user), initialMs: '60000', maxMs: '60000' });
+  await page.goto(`${origin}/?${q}`);
+  await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+  await context.setOffline(true);
+  await first.kill('SIGKILL');
+  await page.locator('#status', { hasText: 'reconnecting' }).waitFor({ timeout: 15000 });
+  const second = await startBridge({ natsUrl: nats.url, listen: first.addr, args });
+  bridges.push(second);
+  await sleep(500);
+  const t0 = Date.now();
+  await context.setOffline(false);
+  await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 10000 });
+  const took = Date.now() - t0;
+  assert.ok(took < 10000, `reconnected ${took} ms after going online`);
+  await publishUntilShown(page, user, 'message_new', 'De retour en ligne');
+  await page.close();
+});

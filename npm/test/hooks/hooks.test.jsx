@@ -1,0 +1,179 @@
+// React hooks (realtime-bridge/react) with React Testing Library, against a real bridge
+// and a real nats-server.
+import { StrictMode, useEffect } from 'react';
+import { render, screen, act, cleanup, waitFor as rtlWaitFor } from '@testing-library/react';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import {
+  RealtimeProvider,
+  useRealtime,
+  useRealtimeMessages,
+  useRealtimeNotifications,
+  useRealtimeTransactions,
+} from 'realtime-bridge/react';
+import { startNats, startBridge, token, openStreams, producer, waitFor, sleep } from '../helpers.mjs';
+
+let nats;
+let bridge;
+let pub;
+const fetchLog = [];
+const realFetch = globalThis.fetch;
+
+beforeAll(async () => {
+  nats = await startNats();
+  bridge = await startBridge({ natsUrl: nats.url });
+  pub = await producer(nats.url);
+  globalThis.fetch = (input, init) => {
+    fetchLog.push(String(input));
+    return realFetch(input, init);
+  };
+});
+
+afterAll(async () => {
+  globalThis.fetch = realFetch;
+  await pub?.close();
+  await bridge?.kill('SIGTERM');
+  await nats?.stop();
+});
+
+afterEach(() => cleanup());
+
+const fetchesFor = (user) => fetchLog.filter((u) => u.includes(`/v1/users/${user}/events`));
+
+/** Publishes until the page shows it: the bridge's NATS interest may lag the stream's opening. */
+async function publishUntilShown(user, event, data, testId) {
+  for (let i = 0; i < 50; i++) {
+    await pub.send(user, event, data);
+    try {
+      await rtlWaitFor(() => expect(screen.getByTestId(testId).textContent).not.toBe('0'), { timeout: 200 });
+      return;
+    } catch {
+      /* again */
+    }
+  }
+  throw new Error(`${event} never shown`);
+}
+
+function Feed({ userId, events, maxEvents, onEvent }) {
+  const rt = useRealtime({ userId, events, maxEvents, onEvent });
+  return (
+    <div>
+      <span data-testid="status">{rt.status}</span>
+      <span data-testid="connected">{String(rt.isConnected)}</span>
+      <span data-testid="count">{rt.events.length}</span>
+      <span data-testid="last">{rt.events.map((e) => e.data.n).join(',')}</span>
+      <button onClick={rt.disconnect}>disconnect</button>
+      <button onClick={rt.reconnect}>reconnect</button>
+      <button onClick={rt.clearEvents}>clear</button>
+    </div>
+  );
+}
+
+describe('useRealtime against the bridge', () => {
+  test('receives events, calls onEvent(event, data), keeps at most maxEvents', async () => {
+    const user = 'hook-basic';
+    const seen = [];
+    render(
+      <RealtimeProvider url={bridge.url} getToken={async () => token(user)}>
+        <Feed userId={user} events={['tick']} maxEvents={3} onEvent={(event, data) => seen.push([event, data.n])} />
+      </RealtimeProvider>,
+    );
+    expect(screen.getByTestId('status').textContent).toBe('connecting');
+    await rtlWaitFor(() => expect(screen.getByTestId('connected').textContent).toBe('true'), { timeout: 10000 });
+    await publishUntilShown(user, 'tick', { n: -1 }, 'count');
+    for (let n = 0; n < 5; n++) await pub.send(user, 'tick', { n });
+    await pub.send(user, 'not_wanted', { n: 99 });
+    await rtlWaitFor(() => expect(screen.getByTestId('last').textContent).toBe('2,3,4'), { timeout: 10000 });
+    expect(screen.getByTestId('count').textContent).toBe('3');
+    expect(seen.slice(-5)).toEqual([['tick', 0], ['tick', 1], ['tick', 2], ['tick', 3], ['tick', 4]]);
+    act(() => screen.getByText('clear').click());
+    expect(screen.getByTestId('count').textContent).toBe('0');
+  });
+
+  test('StrictMode: one HTTP connection; unmount closes it', async () => {
+    const user = 'hook-strict';
+    const before = await openStreams(bridge.url);
+    const { unmount } = render(
+      <StrictMode>
+        <RealtimeProvider url={bridge.url} token={token(user)}>
+          <Feed userId={user} />
+        </RealtimeProvider>
+      </StrictMode>,
+    );
+    await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
+    await sleep(200);
+    expect(fetchesFor(user)).toHaveLength(1);
+    expect(await openStreams(bridge.url)).toBe(before + 1);
+    unmount();
+    await waitFor(async () => (await openStreams(bridge.url)) === before, { what: 'stream closed on unmount' });
+  });
+
+  test('disconnect() and reconnect()', async () => {
+    const user = 'hook-disc';
+    const before = await openStreams(bridge.url);
+    render(
+      <RealtimeProvider url={bridge.url} token={token(user)}>
+        <Feed userId={user} />
+      </RealtimeProvider>,
+    );
+    await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
+    act(() => screen.getByText('disconnect').click());
+    expect(screen.getByTestId('status').textContent).toBe('closed');
+    expect(screen.getByTestId('connected').textContent).toBe('false');
+    await waitFor(async () => (await openStreams(bridge.url)) === before, { what: 'closed' });
+    act(() => screen.getByText('reconnect').click());
+    await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
+    await publishUntilShown(user, 'tick', { n: 7 }, 'count');
+    expect(await openStreams(bridge.url)).toBe(before + 1);
+    // reconnect() while open: drops the link and comes back.
+    const n = fetchesFor(user).length;
+    act(() => screen.getByText('reconnect').click());
+    await waitFor(() => fetchesFor(user).length === n + 1, { what: 'reconnected' });
+    await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
+  });
+});
+
+function Dashboard({ userId }) {
+  const messages = useRealtimeMessages(userId);
+  const transactions = useRealtimeTransactions(userId);
+  const { notifications, unreadCount, isConnected } = useRealtimeNotifications({ userId });
+  return (
+    <div>
+      <span data-testid="ready">{String(messages.isConnected && transactions.isConnected && isConnected)}</span>
+      <span data-testid="messages">{messages.events.length}</span>
+      <span data-testid="message-kinds">{messages.events.map((e) => e.event).join(',')}</span>
+      <span data-testid="transactions">{transactions.events.map((e) => `${e.event}:${e.data.amount}`).join(',')}</span>
+      <span data-testid="notifications">{notifications.map((n) => `${n.id}${n.read ? '(read)' : ''}`).join(',')}</span>
+      <span data-testid="unread">{unreadCount}</span>
+    </div>
+  );
+}
+
+describe('specialised hooks against the bridge', () => {
+  test('messages, transactions and notifications share one connection', async () => {
+    const user = 'hook-dash';
+    const before = await openStreams(bridge.url);
+    render(
+      <RealtimeProvider url={bridge.url} getToken={() => token(user)}>
+        <Dashboard userId={user} />
+      </RealtimeProvider>,
+    );
+    await rtlWaitFor(() => expect(screen.getByTestId('ready').textContent).toBe('true'), { timeout: 10000 });
+    await publishUntilShown(user, 'message_new', { content: 'hi' }, 'messages');
+    expect(fetchesFor(user)).toHaveLength(1);
+    expect(fetchesFor(user)[0]).toContain(
+      'events=message_new,message_read,notification,notification_deleted,notification_read,transaction_completed,transaction_created,transaction_failed,typing_start,typing_stop',
+    );
+    expect(await openStreams(bridge.url)).toBe(before + 1);
+    await pub.send(user, 'typing_start', { userId: '7' });
+    await pub.send(user, 'transaction_completed', { amount: 12.5, type: 'CREDIT' });
+    await pub.send(user, 'notification', { id: 'a', title: 'A' });
+    await pub.send(user, 'notification', { id: 'b', title: 'B' });
+    await pub.send(user, 'notification_read', { id: 'a' });
+    await pub.send(user, 'notification', { id: 'c', title: 'C' });
+    await pub.send(user, 'notification_deleted', { id: 'b' });
+    await rtlWaitFor(() => expect(screen.getByTestId('notifications').textContent).toBe('c,a(read)'), { timeout: 10000 });
+    expect(screen.getByTestId('unread').textContent).toBe('1');
+    expect(screen.getByTestId('transactions').textContent).toBe('transaction_completed:12.5');
+    expect(screen.getByTestId('message-kinds').textContent.split(',').slice(-1)).toEqual(['typing_start']);
+  });
+});

@@ -1,0 +1,615 @@
+//! The platform-independent half of a shared connection: who listens to what,
+//! which frames go to whom, the resume cursor, and duplicate suppression.
+//!
+//! One [`Demux`] belongs to one HTTP stream (one url + user). Every `subscribe`
+//! call sharing that stream is a listener with its own event filter; the stream
+//! itself asks the bridge for the union of the filters. Bytes from the stream
+//! go through the wire crate's [`SseParser`] (the one SSE parser of the project)
+//! and come out as [`Frame`]s, each naming the listeners it is for.
+//!
+//! Nothing here touches JavaScript, so all of it is unit-tested natively; the
+//! wasm glue (`web.rs`) only moves bytes in and calls callbacks.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use realtime_bridge_wire::{EventName, IdError, SseEvent, SseParser};
+
+/// Identifies one listener (one `subscribe` call) within a [`Demux`].
+pub type ListenerId = u32;
+
+/// The event names a listener wants; `None` means every event.
+pub type Filter = Option<BTreeSet<String>>;
+
+/// SSE event type of the bridge's "your cursor is too old" frame (DESIGN.md section 2).
+pub const RESET_EVENT: &str = "reset";
+
+/// How many recent envelope ids are remembered to suppress duplicates.
+///
+/// Duplicates come from a resume overlapping what was already received, which is
+/// at most what was in flight when the link dropped; this is far more than that.
+pub const DEDUPE_CAPACITY: usize = 4096;
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// An event envelope (`data` is the JSON envelope).
+    Event,
+    /// `event: reset`: the history no longer holds the cursor; the app should
+    /// reload its state. Addressed to every listener.
+    Reset,
+}
+
+/// One parsed SSE event and the listeners it must be delivered to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// What the frame is.
+    pub kind: FrameKind,
+    /// The SSE event type (the envelope's `event`).
+    pub event: String,
+    /// The `data` field: the JSON envelope, to be parsed by the JS engine.
+    pub data: String,
+    /// Listeners whose filter accepts the event, in subscription order.
+    pub targets: Vec<ListenerId>,
+}
+
+/// Validates and normalises an event filter given by the caller.
+///
+/// `None` (all events) stays `None`; an empty list is an error, as is any name
+/// that is not a valid token (`[A-Za-z0-9_-]{1,128}`).
+pub fn parse_filter<I, S>(names: Option<I>) -> Result<Filter, (String, IdError)>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let Some(names) = names else { return Ok(None) };
+    let mut set = BTreeSet::new();
+    for n in names {
+        let n = n.as_ref();
+        let name = EventName::parse(n).map_err(|e| (n.to_owned(), e))?;
+        set.insert(name.into_string());
+    }
+    if set.is_empty() {
+        return Err((String::new(), IdError::Empty));
+    }
+    Ok(Some(set))
+}
+
+/// Whether a stream requested with filter `have` carries every event `want` needs.
+pub fn covers(have: &Filter, want: &Filter) -> bool {
+    match (have, want) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(h), Some(w)) => w.is_subset(h),
+    }
+}
+
+fn accepts(filter: &Filter, event: &str) -> bool {
+    filter.as_ref().is_none_or(|f| f.contains(event))
+}
+
+/// Remembers the last [`DEDUPE_CAPACITY`] envelope ids delivered (a B-tree rather than a
+/// hash set: the module already has B-tree code for filters, and no hasher is linked).
+#[derive(Debug, Default)]
+struct Dedupe {
+    set: BTreeSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Dedupe {
+    fn first_time(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= DEDUPE_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
+}
+
+/// Listener registry, router, cursor and de-duplication of one shared stream.
+#[derive(Debug)]
+pub struct Demux {
+    parser: SseParser,
+    listeners: Vec<(ListenerId, Filter)>,
+    next_id: ListenerId,
+    /// The filter of the request in flight or last made; `None` before the first one.
+    requested: Option<Filter>,
+    /// The resume cursor: the last SSE `id:` seen, or the caller's initial one.
+    cursor: Option<String>,
+    /// The parser's last event id as last observed, to notice when it changes.
+    observed: Option<String>,
+    dedupe: Dedupe,
+    scratch: Vec<SseEvent>,
+}
+
+impl Demux {
+    /// A demux with no listener, resuming from `cursor` if given.
+    pub fn new(cursor: Option<String>) -> Self {
+        Demux {
+            parser: SseParser::new(),
+            listeners: Vec::new(),
+            next_id: 1,
+            requested: None,
+            cursor: cursor.filter(|c| !c.is_empty()),
+            observed: None,
+            dedupe: Dedupe::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Adds a listener. The flag is true when the stream already requested (or
+    /// being requested) does not carry all of the new listener's events, i.e.
+    /// the connection must be made again with the grown union.
+    pub fn add(&mut self, filter: Filter) -> (ListenerId, bool) {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let reconnect = match &self.requested {
+            Some(have) => !covers(have, &filter),
+            None => false,
+        };
+        self.listeners.push((id, filter));
+        (id, reconnect)
+    }
+
+    /// Removes a listener; true if it was there. (The union shrinking never
+    /// forces a reconnection: routing drops what nobody wants.)
+    pub fn remove(&mut self, id: ListenerId) -> bool {
+        let before = self.listeners.len();
+        self.listeners.retain(|(l, _)| *l != id);
+        self.listeners.len() != before
+    }
+
+    /// Whether `id` is (still) a listener.
+    pub fn has(&self, id: ListenerId) -> bool {
+        self.listeners.iter().any(|(l, _)| *l == id)
+    }
+
+    /// Number of listeners.
+    pub fn len(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// No listener left.
+    pub fn is_empty(&self) -> bool {
+        self.listeners.is_empty()
+    }
+
+    /// The union of every listener's filter (`None`: all events).
+    pub fn union(&self) -> Filter {
+        let mut all = BTreeSet::new();
+        for (_, f) in &self.listeners {
+            match f {
+                None => return None,
+                Some(names) => all.extend(names.iter().cloned()),
+            }
+        }
+        Some(all)
+    }
+
+    /// Records that a request is being made now and returns the value of its
+    /// `events` query parameter (`None`: no parameter, all events).
+    pub fn begin_request(&mut self) -> Option<String> {
+        let union = self.union();
+        let query = union.as_ref().map(|set| {
+            let mut q = String::new();
+            for (i, name) in set.iter().enumerate() {
+                if i > 0 {
+                    q.push(',');
+                }
+                q.push_str(name);
+            }
+            q
+        });
+        self.requested = Some(union);
+        query
+    }
+
+    /// Feeds bytes of the current stream; appends the frames they complete.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Frame>) {
+        let mut events = std::mem::take(&mut self.scratch);
+        self.parser.push(chunk, &mut events);
+        for ev in events.drain(..) {
+            // The cursor moves with every dispatched frame, delivered or not:
+            // the bridge sent it, so a resume must start after it.
+            if ev.id != self.observed {
+                self.observed.clone_from(&ev.id);
+                self.cursor.clone_from(&ev.id);
+            }
+            let kind = if ev.event == RESET_EVENT {
+                FrameKind::Reset
+            } else {
+                FrameKind::Event
+            };
+            let targets: Vec<ListenerId> = self
+                .listeners
+                .iter()
+                .filter(|(_, f)| kind == FrameKind::Reset || accepts(f, &ev.event))
+                .map(|(id, _)| *id)
+                .collect();
+            if !targets.is_empty() {
+                out.push(Frame {
+                    kind,
+                    event: ev.event,
+                    data: ev.data,
+                    targets,
+                });
+            }
+        }
+        self.scratch = events;
+        // A block that only sets `id:` (no data) still moves the cursor; until the
+        // bridge sends an id at all, the caller's initial cursor is kept.
+        let now = self.parser.last_event_id();
+        if now != self.observed.as_deref() {
+            self.observed = now.map(str::to_owned);
+            self.cursor.clone_from(&self.observed);
+        }
+    }
+
+    /// The current stream ended (closed, aborted or failed): an unfinished
+    /// frame is dropped; the cursor is kept for the next connection.
+    pub fn end_stream(&mut self) {
+        self.parser.finish();
+    }
+
+    /// The resume cursor to send as `Last-Event-ID`.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// The last `retry:` the bridge asked for, in milliseconds.
+    pub fn server_retry_ms(&self) -> Option<u64> {
+        self.parser.retry()
+    }
+
+    /// Bytes received over every connection so far (the heartbeat watchdog's clock).
+    pub fn bytes_seen(&self) -> u64 {
+        self.parser.bytes_seen()
+    }
+
+    /// True the first time an envelope id is seen: deliver it. False for a
+    /// duplicate (a replay overlapping what was already delivered): drop it.
+    pub fn first_delivery(&mut self, envelope_id: &str) -> bool {
+        self.dedupe.first_time(envelope_id)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn filter(names: &[&str]) -> Filter {
+        parse_filter(Some(names)).unwrap()
+    }
+
+    fn envelope(id: &str, event: &str) -> String {
+        let mut s = String::from("{\"id\":\"");
+        s.push_str(id);
+        s.push_str("\",\"event\":\"");
+        s.push_str(event);
+        s.push_str("\",\"data\":{},\"timestamp\":\"2026-11-25T10:00:00.000Z\",\"userId\":\"42\"}");
+        s
+    }
+
+    fn encode(id: &str, event: &str) -> Vec<u8> {
+        realtime_bridge_wire::sse::encode_event(Some(id), Some(event), &envelope(id, event))
+    }
+
+    fn push_all(d: &mut Demux, bytes: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        d.push(bytes, &mut out);
+        out
+    }
+
+    #[test]
+    fn parse_filter_validates() {
+        assert_eq!(parse_filter::<Vec<&str>, &str>(None).unwrap(), None);
+        assert_eq!(
+            filter(&["b", "a", "b"]),
+            Some(["a", "b"].iter().map(|s| s.to_string()).collect())
+        );
+        assert!(parse_filter(Some(Vec::<&str>::new())).is_err());
+        for bad in ["", "a.b", "*", ">", "a b", &"x".repeat(129)] {
+            let err = parse_filter(Some([bad])).unwrap_err();
+            assert_eq!(err.0, bad);
+        }
+    }
+
+    #[test]
+    fn union_and_query() {
+        let mut d = Demux::new(None);
+        assert_eq!(d.begin_request(), Some(String::new()));
+        let (a, r) = d.add(filter(&["typing_start", "message_new"]));
+        assert!(r, "the earlier request (no listener) carried nothing");
+        assert_eq!(
+            d.begin_request().as_deref(),
+            Some("message_new,typing_start")
+        );
+        let (_, r) = d.add(filter(&["message_new"]));
+        assert!(!r);
+        assert_eq!(
+            d.begin_request().as_deref(),
+            Some("message_new,typing_start")
+        );
+        // Growing the union needs a new request, shrinking does not.
+        let (c, r) = d.add(filter(&["message_read"]));
+        assert!(r);
+        assert_eq!(
+            d.begin_request().as_deref(),
+            Some("message_new,message_read,typing_start")
+        );
+        assert!(d.remove(c));
+        assert!(!d.remove(c));
+        assert_eq!(
+            d.begin_request().as_deref(),
+            Some("message_new,typing_start")
+        );
+        // A listener for everything makes the union "all".
+        let (all, r) = d.add(None);
+        assert!(r);
+        assert_eq!(d.begin_request(), None);
+        let (_, r) = d.add(filter(&["anything"]));
+        assert!(!r);
+        assert!(d.remove(all) && d.remove(a));
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn no_reconnect_before_first_request() {
+        let mut d = Demux::new(None);
+        assert!(!d.add(filter(&["a"])).1);
+        assert!(!d.add(None).1);
+    }
+
+    #[test]
+    fn routes_each_frame_to_matching_listeners_only() {
+        let mut d = Demux::new(None);
+        let (msgs, _) = d.add(filter(&["message_new"]));
+        let (typing, _) = d.add(filter(&["typing_start", "message_new"]));
+        let (all, _) = d.add(None);
+        let mut bytes = b"retry: 2000\n\n: hb\n\n".to_vec();
+        bytes.extend(encode("a-1", "message_new"));
+        bytes.extend(encode("a-2", "typing_start"));
+        bytes.extend(encode("a-3", "system_alert"));
+        let out = push_all(&mut d, &bytes);
+        let routed: Vec<(&str, Vec<ListenerId>)> = out
+            .iter()
+            .map(|f| (f.event.as_str(), f.targets.clone()))
+            .collect();
+        assert_eq!(
+            routed,
+            [
+                ("message_new", vec![msgs, typing, all]),
+                ("typing_start", vec![typing, all]),
+                ("system_alert", vec![all]),
+            ]
+        );
+        assert_eq!(out[0].data, envelope("a-1", "message_new"));
+        assert_eq!(d.server_retry_ms(), Some(2000));
+        // Nobody wants it: no frame, but the cursor still moves.
+        assert!(d.remove(all));
+        assert!(push_all(&mut d, &encode("a-4", "system_alert")).is_empty());
+        assert_eq!(d.cursor(), Some("a-4"));
+    }
+
+    #[test]
+    fn reset_goes_to_everyone() {
+        let mut d = Demux::new(Some("17".into()));
+        let (a, _) = d.add(filter(&["x"]));
+        let (b, _) = d.add(filter(&["y"]));
+        let out = push_all(
+            &mut d,
+            b"event: reset\ndata: {\"reason\":\"history_expired\"}\n\n",
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, FrameKind::Reset);
+        assert_eq!(out[0].targets, [a, b]);
+    }
+
+    #[test]
+    fn cursor_tracking() {
+        let mut d = Demux::new(Some("100".into()));
+        d.add(None);
+        assert_eq!(d.cursor(), Some("100"));
+        // Heartbeats and retry do not move it.
+        push_all(&mut d, b"retry: 10\n\n: hb\n\n");
+        assert_eq!(d.cursor(), Some("100"));
+        // Partial frame: not yet.
+        push_all(&mut d, b"id: 101\nevent: a\ndata: {}\n");
+        assert_eq!(d.cursor(), Some("100"));
+        push_all(&mut d, b"\n");
+        assert_eq!(d.cursor(), Some("101"));
+        // An unfinished frame at the end of a stream is dropped; the cursor stays.
+        push_all(&mut d, b"id: 102\nevent: a\ndata: {}\n");
+        d.end_stream();
+        assert_eq!(d.cursor(), Some("101"));
+        // The next connection continues from there; an id-only block moves it.
+        push_all(&mut d, b"retry: 5\n\nid: 1734:1690\n\n");
+        assert_eq!(d.cursor(), Some("1734:1690"));
+        // An empty initial cursor is no cursor.
+        assert_eq!(Demux::new(Some(String::new())).cursor(), None);
+    }
+
+    #[test]
+    fn dedupe_is_bounded_and_exact() {
+        let mut d = Demux::new(None);
+        assert!(d.first_delivery("1"));
+        assert!(!d.first_delivery("1"));
+        for i in 2..=DEDUPE_CAPACITY {
+            assert!(d.first_delivery(&i.to_string()));
+        }
+        assert!(!d.first_delivery("1"));
+        assert!(!d.first_delivery(&DEDUPE_CAPACITY.to_string()));
+        // One more evicts the oldest.
+        assert!(d.first_delivery("new"));
+        assert!(d.first_delivery("1"));
+    }
+
+    #[test]
+    fn replay_after_reconnect_is_deduplicated() {
+        let mut d = Demux::new(None);
+        let (l, _) = d.add(None);
+        let mut delivered = Vec::new();
+        let mut deliver = |d: &mut Demux, bytes: &[u8]| {
+            for f in push_all(d, bytes) {
+                let id = f.data.split('"').nth(3).unwrap().to_owned();
+                if d.first_delivery(&id) {
+                    assert_eq!(f.targets, [l]);
+                    delivered.push(id);
+                }
+            }
+        };
+        let mut first = encode("1", "a");
+        first.extend(encode("2", "a"));
+        first.extend(b"id: 3\nevent: a\ndata: {\"id\":\"3\"");
+        deliver(&mut d, &first);
+        d.end_stream();
+        assert_eq!(d.cursor(), Some("2"));
+        // The server replays from an older point (overlap), then new events.
+        let mut second = encode("1", "a");
+        second.extend(encode("2", "a"));
+        second.extend(encode("3", "a"));
+        second.extend(encode("4", "a"));
+        deliver(&mut d, &second);
+        assert_eq!(delivered, ["1", "2", "3", "4"]);
+    }
+
+    /// One SSE frame of a generated stream.
+    #[derive(Debug, Clone)]
+    enum Item {
+        Event { id: String, event: String },
+        Comment,
+        Retry(u32),
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        prop_oneof![
+            6 => ("[a-z0-9]{1,4}", prop::sample::select(vec!["message_new", "typing_start", "notification", "x"]))
+                .prop_map(|(id, event)| Item::Event { id, event: event.to_owned() }),
+            1 => Just(Item::Comment),
+            1 => (0u32..100_000).prop_map(Item::Retry),
+        ]
+    }
+
+    fn render(items: &[Item], eol: &str) -> Vec<u8> {
+        let mut s = String::new();
+        for it in items {
+            match it {
+                Item::Event { id, event } => {
+                    // Multi-line data and a non-ASCII payload, as real JSON may be pretty-printed.
+                    s.push_str("id: ");
+                    s.push_str(id);
+                    s.push_str(eol);
+                    s.push_str("event: ");
+                    s.push_str(event);
+                    s.push_str(eol);
+                    s.push_str("data: {\"id\":\"");
+                    s.push_str(id);
+                    s.push_str("\",");
+                    s.push_str(eol);
+                    s.push_str("data: \"text\":\"h\u{e9}llo \u{1F600}\"}");
+                    s.push_str(eol);
+                    s.push_str(eol);
+                }
+                Item::Comment => {
+                    s.push_str(": hb");
+                    s.push_str(eol);
+                    s.push_str(eol);
+                }
+                Item::Retry(ms) => {
+                    s.push_str("retry: ");
+                    s.push_str(&ms.to_string());
+                    s.push_str(eol);
+                    s.push_str(eol);
+                }
+            }
+        }
+        s.into_bytes()
+    }
+
+    /// What the SDK layer hands to callbacks: (listener, envelope id) in order, after dedupe.
+    fn run(filters: &[Filter], chunks: &[&[u8]]) -> (Vec<(ListenerId, String)>, Option<String>) {
+        let mut d = Demux::new(None);
+        for f in filters {
+            d.add(f.clone());
+        }
+        let mut calls = Vec::new();
+        for c in chunks {
+            for f in push_all(&mut d, c) {
+                let id = f.data.split('"').nth(3).unwrap().to_owned();
+                if d.first_delivery(&id) {
+                    calls.extend(f.targets.iter().map(|t| (*t, id.clone())));
+                }
+            }
+        }
+        (calls, d.cursor().map(str::to_owned))
+    }
+
+    fn filter_strategy() -> impl Strategy<Value = Filter> {
+        prop_oneof![
+            1 => Just(None),
+            3 => prop::sample::subsequence(vec!["message_new", "typing_start", "notification", "x"], 1..=3)
+                .prop_map(|v| parse_filter(Some(v)).unwrap()),
+        ]
+    }
+
+    proptest! {
+        /// Any split of a valid stream into chunks gives the same deliveries and cursor
+        /// as the whole stream at once, and the deliveries follow the filters and dedupe.
+        #[test]
+        fn any_chunking_routes_the_same(
+            items in prop::collection::vec(item(), 0..24),
+            filters in prop::collection::vec(filter_strategy(), 1..4),
+            eol in prop::sample::select(vec!["\n", "\r\n", "\r"]),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let bytes = render(&items, eol);
+            // With a CR line end, the stream's last CR is only known to end a line once
+            // more bytes (or the next frame) arrive; append a comment so both runs agree.
+            let mut bytes = bytes;
+            bytes.extend_from_slice(b":\n");
+            let (whole, whole_cursor) = run(&filters, &[&bytes]);
+
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut start = 0;
+            for p in points {
+                chunks.push(&bytes[start..p]);
+                start = p;
+            }
+            chunks.push(&bytes[start..]);
+            let (split, split_cursor) = run(&filters, &chunks);
+            prop_assert_eq!(&split, &whole);
+            prop_assert_eq!(&split_cursor, &whole_cursor);
+
+            // Model: every first occurrence of an id, to each listener whose filter has its event.
+            let mut seen = std::collections::HashSet::new();
+            let mut expected = Vec::new();
+            let mut last_id = None;
+            for it in &items {
+                if let Item::Event { id, event } = it {
+                    last_id = Some(id.clone());
+                    let wanted: Vec<ListenerId> = filters
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| accepts(f, event))
+                        .map(|(i, _)| i as ListenerId + 1)
+                        .collect();
+                    // A frame nobody wants is never looked at, so it does not count as seen.
+                    if !wanted.is_empty() && seen.insert(id.clone()) {
+                        expected.extend(wanted.into_iter().map(|l| (l, id.clone())));
+                    }
+                }
+            }
+            prop_assert_eq!(whole, expected);
+            prop_assert_eq!(whole_cursor, last_id);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Realtime Bridge client SDK, compiled to WebAssembly for browsers and Node 18+.
+//!
+//! `subscribe(userId, events, callback, options)` opens (or joins) one `fetch`
+//! stream per url + user, parses it with the wire crate's SSE parser, and calls
+//! the callback with each envelope `{id, event, data, timestamp, userId?}` as
+//! parsed by the JavaScript engine's own `JSON.parse`. It reconnects with
+//! exponential backoff and jitter, resumes with `Last-Event-ID`, and never
+//! delivers the same envelope id twice (DESIGN.md section 4).
+//!
+//! * [`backoff`] and [`demux`] are plain Rust (tested natively): reconnection
+//!   delays, listener registry, routing, cursor tracking and de-duplication.
+//! * `web` (wasm32 only) is the JavaScript glue: fetch, stream reader, timers,
+//!   the `online` event, and the exported `subscribe` / `Subscription`.
+
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod demux;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,202 @@
+//! JetStream history (DESIGN.md section 3): the stream that keeps `user.>` and
+//! `broadcast.>`, and short-lived reads from it for catch-ups.
+//!
+//! The live path never uses a consumer: the stream's RePublish setting re-emits every
+//! stored message on `rt.<subject>` with its sequence in `Nats-Sequence`, and the hub
+//! subscribes to those per user, exactly as in live mode. Consumers are only created for a
+//! bounded range of sequences (a client resuming, or a subscription filling a gap) and go
+//! away when the range has been read.
+
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::config::HistoryMode;
+
+/// Where the history stream republishes every stored message.
+pub const REPUBLISH_DEST: &str = "rt.>";
+
+/// History settings (`--history-*`, `--stream-name`).
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    pub mode: HistoryMode,
+    pub stream_name: String,
+    pub max_age: Duration,
+    pub max_bytes: u64,
+    pub replicas: u8,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            mode: HistoryMode::Auto,
+            stream_name: "REALTIME".into(),
+            max_age: Duration::from_secs(24 * 3600),
+            max_bytes: 1 << 30,
+            replicas: 1,
+        }
+    }
+}
+
+/// History could not be set up or read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("JetStream is not available on this NATS ({0}); start nats-server with -js, or use --history off")]
+    Unavailable(String),
+    #[error("cannot create or update the JetStream stream {stream:?}: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("reading history failed: {0}")]
+    Read(String),
+}
+
+/// One stored message, as read back from the stream.
+#[derive(Debug)]
+pub struct Stored {
+    pub seq: u64,
+    pub subject: String,
+    pub payload: Bytes,
+    pub time: SystemTime,
+}
+
+/// The history stream of this bridge.
+#[derive(Debug, Clone)]
+pub struct History {
+    js: jetstream::Context,
+    stream_name: String,
+    /// Kept to re-apply after NATS comes back (a server restarted without its store
+    /// would otherwise have no stream, and nothing would be republished).
+    config: stream::Config,
+}
+
+impl History {
+    /// Creates or updates the stream. `Ok(None)` means live mode (`off`, or `auto`
+    /// without JetStream); with `on`, a missing JetStream is an error.
+    pub async fn setup(client: &async_nats::Client, cfg: &HistoryConfig) -> Result<Option<Self>, HistoryError> {
+        if cfg.mode == HistoryMode::Off {
+            return Ok(None);
+        }
+        let js = jetstream::new(client.clone());
+        if let Err(e) = js.query_account().await {
+            return match cfg.mode {
+                HistoryMode::On => Err(HistoryError::Unavailable(e.to_string())),
+                _ => {
+                    tracing::warn!(error = %e, "JetStream not available: live mode (at most once); use --history on to require it");
+                    Ok(None)
+                }
+            };
+        }
+        let config = stream::Config {
+            name: cfg.stream_name.clone(),
+            subjects: vec!["user.>".into(), "broadcast.>".into()],
+            max_age: cfg.max_age,
+            max_bytes: i64::try_from(cfg.max_bytes).unwrap_or(i64::MAX),
+            storage: stream::StorageType::File,
+            num_replicas: usize::from(cfg.replicas),
+            duplicate_window: Duration::from_secs(120).min(cfg.max_age),
+            republish: Some(stream::Republish {
+                source: ">".into(),
+                destination: REPUBLISH_DEST.into(),
+                headers_only: false,
+            }),
+            allow_direct: true,
+            ..Default::default()
+        };
+        let history = Self { js, stream_name: cfg.stream_name.clone(), config };
+        history.ensure().await?;
+        tracing::info!(
+            stream = %cfg.stream_name,
+            max_age = ?cfg.max_age,
+            max_bytes = cfg.max_bytes,
+            replicas = cfg.replicas,
+            "history mode: JetStream stream ready"
+        );
+        Ok(Some(history))
+    }
+
+    /// Creates the stream, or updates it to our settings.
+    pub async fn ensure(&self) -> Result<(), HistoryError> {
+        self.js
+            .create_or_update_stream(self.config.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| HistoryError::Stream { stream: self.stream_name.clone(), reason: e.to_string() })
+    }
+
+    pub fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// `(first, last)` sequence held by the stream now.
+    pub async fn bounds(&self) -> Result<(u64, u64), HistoryError> {
+        let mut s = self.js.get_stream(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
+        let info = s.info().await.map_err(|e| HistoryError::Read(e.to_string()))?;
+        Ok((info.state.first_sequence, info.state.last_sequence))
+    }
+
+    /// Stored messages matching `filters` with sequence in `from..=to`, in stored order.
+    /// The consumer behind it is ephemeral and gone once the returned stream is dropped.
+    pub async fn read(
+        &self,
+        filters: Vec<String>,
+        from: u64,
+        to: u64,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Stored, HistoryError>>, HistoryError> {
+        if from > to || from == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let s = self.js.get_stream(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
+        let (filter_subject, filter_subjects) = match filters.len() {
+            1 => (filters.into_iter().next().unwrap_or_default(), Vec::new()),
+            _ => (String::new(), filters),
+        };
+        let consumer = s
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject,
+                filter_subjects,
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: from },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| HistoryError::Read(e.to_string()))?;
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let messages = consumer.messages().await.map_err(|e| HistoryError::Read(e.to_string()))?;
+        // Stop after `to`, or once the consumer has nothing pending (the range may end
+        // with messages that don't match the filter).
+        let stream = futures::stream::unfold(Some(messages), move |state| async move {
+            let mut messages = state?;
+            match messages.next().await {
+                None => None,
+                Some(Err(e)) => Some((Err(HistoryError::Read(e.to_string())), None)),
+                Some(Ok(msg)) => {
+                    let Ok(info) = msg.info() else {
+                        return Some((Err(HistoryError::Read("message without JetStream metadata".into())), None));
+                    };
+                    let (seq, pending, time) = (info.stream_sequence, info.pending, SystemTime::from(info.published));
+                    if seq > to {
+                        return None;
+                    }
+                    let stored = Stored { seq, subject: msg.subject.to_string(), payload: msg.payload.clone(), time };
+                    let next = if seq >= to || pending == 0 { None } else { Some(messages) };
+                    Some((Ok(stored), next))
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+}
+
+/// Reads `Nats-Sequence` and `Nats-Time-Stamp` from a republished message.
+pub fn republished_meta(msg: &async_nats::Message) -> Option<(u64, SystemTime, &str)> {
+    let headers = msg.headers.as_ref()?;
+    let seq = headers.get("Nats-Sequence")?.as_str().parse().ok()?;
+    let time = headers
+        .get("Nats-Time-Stamp")
+        .and_then(|v| humantime::parse_rfc3339_weak(v.as_str()).ok())
+        .unwrap_or_else(SystemTime::now);
+    let subject = msg.subject.strip_prefix("rt.")?;
+    Some((seq, time, subject))
+}

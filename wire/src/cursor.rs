@@ -1,0 +1,88 @@
+//! The resume cursor carried in the SSE `id:` line in history mode.
+//!
+//! A user's events and the broadcasts reach the bridge through two subscriptions
+//! that may interleave differently from the order JetStream stored them in, so one
+//! "last sequence seen" could skip an event of the other kind. The cursor therefore
+//! holds both: `<last user-event sequence>:<last broadcast sequence>`, e.g. `1734:1690`.
+//! Clients treat it as opaque and send it back in `Last-Event-ID`.
+
+use core::fmt;
+
+/// Where a history-mode stream stands: every event of the user with a stream
+/// sequence up to `user`, and every broadcast up to `broadcast`, has been seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// Last user-event sequence covered.
+    pub user: u64,
+    /// Last broadcast sequence covered.
+    pub broadcast: u64,
+}
+
+/// A `Last-Event-ID` that is not a history cursor (e.g. a live-mode id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorError;
+
+impl fmt::Display for CursorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a resume cursor (expected <user-seq>:<broadcast-seq>)")
+    }
+}
+
+impl std::error::Error for CursorError {}
+
+impl Cursor {
+    /// Parses `u:b` (both decimal, no sign, no spaces).
+    ///
+    /// ```
+    /// use realtime_bridge_wire::cursor::Cursor;
+    /// assert_eq!(Cursor::parse("1734:1690").unwrap(), Cursor { user: 1734, broadcast: 1690 });
+    /// assert!(Cursor::parse("abc-1").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Self, CursorError> {
+        let (u, b) = s.split_once(':').ok_or(CursorError)?;
+        Ok(Self { user: parse_seq(u)?, broadcast: parse_seq(b)? })
+    }
+
+    /// The smallest of the two positions: a catch-up must start right after it.
+    pub fn min(&self) -> u64 {
+        self.user.min(self.broadcast)
+    }
+
+    /// Writes the SSE `id:` line for this cursor (`id: u:b\n`).
+    pub fn write_id_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(self.to_string().as_bytes());
+        out.push(b'\n');
+    }
+}
+
+fn parse_seq(s: &str) -> Result<u64, CursorError> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CursorError);
+    }
+    s.parse().map_err(|_| CursorError)
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.user, self.broadcast)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_other_ids() {
+        let c = Cursor { user: 7, broadcast: 0 };
+        assert_eq!(Cursor::parse(&c.to_string()), Ok(c));
+        for bad in ["", ":", "1:", ":1", "1", "1:2:3", "-1:2", "+1:2", " 1:2", "a:1", "hDqsVFvX-1", "99999999999999999999999:1"] {
+            assert!(Cursor::parse(bad).is_err(), "{bad:?}");
+        }
+        let mut line = Vec::new();
+        Cursor { user: 1734, broadcast: 1690 }.write_id_line(&mut line);
+        assert_eq!(line, b"id: 1734:1690\n");
+        assert_eq!(Cursor { user: 5, broadcast: 3 }.min(), 3);
+    }
+}
