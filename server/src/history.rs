@@ -124,6 +124,12 @@ impl History {
             .map_err(|e| HistoryError::Stream { stream: self.stream_name.clone(), reason: e.to_string() })
     }
 
+    /// How often a channel confirms its position when it has no events: well inside
+    /// `--history-max-age`, so idle cursors never fall out of history.
+    pub fn confirm_every(&self) -> Duration {
+        (self.config.max_age / 8).clamp(Duration::from_millis(250), Duration::from_secs(3600))
+    }
+
     pub fn context(&self) -> &jetstream::Context {
         &self.js
     }

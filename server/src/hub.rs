@@ -74,6 +74,13 @@ impl Channel {
         (Arc::new(Self { tx, upto: Mutex::new(0), ready }), ready_tx)
     }
 
+    /// How far `rx` is known complete: the channel's position if `rx` has taken every frame
+    /// pushed so far (pushes take the same lock), else `None`.
+    pub fn position_if_drained(&self, rx: &broadcast::Receiver<SharedFrame>) -> Option<u64> {
+        let upto = self.lock();
+        rx.is_empty().then_some(*upto)
+    }
+
     fn lock(&self) -> MutexGuard<'_, u64> {
         self.upto.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -149,6 +156,9 @@ pub struct Attached {
     pub user_upto: u64,
     /// History mode: the broadcast ring holds every broadcast after this sequence.
     pub broadcast_upto: u64,
+    /// The channels behind the rings, so the stream can move its cursor on when idle.
+    pub user_channel: Arc<Channel>,
+    pub broadcast_channel: Arc<Channel>,
     pub guard: StreamGuard,
 }
 
@@ -221,7 +231,15 @@ impl Hub {
         }
         let (user_rx, user_upto) = channel.subscribe();
         let (broadcast_rx, broadcast_upto) = self.broadcasts.subscribe();
-        Ok(Attached { user_rx, broadcast_rx, user_upto, broadcast_upto, guard })
+        Ok(Attached {
+            user_rx,
+            broadcast_rx,
+            user_upto,
+            broadcast_upto,
+            user_channel: channel,
+            broadcast_channel: Arc::clone(&self.broadcasts),
+            guard,
+        })
     }
 
     /// Streams open for `user` on this instance.
@@ -289,9 +307,23 @@ impl Hub {
         let _ = ready.send(true);
         let mut connections = self.connections.clone();
         connections.mark_unchanged();
+        // async-nats counts a (re)connection before it resubscribes, so the first message
+        // over a new connection is recognised here even before the `Connected` callback
+        // (another task) bumps `connections`; otherwise `upto` could jump over the gap.
+        let stats = self.client.statistics();
+        let connects = || stats.connects.load(std::sync::atomic::Ordering::Acquire);
+        let mut generation = connects();
+        // Whether `upto` is known to be gap-free right up to the live flow.
         let mut synced = false;
         let verify = tokio::time::sleep(VERIFY_AFTER);
         tokio::pin!(verify);
+        // Without events of its own a channel's position would stay where it started, and so
+        // would its streams' cursors: once history expires past it, a client that missed
+        // nothing would get `history_expired`. Confirm the position now and then (this also
+        // retries a fill that failed).
+        let mut confirm = tokio::time::interval(history.confirm_every());
+        confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        confirm.reset();
         loop {
             tokio::select! {
                 msg = sub.next() => {
@@ -301,25 +333,37 @@ impl Hub {
                         self.drop_event(DropReason::InvalidSubject, &msg.subject);
                         continue;
                     };
+                    let now = connects();
+                    if now != generation {
+                        generation = now;
+                        synced = false;
+                    }
                     let upto = *channel.lock();
                     if seq <= upto {
                         continue;
                     }
                     if !synced {
-                        // First message since (re)subscribing: make sure nothing before it was missed.
-                        self.fill(&history, &kind, &channel, upto + 1, seq - 1).await;
+                        // First message since (re)subscribing: send what was missed before it.
+                        // If history cannot be read now, hold this one back too (it is stored,
+                        // and the next fill reads it): order and completeness beat latency.
+                        if !self.fill(&history, &kind, &channel, upto + 1, seq - 1).await {
+                            continue;
+                        }
                         synced = true;
                     }
                     self.push_stored(&kind, &channel, seq, stored_subject, &msg.payload, time);
                 }
+                _ = confirm.tick() => {
+                    synced = self.fill_to_end(&history, &kind, &channel).await;
+                }
                 () = &mut verify, if !synced => {
-                    self.fill_to_end(&history, &kind, &channel).await;
-                    synced = true;
+                    synced = self.fill_to_end(&history, &kind, &channel).await;
                 }
                 r = connections.changed() => {
                     if r.is_err() {
                         break;
                     }
+                    generation = connects();
                     // NATS came back: what was stored while we were away never reached us.
                     let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await;
                     if matches!(kind, Kind::Broadcast) {
@@ -328,14 +372,14 @@ impl Hub {
                             tracing::error!(error = %e, "cannot re-apply the history stream after reconnecting");
                         }
                     }
-                    self.fill_to_end(&history, &kind, &channel).await;
-                    synced = true;
+                    synced = self.fill_to_end(&history, &kind, &channel).await;
                 }
             }
         }
     }
 
-    async fn fill_to_end(&self, history: &History, kind: &Kind, channel: &Channel) {
+    /// Fills up to the stream's last sequence; false if history could not be read.
+    async fn fill_to_end(&self, history: &History, kind: &Kind, channel: &Channel) -> bool {
         match history.bounds().await {
             Ok((_, last)) => {
                 let upto = *channel.lock();
@@ -345,20 +389,25 @@ impl Hub {
                     // clients resuming with old cursors get `reset` (unknown_cursor).
                     tracing::error!(upto, last, subject = kind.stored_subject(), "history stream went backwards (re-created?)");
                     *channel.lock() = last;
-                    return;
+                    return true;
                 }
-                self.fill(history, kind, channel, upto + 1, last).await;
+                self.fill(history, kind, channel, upto + 1, last).await
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the history stream's state"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the history stream's state");
+                false
+            }
         }
     }
 
     /// Pushes the stored events of this channel in `from..=to` that it has not pushed yet.
-    async fn fill(&self, history: &History, kind: &Kind, channel: &Channel, from: u64, to: u64) {
+    /// Returns false if history could not be read (nothing past what was pushed is assumed).
+    async fn fill(&self, history: &History, kind: &Kind, channel: &Channel, from: u64, to: u64) -> bool {
         if from > to {
-            return;
+            return true;
         }
         let mut pushed = 0u64;
+        let mut complete = true;
         match history.read(vec![kind.stored_subject()], from, to).await {
             Ok(mut stored) => {
                 while let Some(item) = stored.next().await {
@@ -370,17 +419,27 @@ impl Hub {
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "reading history to fill a gap failed");
+                            complete = false;
                             break;
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reading history to fill a gap failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading history to fill a gap failed");
+                complete = false;
+            }
+        }
+        if complete {
+            // Every event of this channel up to `to` has been pushed: its position is `to`.
+            let mut upto = channel.lock();
+            *upto = (*upto).max(to);
         }
         if pushed > 0 {
             self.metrics.replayed_events.inc_by(pushed);
             tracing::info!(subject = kind.stored_subject(), pushed, from, to, "filled a gap from history");
         }
+        complete
     }
 
     /// Frames a stored event and pushes it if it is past `upto`. Returns whether it was new.

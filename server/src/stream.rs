@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::AppError;
 use crate::frame::{Framer, SharedFrame};
 use crate::history::{History, HistoryError, Stored};
-use crate::hub::{Attached, StreamGuard};
+use crate::hub::{Attached, Channel, StreamGuard};
 use crate::metrics::{DropReason, Metrics};
 
 /// What every stream needs besides its rings.
@@ -110,6 +110,8 @@ enum Mode {
 struct StreamState {
     user_rx: broadcast::Receiver<SharedFrame>,
     broadcast_rx: broadcast::Receiver<SharedFrame>,
+    user_channel: Arc<Channel>,
+    broadcast_channel: Arc<Channel>,
     ctx: StreamContext,
     mode: Mode,
     /// Chunks to send before anything else (prelude, second half of a frame).
@@ -155,6 +157,8 @@ pub fn sse_body(
     let state = StreamState {
         user_rx: attached.user_rx,
         broadcast_rx: attached.broadcast_rx,
+        user_channel: attached.user_channel,
+        broadcast_channel: attached.broadcast_channel,
         ctx,
         mode,
         pending: VecDeque::from([Bytes::from(prelude)]),
@@ -190,7 +194,7 @@ impl StreamState {
                 r = self.broadcast_rx.recv() => (Ring::Broadcast, r),
                 r = self.ctx.heartbeat.changed() => {
                     r.ok()?;
-                    return Some(Bytes::from_static(sse::HEARTBEAT));
+                    return Some(self.heartbeat());
                 }
             };
             match got {
@@ -237,6 +241,16 @@ impl StreamState {
                 *pos = frame.seq;
                 if !wanted {
                     return None;
+                }
+                // The other kind may have moved on without events (its channel confirmed a
+                // later position): carry that too, so a busy user's cursor never lags behind
+                // quiet broadcasts (and falls out of history) or the other way round.
+                let (other_channel, other_rx, other_pos) = match ring {
+                    Ring::User => (&self.broadcast_channel, &self.broadcast_rx, &mut cursor.broadcast),
+                    Ring::Broadcast => (&self.user_channel, &self.user_rx, &mut cursor.user),
+                };
+                if let Some(p) = other_channel.position_if_drained(other_rx) {
+                    *other_pos = (*other_pos).max(p);
                 }
                 let mut id = Vec::with_capacity(32);
                 cursor.write_id_line(&mut id);
@@ -302,6 +316,28 @@ impl StreamState {
             self.ctx.metrics.events_delivered.inc();
             return Some(Some(Bytes::from(id)));
         }
+    }
+
+    /// The heartbeat comment, plus an `id:`-only block when the cursor moved on without
+    /// events (the channels confirmed a later position and this stream has taken all they pushed).
+    fn heartbeat(&mut self) -> Bytes {
+        let Mode::History { cursor, catch_up: None } = &mut self.mode else {
+            return Bytes::from_static(sse::HEARTBEAT);
+        };
+        let before = *cursor;
+        if let Some(u) = self.user_channel.position_if_drained(&self.user_rx) {
+            cursor.user = cursor.user.max(u);
+        }
+        if let Some(b) = self.broadcast_channel.position_if_drained(&self.broadcast_rx) {
+            cursor.broadcast = cursor.broadcast.max(b);
+        }
+        if *cursor == before {
+            return Bytes::from_static(sse::HEARTBEAT);
+        }
+        let mut out = sse::HEARTBEAT.to_vec();
+        cursor.write_id_line(&mut out);
+        out.push(b'\n');
+        Bytes::from(out)
     }
 
     fn wants(&self, event: &EventName) -> bool {
