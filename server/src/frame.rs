@@ -24,6 +24,9 @@ pub struct Frame {
     /// History mode: the same without the `id:` line, which carries each stream's own
     /// resume cursor and is written by the stream just before these bytes.
     pub bytes: Bytes,
+    /// Bytes pushed on its channel up to and including this frame (set when pushed), so a
+    /// stream can tell how many bytes it lags behind without any per-stream accounting.
+    pub end_offset: u64,
 }
 
 pub type SharedFrame = Arc<Frame>;
@@ -57,12 +60,12 @@ impl Framer {
     }
 
     /// Frames a live (core NATS) message. `user` is `None` for broadcasts.
-    pub fn frame_live(&self, event: EventName, user: Option<&UserId>, payload: &[u8]) -> Result<SharedFrame, DropReason> {
+    pub fn frame_live(&self, event: EventName, user: Option<&UserId>, payload: &[u8]) -> Result<Frame, DropReason> {
         self.validate(payload)?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.boot);
         let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        Ok(Arc::new(build(Some(&id), &id, 0, event, user, payload, &ts)))
+        Ok(build(Some(&id), &id, 0, event, user, payload, &ts))
     }
 
     /// Frames an event stored in JetStream at `seq` (history mode): the envelope id is the
@@ -74,10 +77,10 @@ impl Framer {
         user: Option<&UserId>,
         payload: &[u8],
         stored_at: SystemTime,
-    ) -> Result<SharedFrame, DropReason> {
+    ) -> Result<Frame, DropReason> {
         self.validate(payload)?;
         let ts = humantime::format_rfc3339_millis(stored_at).to_string();
-        Ok(Arc::new(build(None, &seq.to_string(), seq, event, user, payload, &ts)))
+        Ok(build(None, &seq.to_string(), seq, event, user, payload, &ts))
     }
 }
 
@@ -114,7 +117,7 @@ pub fn build(
     env.push('}');
     let mut out = Vec::with_capacity(env.len() + 32 + cursor.map_or(0, str::len) + event.as_str().len());
     sse::write_event(&mut out, cursor, Some(event.as_str()), &env);
-    Frame { event, seq, bytes: Bytes::from(out) }
+    Frame { event, seq, bytes: Bytes::from(out), end_offset: 0 }
 }
 
 fn boot_prefix() -> String {

@@ -44,6 +44,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     pub retry_ms: u64,
     pub max_event_bytes: usize,
+    /// Per-stream lag limit in bytes (see `Config::queue_bytes`).
+    pub queue_bytes: u64,
     pub cors_origins: Vec<String>,
 }
 
@@ -161,6 +163,7 @@ async fn stream_events(
         heartbeat: s.heartbeat.clone(),
         shutdown: s.shutdown.child_token(),
         metrics: Arc::clone(&s.metrics),
+        max_lag_bytes: s.queue_bytes,
     };
     let body = crate::stream::sse_body(attached, ctx, history);
     Ok((

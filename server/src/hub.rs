@@ -13,6 +13,7 @@
 //! from JetStream before going on, so streams see no gap and no duplicate.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +23,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::AppError;
-use crate::frame::{Framer, SharedFrame};
+use crate::frame::{Frame, Framer, SharedFrame};
 use crate::history::{republished_meta, History};
 use crate::metrics::{DropReason, Metrics};
 
@@ -65,13 +66,29 @@ pub struct Channel {
     upto: Mutex<u64>,
     /// Becomes true once the subscription is confirmed and `upto` is set.
     ready: watch::Receiver<bool>,
+    /// Bytes pushed so far; with each frame's `end_offset` it gives a stream's lag in bytes.
+    pushed_bytes: AtomicU64,
 }
 
 impl Channel {
     fn new(queue_len: usize) -> (Arc<Self>, watch::Sender<bool>) {
         let (tx, _) = broadcast::channel(queue_len);
         let (ready_tx, ready) = watch::channel(false);
-        (Arc::new(Self { tx, upto: Mutex::new(0), ready }), ready_tx)
+        (Arc::new(Self { tx, upto: Mutex::new(0), ready, pushed_bytes: AtomicU64::new(0) }), ready_tx)
+    }
+
+    /// Hands a frame to every receiver. Called by the channel's own task only (in history
+    /// mode with `upto` locked), so offsets grow in push order.
+    fn push(&self, mut frame: Frame) {
+        let len = u64::try_from(frame.bytes.len()).unwrap_or(u64::MAX);
+        frame.end_offset = self.pushed_bytes.fetch_add(len, Ordering::Relaxed).saturating_add(len);
+        // No receiver is not an error: nobody is connected.
+        drop(self.tx.send(Arc::new(frame)));
+    }
+
+    /// How many bytes were pushed after `frame`: how far behind a stream that just got it is.
+    pub fn lag_bytes(&self, frame: &Frame) -> u64 {
+        self.pushed_bytes.load(Ordering::Relaxed).saturating_sub(frame.end_offset)
     }
 
     /// How far `rx` is known complete: the channel's position if `rx` has taken every frame
@@ -285,7 +302,7 @@ impl Hub {
                     continue;
                 };
                 match self.framer.frame_live(event, kind.user(), &msg.payload) {
-                    Ok(frame) => drop(channel.tx.send(frame)),
+                    Ok(frame) => channel.push(frame),
                     Err(reason) => self.drop_event(reason, &msg.subject),
                 }
             }
@@ -456,7 +473,7 @@ impl Hub {
             return true;
         };
         match self.framer.frame_stored(seq, event, kind.user(), payload, time) {
-            Ok(frame) => drop(channel.tx.send(frame)),
+            Ok(frame) => channel.push(frame),
             Err(reason) => {
                 drop(upto);
                 self.drop_event(reason, subject);

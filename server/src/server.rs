@@ -24,6 +24,8 @@ use crate::stall::StallGuardListener;
 
 /// Frames a stream may fall behind before it is cut off as too slow.
 pub const DEFAULT_QUEUE_LEN: usize = 1024;
+/// Bytes a stream may fall behind before it is cut off as too slow.
+pub const DEFAULT_QUEUE_BYTES: u64 = 8 << 20;
 
 /// A bad configuration value: which flag, and why.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Per-stream backlog, in frames, before the stream is cut off.
     pub queue_len: usize,
+    /// Per-stream backlog, in bytes, before the stream is cut off.
+    pub queue_bytes: u64,
 }
 
 impl Config {
@@ -78,6 +82,7 @@ impl Config {
             cors_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
             queue_len: DEFAULT_QUEUE_LEN,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         }
     }
 
@@ -136,6 +141,7 @@ impl Config {
             cors_origins: args.cors_origins.clone(),
             shutdown_grace: args.shutdown_grace,
             queue_len: DEFAULT_QUEUE_LEN,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         })
     }
 }
@@ -235,6 +241,7 @@ impl Bridge {
             shutdown: stop.clone(),
             retry_ms: config.retry_ms,
             max_event_bytes: config.max_event_bytes,
+            queue_bytes: config.queue_bytes,
             cors_origins: config.cors_origins.clone(),
         }));
         Ok(Self { state, client, presence, tasks, stop })

@@ -32,6 +32,9 @@ pub struct StreamContext {
     /// Cancelled on shutdown: the body ends, so graceful shutdown is not held up.
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// A stream further behind its channel than this many bytes is cut off (the ring
+    /// bounds the count of frames; this bounds their size).
+    pub max_lag_bytes: u64,
 }
 
 /// How a history-mode stream begins.
@@ -199,6 +202,17 @@ impl StreamState {
             };
             match got {
                 Ok(frame) => {
+                    let (channel, rx) = match ring {
+                        Ring::User => (&self.user_channel, &self.user_rx),
+                        Ring::Broadcast => (&self.broadcast_channel, &self.broadcast_rx),
+                    };
+                    if channel.lag_bytes(&frame) > self.ctx.max_lag_bytes {
+                        let missed = u64::try_from(rx.len()).unwrap_or(u64::MAX);
+                        self.ctx.metrics.dropped(DropReason::SlowClient, missed);
+                        self.ctx.metrics.stream_cut("slow_client");
+                        tracing::info!(missed, "stream cut off: client too slow (bytes behind)");
+                        return None;
+                    }
                     if let Some(chunk) = self.accept(ring, &frame) {
                         return Some(chunk);
                     }

@@ -675,6 +675,47 @@ async fn slow_client_is_cut_off_once_it_reads_again() {
     bridge.stop().await;
 }
 
+/// The ring bounds how many frames a stream may lag; `queue_bytes` bounds their size: with
+/// room for 1024 frames but only 32 KiB, a client that stops reading while 64 events of
+/// 4 KiB arrive is cut off (as slow) when it reads again, long before the ring is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_client_is_cut_off_by_bytes_behind_not_only_by_frame_count() {
+    let nats = NatsServer::start();
+    let mut config = test_config(&nats.url());
+    config.queue_len = 1024;
+    config.queue_bytes = 32 * 1024;
+    config.heartbeat = Duration::from_secs(20);
+    let bridge = InProcessBridge::start(config).await;
+    let base = bridge.base();
+    let client = nats.client().await;
+    let stalled = open_raw(&base, "42", "", Some(&token("42"))).await;
+    assert_eq!(stalled.status(), 200);
+
+    let filled = fill_until_stalled(&base, &client, "user.42.bulk").await;
+    flood(&client, "user.42.bulk", 64).await;
+    let total = filled + 64;
+    eventually("every event received from NATS", WAIT, || {
+        let base = base.clone();
+        async move { (metric(&base, "realtime_bridge_events_received_total").await >= total as f64).then_some(()) }
+    })
+    .await;
+    assert!(64 < 1024, "far fewer frames behind than the ring holds");
+
+    let mut body: RawBody = Box::pin(stalled.bytes_stream());
+    let mut frames = 0u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => frames += count(&chunk, b"\nevent: bulk\n") as u64,
+            Ok(Some(Err(_)) | None) => break,
+            Err(_) => panic!("stream not cut off after the client read {frames} frames"),
+        }
+    }
+    assert!(frames < total, "a cut stream misses events; got all {frames}");
+    assert!(metric_or_zero(&base, CUT_SLOW_CLIENT).await >= 1.0);
+    bridge.stop().await;
+}
+
 /// Open streams of `user`, as `GET /v1/presence/{user}` counts them.
 async fn presence_streams(base: &str, user: &str) -> f64 {
     let url = format!("{base}/v1/presence/{user}");
