@@ -166,14 +166,16 @@ impl History {
             })
             .await
             .map_err(|e| HistoryError::Read(e.to_string()))?;
+        // From here on the consumer goes away with the read (see `DeleteOnDrop`).
+        let cleanup = DeleteOnDrop { stream: s, name: consumer.cached_info().name.clone() };
         if consumer.cached_info().num_pending == 0 {
             return Ok(futures::stream::empty().boxed());
         }
         let messages = consumer.messages().await.map_err(|e| HistoryError::Read(e.to_string()))?;
         // Stop after `to`, or once the consumer has nothing pending (the range may end
         // with messages that don't match the filter).
-        let stream = futures::stream::unfold(Some(messages), move |state| async move {
-            let mut messages = state?;
+        let stream = futures::stream::unfold(Some((messages, cleanup)), move |state| async move {
+            let (mut messages, cleanup) = state?;
             match messages.next().await {
                 None => None,
                 Some(Err(e)) => Some((Err(HistoryError::Read(e.to_string())), None)),
@@ -186,12 +188,35 @@ impl History {
                         return None;
                     }
                     let stored = Stored { seq, subject: msg.subject.to_string(), payload: msg.payload.clone(), time };
-                    let next = if seq >= to || pending == 0 { None } else { Some(messages) };
+                    let next = if seq >= to || pending == 0 { None } else { Some((messages, cleanup)) };
                     Some((Ok(stored), next))
                 }
             }
         });
         Ok(stream.boxed())
+    }
+}
+
+/// Deletes a read's consumer as soon as the read is over or dropped. The server would
+/// otherwise keep an ordered consumer for 30 s after its last pull (async-nats fixes its
+/// `inactive_threshold`), and nats-server holds at most 1000 consumers per stream by
+/// default (`default_max_consumers`): a few dozen resumes and gap fills a second, over
+/// all bridges, would fill the stream and make every further read fail.
+struct DeleteOnDrop {
+    stream: jetstream::stream::Stream,
+    name: String,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let (stream, name) = (self.stream.clone(), std::mem::take(&mut self.name));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = stream.delete_consumer(&name).await {
+                    tracing::debug!(consumer = name, error = %e, "could not delete a history read's consumer; it expires on its own");
+                }
+            });
+        }
     }
 }
 

@@ -36,6 +36,9 @@ const SUBSCRIBE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 /// checks history once for anything it missed.
 const VERIFY_AFTER: Duration = Duration::from_millis(500);
 
+/// After a failed read of history, how soon a channel tries again.
+const FILL_RETRY: Duration = Duration::from_secs(1);
+
 /// Per-process fan-out state.
 #[derive(Debug)]
 pub struct Hub {
@@ -364,6 +367,8 @@ impl Hub {
                         // If history cannot be read now, hold this one back too (it is stored,
                         // and the next fill reads it): order and completeness beat latency.
                         if !self.fill(&history, &kind, &channel, upto + 1, seq - 1).await {
+                            // Try again soon even if no further event comes to trigger it.
+                            verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
                             continue;
                         }
                         synced = true;
@@ -375,6 +380,9 @@ impl Hub {
                 }
                 () = &mut verify, if !synced => {
                     synced = self.fill_to_end(&history, &kind, &channel).await;
+                    if !synced {
+                        verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
+                    }
                 }
                 r = connections.changed() => {
                     if r.is_err() {
@@ -390,6 +398,9 @@ impl Hub {
                         }
                     }
                     synced = self.fill_to_end(&history, &kind, &channel).await;
+                    if !synced {
+                        verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
+                    }
                 }
             }
         }
