@@ -19,12 +19,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            initial_ms: 500.0,
-            max_ms: 30_000.0,
-            multiplier: 2.0,
-            jitter: 0.5,
-        }
+        Backoff { initial_ms: 500.0, max_ms: 30_000.0, multiplier: 2.0, jitter: 0.5 }
     }
 }
 
@@ -46,12 +41,7 @@ impl Backoff {
         let max_ms = sane(self.max_ms, d.max_ms).max(initial_ms);
         let multiplier = sane(self.multiplier, d.multiplier).max(1.0);
         let jitter = sane(self.jitter, d.jitter).min(1.0);
-        Backoff {
-            initial_ms,
-            max_ms,
-            multiplier,
-            jitter,
-        }
+        Backoff { initial_ms, max_ms, multiplier, jitter }
     }
 
     /// The un-jittered delay before retry number `attempt` (0 for the first retry):
@@ -76,11 +66,7 @@ impl Backoff {
     pub fn delay_ms(&self, attempt: u32, random: f64) -> u32 {
         let b = self.sanitized();
         let base = self.base_ms(attempt);
-        let r = if random.is_finite() {
-            random.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        let r = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.0 };
         let d = base * (1.0 - b.jitter * r);
         // Saturating float-to-int cast; the max is at most ~49 days anyway.
         d.round() as u32
@@ -96,10 +82,7 @@ mod tests {
     fn defaults_grow_exponentially_then_cap() {
         let b = Backoff::default();
         let bases: Vec<f64> = (0..9).map(|a| b.base_ms(a)).collect();
-        assert_eq!(
-            bases,
-            [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 30000.0, 30000.0, 30000.0]
-        );
+        assert_eq!(bases, [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 30000.0, 30000.0, 30000.0]);
         assert_eq!(b.base_ms(u32::MAX), 30000.0);
     }
 
@@ -115,12 +98,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_sanitised() {
-        let b = Backoff {
-            initial_ms: f64::NAN,
-            max_ms: -1.0,
-            multiplier: 0.5,
-            jitter: 7.0,
-        };
+        let b = Backoff { initial_ms: f64::NAN, max_ms: -1.0, multiplier: 0.5, jitter: 7.0 };
         let s = b.sanitized();
         assert_eq!(s.initial_ms, 500.0);
         assert_eq!(s.max_ms, 30000.0);
@@ -128,11 +106,7 @@ mod tests {
         assert_eq!(s.jitter, 1.0);
         assert_eq!(b.delay_ms(5, f64::NAN), 500);
         // max below initial: initial wins (a constant delay).
-        let c = Backoff {
-            initial_ms: 100.0,
-            max_ms: 10.0,
-            ..Backoff::default()
-        };
+        let c = Backoff { initial_ms: 100.0, max_ms: 10.0, ..Backoff::default() };
         assert_eq!(c.delay_ms(4, 0.0), 100);
     }
 

@@ -220,11 +220,7 @@ impl Demux {
                 self.observed.clone_from(&ev.id);
                 self.cursor.clone_from(&ev.id);
             }
-            let kind = if ev.event == RESET_EVENT {
-                FrameKind::Reset
-            } else {
-                FrameKind::Event
-            };
+            let kind = if ev.event == RESET_EVENT { FrameKind::Reset } else { FrameKind::Event };
             let targets: Vec<ListenerId> = self
                 .listeners
                 .iter()
@@ -232,12 +228,7 @@ impl Demux {
                 .map(|(id, _)| *id)
                 .collect();
             if !targets.is_empty() {
-                out.push(Frame {
-                    kind,
-                    event: ev.event,
-                    data: ev.data,
-                    targets,
-                });
+                out.push(Frame { kind, event: ev.event, data: ev.data, targets });
             }
         }
         self.scratch = events;
@@ -310,10 +301,7 @@ mod tests {
     #[test]
     fn parse_filter_validates() {
         assert_eq!(parse_filter::<Vec<&str>, &str>(None).unwrap(), None);
-        assert_eq!(
-            filter(&["b", "a", "b"]),
-            Some(["a", "b"].iter().map(|s| s.to_string()).collect())
-        );
+        assert_eq!(filter(&["b", "a", "b"]), Some(["a", "b"].iter().map(|s| s.to_string()).collect()));
         assert!(parse_filter(Some(Vec::<&str>::new())).is_err());
         for bad in ["", "a.b", "*", ">", "a b", &"x".repeat(129)] {
             let err = parse_filter(Some([bad])).unwrap_err();
@@ -327,29 +315,17 @@ mod tests {
         assert_eq!(d.begin_request(), Some(String::new()));
         let (a, r) = d.add(filter(&["typing_start", "message_new"]));
         assert!(r, "the earlier request (no listener) carried nothing");
-        assert_eq!(
-            d.begin_request().as_deref(),
-            Some("message_new,typing_start")
-        );
+        assert_eq!(d.begin_request().as_deref(), Some("message_new,typing_start"));
         let (_, r) = d.add(filter(&["message_new"]));
         assert!(!r);
-        assert_eq!(
-            d.begin_request().as_deref(),
-            Some("message_new,typing_start")
-        );
+        assert_eq!(d.begin_request().as_deref(), Some("message_new,typing_start"));
         // Growing the union needs a new request, shrinking does not.
         let (c, r) = d.add(filter(&["message_read"]));
         assert!(r);
-        assert_eq!(
-            d.begin_request().as_deref(),
-            Some("message_new,message_read,typing_start")
-        );
+        assert_eq!(d.begin_request().as_deref(), Some("message_new,message_read,typing_start"));
         assert!(d.remove(c));
         assert!(!d.remove(c));
-        assert_eq!(
-            d.begin_request().as_deref(),
-            Some("message_new,typing_start")
-        );
+        assert_eq!(d.begin_request().as_deref(), Some("message_new,typing_start"));
         // A listener for everything makes the union "all".
         let (all, r) = d.add(None);
         assert!(r);
@@ -378,10 +354,7 @@ mod tests {
         bytes.extend(encode("a-2", "typing_start"));
         bytes.extend(encode("a-3", "system_alert"));
         let out = push_all(&mut d, &bytes);
-        let routed: Vec<(&str, Vec<ListenerId>)> = out
-            .iter()
-            .map(|f| (f.event.as_str(), f.targets.clone()))
-            .collect();
+        let routed: Vec<(&str, Vec<ListenerId>)> = out.iter().map(|f| (f.event.as_str(), f.targets.clone())).collect();
         assert_eq!(
             routed,
             [
@@ -403,10 +376,7 @@ mod tests {
         let mut d = Demux::new(Some("17".into()));
         let (a, _) = d.add(filter(&["x"]));
         let (b, _) = d.add(filter(&["y"]));
-        let out = push_all(
-            &mut d,
-            b"event: reset\ndata: {\"reason\":\"history_expired\"}\n\n",
-        );
+        let out = push_all(&mut d, b"event: reset\ndata: {\"reason\":\"history_expired\"}\n\n");
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, FrameKind::Reset);
         assert_eq!(out[0].targets, [a, b]);

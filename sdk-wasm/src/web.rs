@@ -19,9 +19,7 @@ use realtime_bridge_wire::{IdError, UserId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{
-    AbortController, EventTarget, Headers, ReadableStreamDefaultReader, RequestInit, Response,
-};
+use web_sys::{AbortController, EventTarget, Headers, ReadableStreamDefaultReader, RequestInit, Response};
 
 use crate::backoff::Backoff;
 use crate::demux::{parse_filter, Demux, FrameKind, ListenerId};
@@ -226,9 +224,7 @@ fn error_text(e: &JsValue) -> String {
     if let Some(s) = e.as_string() {
         return s;
     }
-    prop(e, "message")
-        .as_string()
-        .unwrap_or_else(|| String::from("unknown error"))
+    prop(e, "message").as_string().unwrap_or_else(|| String::from("unknown error"))
 }
 
 /// Subscribes to the events of one user (see the TypeScript declaration above).
@@ -250,16 +246,11 @@ pub fn subscribe(
         let arr: Array = events.unchecked_into();
         let mut v = Vec::new();
         for item in arr.iter() {
-            v.push(
-                item.as_string()
-                    .ok_or_else(|| type_error("realtime-bridge: event names must be strings"))?,
-            );
+            v.push(item.as_string().ok_or_else(|| type_error("realtime-bridge: event names must be strings"))?);
         }
         Some(v)
     } else {
-        return Err(type_error(
-            "realtime-bridge: events must be an array of event names, or null for all",
-        ));
+        return Err(type_error("realtime-bridge: events must be an array of event names, or null for all"));
     };
     let filter = parse_filter(names).map_err(|(name, e)| {
         let mut m = String::from("realtime-bridge: invalid event name '");
@@ -271,9 +262,7 @@ pub fn subscribe(
     let url = prop(&options, "url")
         .as_string()
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
-            type_error("realtime-bridge: no url: pass options.url or call configure({ url })")
-        })?;
+        .ok_or_else(|| type_error("realtime-bridge: no url: pass options.url or call configure({ url })"))?;
     let base = url.trim_end_matches('/');
     let mut key = String::with_capacity(base.len() + user.as_str().len() + 1);
     key.push_str(base);
@@ -328,9 +317,7 @@ pub fn subscribe(
             let conn: Conn = Rc::new(RefCell::new(Shared {
                 key,
                 endpoint,
-                token: prop(&options, "token")
-                    .as_string()
-                    .filter(|t| !t.is_empty()),
+                token: prop(&options, "token").as_string().filter(|t| !t.is_empty()),
                 get_token: func(&options, "getToken"),
                 backoff,
                 heartbeat_ms: number(&options, "heartbeatTimeoutMs").unwrap_or(45_000.0),
@@ -351,11 +338,7 @@ pub fn subscribe(
             (conn, id)
         }
     };
-    Ok(Subscription {
-        conn: RefCell::new(Some(conn)),
-        id,
-        closed_cursor: RefCell::new(None),
-    })
+    Ok(Subscription { conn: RefCell::new(Some(conn)), id, closed_cursor: RefCell::new(None) })
 }
 
 /// Listens to the global `online` event where there is one (browsers, workers; not Node).
@@ -376,10 +359,7 @@ fn watch_online(conn: &Conn) {
             }
         }
     });
-    if target
-        .add_event_listener_with_callback("online", closure.as_ref().unchecked_ref())
-        .is_ok()
-    {
+    if target.add_event_listener_with_callback("online", closure.as_ref().unchecked_ref()).is_ok() {
         conn.borrow_mut().online = Some((target, closure));
     }
 }
@@ -441,12 +421,7 @@ fn set_status(conn: &Conn, status: Status) {
 
 /// Gives `err` to every listener's `onError`.
 fn report_error(conn: &Conn, err: &JsValue) {
-    let fns: Vec<Function> = conn
-        .borrow()
-        .listeners
-        .iter()
-        .filter_map(|l| l.on_error.clone())
-        .collect();
+    let fns: Vec<Function> = conn.borrow().listeners.iter().filter_map(|l| l.on_error.clone()).collect();
     for f in fns {
         let _ = f.call1(&JsValue::NULL, err);
     }
@@ -469,8 +444,7 @@ fn shutdown(conn: &Conn) {
         }
     };
     if let Some((target, closure)) = online {
-        let _ =
-            target.remove_event_listener_with_callback("online", closure.as_ref().unchecked_ref());
+        let _ = target.remove_event_listener_with_callback("online", closure.as_ref().unchecked_ref());
         drop(closure);
     }
     REGISTRY.with(|r| r.borrow_mut().retain(|c| !Rc::ptr_eq(c, conn)));
@@ -550,14 +524,7 @@ async fn run(conn: Conn) {
                 attempt = 0;
             }
         }
-        set_status(
-            &conn,
-            if first {
-                Status::Connecting
-            } else {
-                Status::Reconnecting
-            },
-        );
+        set_status(&conn, if first { Status::Connecting } else { Status::Reconnecting });
         first = false;
         let outcome = connect_once(&conn, &mut attempt, &mut retried_401).await;
         let (closed, restart) = {
@@ -648,10 +615,7 @@ async fn connect_once(conn: &Conn, attempt: &mut u32, retried_401: &mut bool) ->
             }
             let mut m = String::from("cannot reach the bridge: ");
             m.push_str(&error_text(&e));
-            report_error(
-                conn,
-                &realtime_error(&m, None, Some("network_error"), false),
-            );
+            report_error(conn, &realtime_error(&m, None, Some("network_error"), false));
             return Outcome::Retry;
         }
     };
@@ -681,15 +645,8 @@ async fn connect_once(conn: &Conn, attempt: &mut u32, retried_401: &mut bool) ->
         } else if status == 200 {
             m.push_str(" without an event stream");
         }
-        report_error(
-            conn,
-            &realtime_error(&m, Some(status), code.as_deref(), is_final),
-        );
-        return if is_final {
-            Outcome::Final
-        } else {
-            Outcome::Retry
-        };
+        report_error(conn, &realtime_error(&m, Some(status), code.as_deref(), is_final));
+        return if is_final { Outcome::Final } else { Outcome::Retry };
     }
     let Some(body) = response.body() else {
         return Outcome::Retry;
@@ -743,10 +700,7 @@ async fn read_stream(conn: &Conn, reader: &ReadableStreamDefaultReader, ctrl: &A
             let mut m = String::from("no data from the bridge for ");
             push_u64(&mut m, heartbeat_ms as u64);
             m.push_str(" ms: reconnecting");
-            report_error(
-                conn,
-                &realtime_error(&m, None, Some("heartbeat_timeout"), false),
-            );
+            report_error(conn, &realtime_error(&m, None, Some("heartbeat_timeout"), false));
             return;
         }
         if prop(&result, "done").is_truthy() {
@@ -777,8 +731,7 @@ fn deliver(conn: &Conn, bytes: &[u8]) {
             let value = match JSON::parse(&f.data) {
                 Ok(v) => v,
                 Err(_) => {
-                    let mut m =
-                        String::from("the bridge sent an event whose data is not JSON (event '");
+                    let mut m = String::from("the bridge sent an event whose data is not JSON (event '");
                     m.push_str(&f.event);
                     m.push_str("')");
                     bad.push(realtime_error(&m, None, Some("invalid_event"), false));
@@ -859,10 +812,7 @@ impl Subscription {
     #[wasm_bindgen(getter, js_name = lastEventId)]
     pub fn last_event_id(&self) -> Option<String> {
         match &*self.conn.borrow() {
-            Some(c) => c
-                .try_borrow()
-                .ok()
-                .and_then(|st| st.demux.cursor().map(str::to_owned)),
+            Some(c) => c.try_borrow().ok().and_then(|st| st.demux.cursor().map(str::to_owned)),
             None => self.closed_cursor.borrow().clone(),
         }
     }
@@ -887,11 +837,7 @@ impl Subscription {
             st.demux.remove(self.id);
             let pos = st.listeners.iter().position(|l| l.id == self.id);
             let listener = pos.map(|p| st.listeners.remove(p));
-            (
-                listener,
-                st.demux.is_empty(),
-                st.demux.cursor().map(str::to_owned),
-            )
+            (listener, st.demux.is_empty(), st.demux.cursor().map(str::to_owned))
         };
         *self.closed_cursor.borrow_mut() = cursor;
         if empty {

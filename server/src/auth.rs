@@ -39,7 +39,6 @@ pub enum Auth {
     Jwt(Box<Verifier>),
 }
 
-
 /// A decoding key with the validation rules that go with its type.
 #[derive(Clone)]
 pub struct Verifier {
@@ -235,8 +234,5 @@ pub fn sign_hs256(secret: &str, claims: &Claims) -> Result<String, jsonwebtoken:
 
 /// Seconds since the Unix epoch, for `exp`.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

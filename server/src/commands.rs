@@ -132,7 +132,9 @@ pub async fn listen(args: ListenArgs, out: &mut (impl Write + Send)) -> Result<(
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("bridge not reachable at {base}: is `realtime-bridge serve` running? ({e}); retrying in {delay:?}");
+                eprintln!(
+                    "bridge not reachable at {base}: is `realtime-bridge serve` running? ({e}); retrying in {delay:?}"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
                 continue;

@@ -219,9 +219,7 @@ fn parse_event_name(s: &str) -> Result<EventName, String> {
 }
 
 fn parse_event_list(s: &str) -> Result<EventList, String> {
-    realtime_bridge_wire::parse_event_list(s)
-        .map(EventList)
-        .map_err(|(item, e)| format!("event name {item:?} {e}"))
+    realtime_bridge_wire::parse_event_list(s).map(EventList).map_err(|(item, e)| format!("event name {item:?} {e}"))
 }
 
 /// Durations as `15s`, `500ms`, `24h`, `1h 30m`.
@@ -256,13 +254,10 @@ fn parse_bytes_usize(s: &str) -> Result<usize, String> {
 /// A CORS origin must be `scheme://host[:port]` with nothing after it, as browsers send it.
 fn parse_origin(s: &str) -> Result<String, String> {
     let s = s.trim();
-    let (scheme, rest) = s
-        .split_once("://")
-        .ok_or_else(|| format!("origin {s:?} must look like https://app.example.com"))?;
+    let (scheme, rest) =
+        s.split_once("://").ok_or_else(|| format!("origin {s:?} must look like https://app.example.com"))?;
     if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
-        return Err(format!(
-            "origin {s:?} must look like https://app.example.com (scheme and host, no path)"
-        ));
+        return Err(format!("origin {s:?} must look like https://app.example.com (scheme and host, no path)"));
     }
     axum::http::HeaderValue::from_str(s).map_err(|_| format!("origin {s:?} is not a valid header value"))?;
     Ok(s.to_owned())
@@ -274,7 +269,5 @@ pub fn nats_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
     if list.is_empty() {
         return Err("no NATS URL given".into());
     }
-    list.into_iter()
-        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("NATS URL {u:?}: {e}")))
-        .collect()
+    list.into_iter().map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("NATS URL {u:?}: {e}"))).collect()
 }

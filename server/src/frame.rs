@@ -152,9 +152,8 @@ mod tests {
     #[test]
     fn pretty_printed_payload_stays_one_event_and_valid_json() {
         let framer = Framer::new(1024);
-        let f = framer
-            .frame_live(EventName::parse("e").unwrap(), None, b"{\n  \"a\": 1,\r\n  \"b\": [1,\r2]\n}")
-            .unwrap();
+        let f =
+            framer.frame_live(EventName::parse("e").unwrap(), None, b"{\n  \"a\": 1,\r\n  \"b\": [1,\r2]\n}").unwrap();
         let mut p = realtime_bridge_wire::SseParser::new();
         let mut out = Vec::new();
         p.push(&f.bytes, &mut out);

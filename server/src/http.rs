@@ -22,9 +22,9 @@ use crate::auth::{Auth, SCOPE_PRESENCE, SCOPE_PUBLISH};
 use crate::error::AppError;
 use crate::frame::Framer;
 use crate::hub::Hub;
-use crate::stream::{HistoryStart, StreamContext};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::stream::{HistoryStart, StreamContext};
 
 /// Everything handlers need; cheap to clone.
 #[derive(Debug, Clone)]
@@ -67,9 +67,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state)
         // The span names the path only: the query may hold `access_token`, which must never be logged.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-        }));
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &Request<Body>| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path()),
+        ));
     match cors {
         Some(c) => router.layer(c),
         None => router,
@@ -86,7 +86,11 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .allow_origin(AllowOrigin::list(list))
             .allow_credentials(true)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("last-event-id")])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("last-event-id"),
+            ])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
@@ -105,7 +109,12 @@ fn user_id(raw: &str) -> Result<UserId, AppError> {
 
 /// A path parameter that is not UTF-8 once percent-decoded is an invalid user id (JSON 400
 /// like every other error), not axum's plain-text rejection.
-fn path_param(p: Result<Path<String>, PathRejection>, uri: &Uri, prefix: &str, suffix: &str) -> Result<String, AppError> {
+fn path_param(
+    p: Result<Path<String>, PathRejection>,
+    uri: &Uri,
+    prefix: &str,
+    suffix: &str,
+) -> Result<String, AppError> {
     p.map(|Path(s)| s).map_err(|_| {
         let raw = uri.path();
         let raw = raw.strip_prefix(prefix).unwrap_or(raw);
@@ -152,9 +161,7 @@ async fn stream_events(
 
     let attached = s.hub.attach(&user).await?;
     let history = match s.hub.history() {
-        Some(h) => {
-            Some(HistoryStart::new(h, &s.framer, &user, filter.as_deref(), cursor.as_deref(), &attached).await?)
-        }
+        Some(h) => Some(HistoryStart::new(h, &s.framer, &user, filter.as_deref(), cursor.as_deref(), &attached).await?),
         None => None,
     };
     let ctx = StreamContext {
@@ -237,7 +244,9 @@ async fn publish(
             let users = req.users.iter().map(|u| user_id(u)).collect::<Result<Vec<_>, _>>()?;
             users.iter().map(|u| subject::user_subject(u, &event)).collect()
         }
-        (true, false) => return Err(AppError::BadRequest("give either \"users\" or \"broadcast\": true, not both".into())),
+        (true, false) => {
+            return Err(AppError::BadRequest("give either \"users\" or \"broadcast\": true, not both".into()))
+        }
         (false, true) => return Err(AppError::BadRequest("give \"users\" (non-empty) or \"broadcast\": true".into())),
     };
     if s.client.connection_state() != async_nats::connection::State::Connected {
@@ -321,10 +330,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.0.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.0.metrics.encode())
         .into_response()
 }
 

@@ -291,8 +291,10 @@ impl Hub {
                 return;
             }
         };
-        let confirmed =
-            matches!(tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await, Ok(Ok(())));
+        let confirmed = matches!(
+            tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await,
+            Ok(Ok(()))
+        );
         if !confirmed {
             tracing::warn!(subject, "NATS did not confirm the subscription in time; events flow once it does");
         }
@@ -415,7 +417,12 @@ impl Hub {
                     // The stream was re-created (e.g. NATS lost its store): sequences start
                     // again, and cursors from before mean nothing. Follow the new numbering;
                     // clients resuming with old cursors get `reset` (unknown_cursor).
-                    tracing::error!(upto, last, subject = kind.stored_subject(), "history stream went backwards (re-created?)");
+                    tracing::error!(
+                        upto,
+                        last,
+                        subject = kind.stored_subject(),
+                        "history stream went backwards (re-created?)"
+                    );
                     *channel.lock() = last;
                     return true;
                 }
@@ -471,7 +478,15 @@ impl Hub {
     }
 
     /// Frames a stored event and pushes it if it is past `upto`. Returns whether it was new.
-    fn push_stored(&self, kind: &Kind, channel: &Channel, seq: u64, subject: &str, payload: &[u8], time: SystemTime) -> bool {
+    fn push_stored(
+        &self,
+        kind: &Kind,
+        channel: &Channel,
+        seq: u64,
+        subject: &str,
+        payload: &[u8],
+        time: SystemTime,
+    ) -> bool {
         let mut upto = channel.lock();
         if seq <= *upto {
             return false;
@@ -495,7 +510,11 @@ impl Hub {
 
     fn drop_event(&self, reason: DropReason, subject: &str) {
         if self.metrics.dropped(reason, 1) {
-            tracing::warn!(reason = reason.as_str(), subject, "event skipped (logged at most once a second per reason)");
+            tracing::warn!(
+                reason = reason.as_str(),
+                subject,
+                "event skipped (logged at most once a second per reason)"
+            );
         }
     }
 

@@ -53,10 +53,8 @@ pub async fn connect_server(
                 }
             }
         });
-    let client = opts
-        .connect(servers)
-        .await
-        .map_err(|source| NatsError::Unreachable { url: urls.to_owned(), source })?;
+    let client =
+        opts.connect(servers).await.map_err(|source| NatsError::Unreachable { url: urls.to_owned(), source })?;
     Ok(client)
 }
 
@@ -89,7 +87,10 @@ pub async fn round_trip(client: &async_nats::Client) -> Result<(), async_nats::R
     let inbox = client.new_inbox();
     let mut echo =
         client.subscribe(inbox.clone()).await.map_err(|e| RequestError::with_source(RequestErrorKind::Other, e))?;
-    client.publish(inbox, bytes::Bytes::new()).await.map_err(|e| RequestError::with_source(RequestErrorKind::Other, e))?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| RequestError::with_source(RequestErrorKind::Other, e))?;
     match tokio::time::timeout(Duration::from_secs(10), echo.next()).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(RequestError::new(RequestErrorKind::Other)),

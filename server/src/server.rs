@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, KeyError, Verifier};
 use crate::config::{HistoryMode, ServeArgs};
-use crate::history::{History, HistoryConfig, HistoryError};
 use crate::frame::Framer;
+use crate::history::{History, HistoryConfig, HistoryError};
 use crate::http::{app, AppState, Shared};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -118,7 +118,9 @@ impl Config {
             }
         };
         check_no_auth(&auth, args.listen)?;
-        if args.stream_name.is_empty() || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if args.stream_name.is_empty()
+            || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(ConfigError {
                 flag: "--stream-name",
                 message: format!("{:?} is not a JetStream stream name (letters, digits, _ and -)", args.stream_name),

@@ -90,7 +90,9 @@ impl HistoryStart {
         }
         let filters: Vec<String> = match filter {
             None => vec![format!("user.{user}.*"), "broadcast.*".to_owned()],
-            Some(events) => events.iter().flat_map(|e| [format!("user.{user}.{e}"), format!("broadcast.{e}")]).collect(),
+            Some(events) => {
+                events.iter().flat_map(|e| [format!("user.{user}.{e}"), format!("broadcast.{e}")]).collect()
+            }
         };
         let to = live.user.max(live.broadcast);
         let items = history.read(filters, from.min() + 1, to).await.map_err(unavailable)?;

@@ -222,7 +222,12 @@ fn payload_of(p: &Planned) -> Bytes {
 }
 
 /// Publishes with `Nats-Msg-Id: msg_id` until acknowledged (bounded): `(sequence, duplicate)`.
-async fn publish_acked(js: &jetstream::Context, subject: &str, msg_id: &str, payload: &Bytes) -> Result<(u64, bool), String> {
+async fn publish_acked(
+    js: &jetstream::Context,
+    subject: &str,
+    msg_id: &str,
+    payload: &Bytes,
+) -> Result<(u64, bool), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut delay = Duration::from_millis(50);
     let mut last_err;
@@ -230,7 +235,10 @@ async fn publish_acked(js: &jetstream::Context, subject: &str, msg_id: &str, pay
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
         let attempt = async {
-            let ack = js.publish_with_headers(subject.to_owned(), headers, payload.clone()).await.map_err(|e| e.to_string())?;
+            let ack = js
+                .publish_with_headers(subject.to_owned(), headers, payload.clone())
+                .await
+                .map_err(|e| e.to_string())?;
             ack.await.map_err(|e| e.to_string())
         };
         match attempt.await {
@@ -420,7 +428,8 @@ async fn chaos(
         fleet.lock().unwrap().dead.push((id, victim));
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
         let (new_id, base) = start_bridge(&fleet, &args, &p.log).await;
-        let line = format!("[{:6.1}s] chaos: SIGKILL bridge #{id} ({addr}); started bridge #{new_id} at {base}", secs(t0));
+        let line =
+            format!("[{:6.1}s] chaos: SIGKILL bridge #{id} ({addr}); started bridge #{new_id} at {base}", secs(t0));
         println!("{line}");
         done.push(line);
     }
@@ -511,7 +520,10 @@ async fn bounce_nats(
     let what = match what {
         None => done,
         Some((target, names, conns)) => {
-            format!("cluster node {} ({conns} bridge connections, {leader_note}) killed (SIGKILL), {done}", names[target])
+            format!(
+                "cluster node {} ({conns} bridge connections, {leader_note}) killed (SIGKILL), {done}",
+                names[target]
+            )
         }
     };
     let ready = bridges_ready(fleet, Duration::from_secs(30)).await;
@@ -769,7 +781,11 @@ impl Tally {
 /// Compares what a client got (in arrival order) with what was published for it.
 /// `expected`: stream sequence → published event. Returns the tally and the lost sequences.
 fn check(got: &[Got], expected: &HashMap<u64, &Published>, notes: &mut Vec<String>) -> (Tally, Vec<u64>) {
-    let mut t = Tally { published: expected.values().map(|p| p.planned.n).collect::<HashSet<_>>().len(), delivered: got.len(), ..Tally::default() };
+    let mut t = Tally {
+        published: expected.values().map(|p| p.planned.n).collect::<HashSet<_>>().len(),
+        delivered: got.len(),
+        ..Tally::default()
+    };
     let mut ids = HashSet::new();
     let mut serials = HashSet::new();
     let mut max = 0;
@@ -782,16 +798,25 @@ fn check(got: &[Got], expected: &HashMap<u64, &Published>, notes: &mut Vec<Strin
         match expected.get(&g.id) {
             None => {
                 t.wrong += 1;
-                notes.push(format!("id {} (n={}, {}) was not published for this stream (conn {})", g.id, g.n, g.event, g.conn));
+                notes.push(format!(
+                    "id {} (n={}, {}) was not published for this stream (conn {})",
+                    g.id, g.n, g.event, g.conn
+                ));
             }
             Some(p) => {
                 if p.planned.n != g.n || p.planned.event != g.event {
                     t.wrong += 1;
-                    notes.push(format!("id {}: got n={} {} but published n={} {}", g.id, g.n, g.event, p.planned.n, p.planned.event));
+                    notes.push(format!(
+                        "id {}: got n={} {} but published n={} {}",
+                        g.id, g.n, g.event, p.planned.n, p.planned.event
+                    ));
                 }
                 if !serials.insert(p.planned.n) {
                     t.duplicated += 1;
-                    notes.push(format!("n={} delivered twice under another id ({}): Nats-Msg-Id duplicate stored?", p.planned.n, g.id));
+                    notes.push(format!(
+                        "n={} delivered twice under another id ({}): Nats-Msg-Id duplicate stored?",
+                        p.planned.n, g.id
+                    ));
                 }
             }
         }
@@ -828,7 +853,16 @@ struct Row {
 impl Row {
     fn bad(&self) -> bool {
         let (u, b) = (&self.users, &self.broadcasts);
-        u.lost + u.duplicated + u.out_of_order + u.wrong + b.lost + b.duplicated + b.out_of_order + b.wrong + self.resets + self.problems
+        u.lost
+            + u.duplicated
+            + u.out_of_order
+            + u.wrong
+            + b.lost
+            + b.duplicated
+            + b.out_of_order
+            + b.wrong
+            + self.resets
+            + self.problems
             > 0
     }
 }
@@ -891,7 +925,8 @@ async fn run_inner(topology: Topology, p: Params) {
             http: http.clone(),
             t0,
         };
-        clients.spawn(client(ctx, StdRng::seed_from_u64(p.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1)))));
+        clients
+            .spawn(client(ctx, StdRng::seed_from_u64(p.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1)))));
     }
     common::eventually("every client to hold a cursor", Duration::from_secs(30), || {
         let all = logs.iter().all(|l| l.lock().unwrap().cursor.is_some());
@@ -913,9 +948,25 @@ async fn run_inner(topology: Topology, p: Params) {
     let the_plan = plan(&p, &mut rng);
     let progress = Arc::new(Mutex::new(0usize));
     let t_pub = Instant::now();
-    let publisher = tokio::spawn(publish_all(js.clone(), the_plan, p.rate, format!("chaos-{}-{}", p.seed, rand::random::<u32>()), Arc::clone(&progress), t0));
+    let publisher = tokio::spawn(publish_all(
+        js.clone(),
+        the_plan,
+        p.rate,
+        format!("chaos-{}-{}", p.seed, rand::random::<u32>()),
+        Arc::clone(&progress),
+        t0,
+    ));
     let chaos_rng = StdRng::seed_from_u64(rng.random());
-    let chaos_task = tokio::spawn(chaos(p.clone(), Arc::clone(&nats), Arc::clone(&fleet), args.clone(), pub_client.clone(), t0, t_pub, chaos_rng));
+    let chaos_task = tokio::spawn(chaos(
+        p.clone(),
+        Arc::clone(&nats),
+        Arc::clone(&fleet),
+        args.clone(),
+        pub_client.clone(),
+        t0,
+        t_pub,
+        chaos_rng,
+    ));
 
     // How many JetStream consumers the stream has (catch-ups and gap fills create them).
     let max_consumers = Arc::new(Mutex::new(0usize));
@@ -979,10 +1030,14 @@ async fn run_inner(topology: Topology, p: Params) {
     // Bounded wait for every client to have everything.
     let t_drain = Instant::now();
     let caught_up = |logs: &[Arc<Mutex<UserLog>>]| {
-        logs.iter().enumerate().filter(|(i, l)| {
-            let l = l.lock().unwrap();
-            !(expected_user[*i].keys().all(|id| l.seen_user.contains(id)) && expected_broadcast.keys().all(|id| l.seen_broadcast.contains(id)))
-        }).count()
+        logs.iter()
+            .enumerate()
+            .filter(|(i, l)| {
+                let l = l.lock().unwrap();
+                !(expected_user[*i].keys().all(|id| l.seen_user.contains(id))
+                    && expected_broadcast.keys().all(|id| l.seen_broadcast.contains(id)))
+            })
+            .count()
     };
     let mut behind = caught_up(&logs);
     while behind > 0 && t_drain.elapsed() < p.drain {
@@ -990,7 +1045,15 @@ async fn run_inner(topology: Topology, p: Params) {
         behind = caught_up(&logs);
     }
     let drain_secs = t_drain.elapsed().as_secs_f64();
-    println!("[{:6.1}s] {} after {drain_secs:.1}s", secs(t0), if behind == 0 { "every client caught up".to_owned() } else { format!("{behind} clients still behind (deadline)") });
+    println!(
+        "[{:6.1}s] {} after {drain_secs:.1}s",
+        secs(t0),
+        if behind == 0 {
+            "every client caught up".to_owned()
+        } else {
+            format!("{behind} clients still behind (deadline)")
+        }
+    );
     // A moment more, so a late duplicate would be seen too.
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.cancel();
@@ -1009,7 +1072,11 @@ async fn run_inner(topology: Topology, p: Params) {
         notes.extend(l.problems.iter().cloned());
         notes.extend(l.resets.iter().map(|r| format!("reset: {r}")));
         for seq in lost.iter().take(5) {
-            notes.push(explain_loss(*seq, &l, expected_user[i].get(seq).or_else(|| expected_broadcast.get(seq)).copied()));
+            notes.push(explain_loss(
+                *seq,
+                &l,
+                expected_user[i].get(seq).or_else(|| expected_broadcast.get(seq)).copied(),
+            ));
         }
         rows.push(Row {
             user: user.clone(),
@@ -1085,7 +1152,16 @@ async fn run_inner(topology: Topology, p: Params) {
     let _ = writeln!(
         out,
         "{:<6} {:>7} {:>7} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>7}",
-        "TOTAL", total.published, total.delivered, total.lost, total.duplicated, total.out_of_order, total.wrong + problems, resets, conns, refused
+        "TOTAL",
+        total.published,
+        total.delivered,
+        total.lost,
+        total.duplicated,
+        total.out_of_order,
+        total.wrong + problems,
+        resets,
+        conns,
+        refused
     );
     let _ = writeln!(
         out,
@@ -1104,13 +1180,22 @@ async fn run_inner(topology: Topology, p: Params) {
         total_b.out_of_order,
         total_b.wrong
     );
-    let _ = writeln!(out, "  Nats-Msg-Id: {sent_twice} events published twice, {dedup_failures} stored twice by JetStream");
-    let _ = writeln!(out, "  JetStream consumers on the stream: at most {} at once (server default limit 1000)", *max_consumers.lock().unwrap());
+    let _ =
+        writeln!(out, "  Nats-Msg-Id: {sent_twice} events published twice, {dedup_failures} stored twice by JetStream");
+    let _ = writeln!(
+        out,
+        "  JetStream consumers on the stream: at most {} at once (server default limit 1000)",
+        *max_consumers.lock().unwrap()
+    );
     let _ = writeln!(out, "  chaos: {}", chaos_done.len());
     for c in &chaos_done {
         let _ = writeln!(out, "    {c}");
     }
-    let _ = writeln!(out, "  bridges: {n_bridges} processes over the run, {warn_lines} WARN/ERROR log lines; files in {}", out_dir.display());
+    let _ = writeln!(
+        out,
+        "  bridges: {n_bridges} processes over the run, {warn_lines} WARN/ERROR log lines; files in {}",
+        out_dir.display()
+    );
     if !lost_all.is_empty() {
         let _ = writeln!(
             out,
@@ -1130,7 +1215,13 @@ async fn run_inner(topology: Topology, p: Params) {
             let _ = writeln!(out, "    {note}");
         }
     }
-    let pass = total.lost == 0 && total.duplicated == 0 && total.out_of_order == 0 && total.wrong == 0 && resets == 0 && problems == 0 && behind == 0;
+    let pass = total.lost == 0
+        && total.duplicated == 0
+        && total.out_of_order == 0
+        && total.wrong == 0
+        && resets == 0
+        && problems == 0
+        && behind == 0;
     let summary = format!(
         "chaos {name}: {} seed={} users={} published={} ({} of them broadcasts, x {} users) delivered={} lost={} duplicated={} out-of-order={} wrong={} resets={} bridge-kills={} {}=1 in {:.1}s",
         if pass { "PASS" } else { "FAIL" },
@@ -1238,7 +1329,15 @@ fn write_artifacts(
     let _ = std::fs::write(dir.join("clients.txt"), text);
     let mut pubs = String::new();
     for e in published {
-        let _ = writeln!(pubs, "{} n={} {} twice={} second={:?}", e.seq, e.planned.n, subject_of(&e.planned), e.planned.twice, e.second_seq);
+        let _ = writeln!(
+            pubs,
+            "{} n={} {} twice={} second={:?}",
+            e.seq,
+            e.planned.n,
+            subject_of(&e.planned),
+            e.planned.twice,
+            e.second_seq
+        );
     }
     let _ = std::fs::write(dir.join("published.txt"), pubs);
     (n, warn)

@@ -290,7 +290,9 @@ impl Session {
                 None => return,
                 Some(Item::IdOnly(c)) => self.markers.push((self.got.len(), c)),
                 Some(Item::End) => return,
-                Some(Item::Event(e)) => panic!("unexpected extra event after all were delivered: {} {}", e.event, e.data),
+                Some(Item::Event(e)) => {
+                    panic!("unexpected extra event after all were delivered: {} {}", e.event, e.data)
+                }
             }
         }
     }
@@ -329,7 +331,10 @@ impl Pub {
 /// fresh stream a little behind what was already acknowledged; that is no loss).
 fn expected_after(pubs: &[Pub], user: &str, cursor: &str) -> Vec<Pub> {
     let (cu, cb) = parse_cursor(cursor);
-    pubs.iter().filter(|p| p.for_user(user, None) && p.seq > if p.user().is_some() { cu } else { cb }).cloned().collect()
+    pubs.iter()
+        .filter(|p| p.for_user(user, None) && p.seq > if p.user().is_some() { cu } else { cb })
+        .cloned()
+        .collect()
 }
 
 fn expected_for(pubs: &[Pub], user: &str, filter: Option<&[&str]>) -> Vec<Pub> {
@@ -417,8 +422,10 @@ async fn status_of(url: &str) -> Option<u16> {
 }
 
 async fn wait_status(url: &str, want: u16, timeout: Duration) {
-    eventually(&format!("{url} to answer {want}"), timeout, || async { (status_of(url).await == Some(want)).then_some(()) })
-        .await;
+    eventually(&format!("{url} to answer {want}"), timeout, || async {
+        (status_of(url).await == Some(want)).then_some(())
+    })
+    .await;
 }
 
 /// Checks what `user`'s stream(s) delivered against what was published for it: every expected
@@ -444,7 +451,9 @@ fn assert_exactly_once(what: &str, user: &str, got: &[Ev], expected: &[Pub]) {
                     problems.push(format!("event {seq} does not match its publish {p:?}: {} {}", e.event, e.data));
                 }
                 match p.user() {
-                    Some(_) if e.env["userId"] != user => problems.push(format!("event {seq} has userId {}", e.env["userId"])),
+                    Some(_) if e.env["userId"] != user => {
+                        problems.push(format!("event {seq} has userId {}", e.env["userId"]))
+                    }
                     None if !e.is_broadcast() => problems.push(format!("broadcast {seq} has a userId")),
                     _ => {}
                 }
@@ -453,7 +462,11 @@ fn assert_exactly_once(what: &str, user: &str, got: &[Ev], expected: &[Pub]) {
         let (cu, cb) = parse_cursor(&e.cursor);
         let (last, pos) = if e.is_broadcast() { (&mut last_bc, cb) } else { (&mut last_user, cu) };
         if seq <= *last {
-            problems.push(format!("out of order: {} {seq} after {}", if e.is_broadcast() { "broadcast" } else { "user event" }, *last));
+            problems.push(format!(
+                "out of order: {} {seq} after {}",
+                if e.is_broadcast() { "broadcast" } else { "user event" },
+                *last
+            ));
         }
         *last = seq;
         if pos != seq {
@@ -519,7 +532,11 @@ async fn resume_checked(
     let header = (!query.contains("lastEventId=")).then_some(cursor);
     let mut sess = Session::open(base, user, query, header).await;
     sess.read_until(&format!("{what}: the end of the catch-up"), WAIT, |s| s.markers.len() >= 2).await;
-    assert_eq!(sess.markers[0], (0, cursor.to_owned()), "{what}: a resumed stream first hands the client its own cursor back");
+    assert_eq!(
+        sess.markers[0],
+        (0, cursor.to_owned()),
+        "{what}: a resumed stream first hands the client its own cursor back"
+    );
     assert!(sess.resets.is_empty(), "{what}: resume refused: {:?}", sess.resets);
     let (end_at, end) = sess.markers[1].clone();
     let seen: BTreeSet<u64> = seen.iter().map(Ev::seq).collect();
@@ -527,7 +544,11 @@ async fn resume_checked(
     missed.sort_by_key(|p| p.seq);
     let catch_up = &sess.got[..end_at].to_vec();
     assert!(!catch_up.is_empty(), "{what}: empty catch-up although {} events were missed", missed.len());
-    assert!(seqs_of(catch_up).windows(2).all(|w| w[0] < w[1]), "{what}: catch-up not in stored order: {:?}", seqs_of(catch_up));
+    assert!(
+        seqs_of(catch_up).windows(2).all(|w| w[0] < w[1]),
+        "{what}: catch-up not in stored order: {:?}",
+        seqs_of(catch_up)
+    );
     let (eu, eb) = parse_cursor(&end);
     for broadcast in [false, true] {
         let want: Vec<u64> = missed.iter().filter(|p| p.user().is_none() == broadcast).map(|p| p.seq).collect();
@@ -548,7 +569,13 @@ async fn resume_checked(
 }
 
 /// Publishes `items`, reads the `user`'s share on `sess`, then checks nothing more comes.
-async fn live_after(js: &jetstream::Context, sess: &mut Session, user: &str, filter: Option<&[&str]>, items: Vec<(String, String)>) -> Vec<Pub> {
+async fn live_after(
+    js: &jetstream::Context,
+    sess: &mut Session,
+    user: &str,
+    filter: Option<&[&str]>,
+    items: Vec<(String, String)>,
+) -> Vec<Pub> {
     let live = js_pub_all(js, items).await;
     sess.read_all("live events after the catch-up", WAIT, &expected_for(&live, user, filter)).await;
     sess.assert_quiet(Duration::from_millis(500)).await;
@@ -601,7 +628,8 @@ async fn resume_next_to_an_open_tab_of_the_same_user_gets_exactly_the_missed_eve
     .await;
     pubs.extend(js_pub_all(&js, mixed(user, 30, "away")).await);
 
-    let mut r = resume_checked("next to a tab", &base, user, "", &cursor, &expected_for(&pubs, user, None), &first).await;
+    let mut r =
+        resume_checked("next to a tab", &base, user, "", &cursor, &expected_for(&pubs, user, None), &first).await;
     pubs.extend(live_after(&js, &mut r, user, None, mixed(user, 9, "live")).await);
     let all: Vec<Ev> = first.into_iter().chain(r.got).collect();
     let expected = expected_for(&pubs, user, None);
@@ -632,7 +660,8 @@ async fn resume_on_a_bridge_restarted_after_sigkill_loses_and_repeats_nothing() 
     pubs.extend(js_pub_all(&js, mixed(user, 30, "dead")).await);
 
     let b = BridgeProcess::start(&nats.url(), &[]);
-    let mut r = resume_checked("after SIGKILL", &b.base(), user, "", &cursor, &expected_for(&pubs, user, None), &first).await;
+    let mut r =
+        resume_checked("after SIGKILL", &b.base(), user, "", &cursor, &expected_for(&pubs, user, None), &first).await;
     pubs.extend(live_after(&js, &mut r, user, None, mixed(user, 9, "live")).await);
     let all: Vec<Ev> = first.into_iter().chain(r.got).collect();
     assert_exactly_once("resume after SIGKILL", user, &all, &expected_for(&pubs, user, None));
@@ -748,10 +777,7 @@ async fn seam(with_tab: bool) {
 
     let (marker_at, _) = sess.markers[1];
     let catch_up = &sess.got[..marker_at];
-    assert!(
-        seqs_of(catch_up).windows(2).all(|w| w[0] < w[1]),
-        "the catch-up must be in stored order"
-    );
+    assert!(seqs_of(catch_up).windows(2).all(|w| w[0] < w[1]), "the catch-up must be in stored order");
     let during_seqs: BTreeSet<u64> = during.iter().map(|p| p.seq).collect();
     let in_catch_up = catch_up.iter().filter(|e| during_seqs.contains(&e.seq())).count();
     let after = sess.got[marker_at..].iter().filter(|e| during_seqs.contains(&e.seq())).count();
@@ -766,7 +792,10 @@ async fn seam(with_tab: bool) {
         sess.reconnects(),
         started.elapsed()
     );
-    assert!(in_catch_up > 0 && after > 0, "publishing did not straddle the seam ({in_catch_up} in the catch-up, {after} after)");
+    assert!(
+        in_catch_up > 0 && after > 0,
+        "publishing did not straddle the seam ({in_catch_up} in the catch-up, {after} after)"
+    );
     assert_no_reset("seam", &sess);
     assert_exactly_once("seam", user, &sess.got, &expected);
     if let Some(tab) = &mut tab {
@@ -1009,7 +1038,12 @@ async fn finish_after_cut(base: &str, user: &str, mut old: Sse, mut first: Vec<E
             Item::End => break,
         }
     }
-    assert!(first.len() < expected.len(), "the client was not cut off before the end ({} of {})", first.len(), expected.len());
+    assert!(
+        first.len() < expected.len(),
+        "the client was not cut off before the end ({} of {})",
+        first.len(),
+        expected.len()
+    );
     let cursor = old.last_id.clone();
     let mut sess = Session::open(base, user, "", Some(&cursor)).await;
     let seen: BTreeSet<u64> = first.iter().map(Ev::seq).collect();
@@ -1091,7 +1125,8 @@ fn spawn_retrying_publisher(
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let subject = if i % 3 == 2 { "broadcast.news".to_owned() } else { format!("user.{user}.msg") };
-                let p = js_pub_retrying(&js, &subject, format!(r#"{{"tag":"{tag}","n":{i}}}"#), &format!("{tag}-{i}")).await;
+                let p = js_pub_retrying(&js, &subject, format!(r#"{{"tag":"{tag}","n":{i}}}"#), &format!("{tag}-{i}"))
+                    .await;
                 log.lock().unwrap().push(p);
                 i += 1;
             }
@@ -1137,7 +1172,11 @@ async fn nats_restart_readyz_follows_and_no_event_is_lost_or_repeated() {
         "NATS restart: stream reconnected {} time(s); bridge log: {} gap fill(s), {} history warning(s)",
         sess.reconnects(),
         bridge.logs().matches("filled a gap from history").count(),
-        bridge.logs().lines().filter(|l| l.contains("\"WARN\"") && (l.contains("history") || l.contains("gap"))).count()
+        bridge
+            .logs()
+            .lines()
+            .filter(|l| l.contains("\"WARN\"") && (l.contains("history") || l.contains("gap")))
+            .count()
     );
     assert_no_reset("NATS restart", &sess);
     assert_exactly_once("NATS restart", user, &sess.got, &expected);
@@ -1276,14 +1315,18 @@ async fn many_channels_each_fill_their_gap_after_a_nats_link_cut() {
             let mut r = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let items = users.iter().map(|u| (format!("user.{u}.msg"), format!(r#"{{"tag":"around{r}"}}"#))).collect();
+                let items =
+                    users.iter().map(|u| (format!("user.{u}.msg"), format!(r#"{{"tag":"around{r}"}}"#))).collect();
                 let p = js_pub_all(&js, items).await;
                 log.lock().unwrap().extend(p);
                 r += 1;
             }
         })
     };
-    eventually("the publisher to be running", WAIT, || async { (log.lock().unwrap().len() >= 2 * USERS).then_some(()) }).await;
+    eventually("the publisher to be running", WAIT, || async {
+        (log.lock().unwrap().len() >= 2 * USERS).then_some(())
+    })
+    .await;
     proxy.restore();
     wait_status(&ready, 200, Duration::from_secs(20)).await;
     let at_ready = log.lock().unwrap().len();
@@ -1359,11 +1402,9 @@ impl PlainNats {
         let child = KillOnDrop(child);
         let deadline = Instant::now() + WAIT;
         let port = loop {
-            if let Ok(v) = std::fs::read_to_string(&file).map(|t| serde_json::from_str::<Value>(&t)) {
-                if let Ok(v) = v {
-                    let url = v["nats"][0].as_str().unwrap().to_owned();
-                    break url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
-                }
+            if let Ok(Ok(v)) = std::fs::read_to_string(&file).map(|t| serde_json::from_str::<Value>(&t)) {
+                let url = v["nats"][0].as_str().unwrap().to_owned();
+                break url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
             }
             assert!(Instant::now() < deadline, "nats-server (no JetStream) did not start");
             std::thread::sleep(Duration::from_millis(20));
@@ -1379,7 +1420,10 @@ impl PlainNats {
 fn assert_live_id(e: &Ev) {
     let id = e.env["id"].as_str().unwrap();
     let (boot, n) = id.split_once('-').unwrap_or_else(|| panic!("live-mode id {id:?}"));
-    assert!(boot.len() == 8 && boot.bytes().all(|b| b.is_ascii_alphanumeric()) && n.parse::<u64>().is_ok(), "live-mode id {id:?}");
+    assert!(
+        boot.len() == 8 && boot.bytes().all(|b| b.is_ascii_alphanumeric()) && n.parse::<u64>().is_ok(),
+        "live-mode id {id:?}"
+    );
     assert_eq!(e.cursor, id, "in live mode the SSE id is the envelope id");
 }
 
@@ -1460,7 +1504,8 @@ async fn http_publish_answers_after_jetstream_stored_it_and_msg_id_dedupes() {
     s.expect_id_only().await;
 
     let before = stream_state(&js, "REALTIME").await.last_sequence;
-    let (status, body) = post_publish(&base, serde_json::json!({"users": [user], "event": "paid", "data": {"n": 1}})).await;
+    let (status, body) =
+        post_publish(&base, serde_json::json!({"users": [user], "event": "paid", "data": {"n": 1}})).await;
     assert_eq!((status, body), (202, serde_json::json!({"published": 1})));
     // 202 means stored: no waiting.
     let after = stream_state(&js, "REALTIME").await.last_sequence;
@@ -1479,7 +1524,8 @@ async fn http_publish_answers_after_jetstream_stored_it_and_msg_id_dedupes() {
     assert_eq!(post_publish(&base, body.clone()).await, (202, serde_json::json!({"published": 2})));
     assert_eq!(post_publish(&base, body).await.0, 202);
     assert_eq!(stream_state(&js, "REALTIME").await.last_sequence, after + 3);
-    let (status, _) = post_publish(&base, serde_json::json!({"broadcast": true, "event": "news", "data": "b", "msgId": "b-1"})).await;
+    let (status, _) =
+        post_publish(&base, serde_json::json!({"broadcast": true, "event": "news", "data": "b", "msgId": "b-1"})).await;
     assert_eq!(status, 202);
     assert_eq!(stream_state(&js, "REALTIME").await.last_sequence, after + 4);
 
@@ -1518,8 +1564,14 @@ async fn same_nats_msg_id_published_twice_is_delivered_once() {
     let first = js_pub(&js, &format!("user.{user}.before"), "0".into()).await;
     let mut h2 = async_nats::HeaderMap::new();
     h2.insert("Nats-Msg-Id", "tx-2");
-    let a = js.publish_with_headers(format!("user.{user}.paid"), h2.clone(), r#"{"tx":2}"#.into()).await.unwrap().await.unwrap();
-    let b = js.publish_with_headers(format!("user.{user}.paid"), h2, r#"{"tx":2}"#.into()).await.unwrap().await.unwrap();
+    let a = js
+        .publish_with_headers(format!("user.{user}.paid"), h2.clone(), r#"{"tx":2}"#.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let b =
+        js.publish_with_headers(format!("user.{user}.paid"), h2, r#"{"tx":2}"#.into()).await.unwrap().await.unwrap();
     assert!(!a.duplicate && b.duplicate && a.sequence == b.sequence);
     let marker = js_pub(&js, &format!("user.{user}.marker"), "1".into()).await;
 
@@ -1540,7 +1592,10 @@ async fn same_nats_msg_id_published_twice_is_delivered_once() {
     sess.assert_quiet(Duration::from_millis(500)).await;
 
     // And a resume from before them replays each once.
-    let expected: Vec<Pub> = got.iter().map(|e| Pub { seq: e.seq(), subject: format!("user.{user}.{}", e.event), payload: e.env["data"].to_string() }).collect();
+    let expected: Vec<Pub> = got
+        .iter()
+        .map(|e| Pub { seq: e.seq(), subject: format!("user.{user}.{}", e.event), payload: e.env["data"].to_string() })
+        .collect();
     let r = resume_checked("resume over duplicates", &base, user, "", &cursor, &expected, &[]).await;
     assert_eq!(seqs_of(&r.got), seqs_of(&got));
 }

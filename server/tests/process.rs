@@ -33,13 +33,7 @@ fn single_line(ran: &Ran) -> &str {
 }
 
 async fn post_publish(base: &str, token: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{base}/v1/publish"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    reqwest::Client::new().post(format!("{base}/v1/publish")).bearer_auth(token).json(&body).send().await.unwrap()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -99,13 +93,23 @@ fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
     // Every case but the one value under test is valid (loopback, port 0, unused NATS),
     // so a value wrongly accepted shows up as a bridge that starts (and is killed by run_bin).
     let base = ["serve", "--nats-url", dead.as_str()];
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &[&str])> = vec![
+    // (arguments after `base`, environment, words the error line must contain)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case<'_>> = vec![
         (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--heartbeat", "abc"], vec![], &["--heartbeat"]),
         (vec!["--jwt-secret", "s", "--listen", "nope"], vec![], &["--listen"]),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--max-streams-per-user", "0"], vec![], &["--max-streams-per-user"]),
+        (
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--max-streams-per-user", "0"],
+            vec![],
+            &["--max-streams-per-user"],
+        ),
         (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--history", "sometimes"], vec![], &["--history"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--cors-origin", "ftp:/x"], vec![], &["--cors-origin"]),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s"], vec![("RB_HEARTBEAT", "abc")], &["--heartbeat", "RB_HEARTBEAT"]),
+        (
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s"],
+            vec![("RB_HEARTBEAT", "abc")],
+            &["--heartbeat", "RB_HEARTBEAT"],
+        ),
         (vec!["--listen", "127.0.0.1:0"], vec![], &["--jwt-secret"]),
         (vec!["--no-auth", "--listen", "0.0.0.0:0"], vec![], &["--no-auth"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-public-key", "/nonexistent"], vec![], &["--jwt-public-key"]),
@@ -172,7 +176,8 @@ async fn token_subcommand_prints_a_jwt_the_bridge_accepts() {
     let bridge = BridgeProcess::start(&nats.url(), &["--jwt-secret", S]);
     let base = bridge.base();
     let mut sse = SseClient::open(&base, "42", "", Some(&jwt)).await;
-    let resp = post_publish(&base, &jwt, json!({"users": ["42"], "event": "message_new", "data": {"text": "via http"}})).await;
+    let resp =
+        post_publish(&base, &jwt, json!({"users": ["42"], "event": "message_new", "data": {"text": "via http"}})).await;
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"published": 1}));
     let e = sse.next().await;
@@ -365,12 +370,7 @@ async fn tokens_never_appear_in_debug_logs() {
 // 7. Presence across two instances
 
 async fn presence_http(base: &str, user: &str, tok: &str) -> Value {
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/v1/presence/{user}"))
-        .bearer_auth(tok)
-        .send()
-        .await
-        .unwrap();
+    let resp = reqwest::Client::new().get(format!("{base}/v1/presence/{user}")).bearer_auth(tok).send().await.unwrap();
     assert_eq!(resp.status(), 200, "presence refused");
     resp.json().await.unwrap()
 }
@@ -433,7 +433,10 @@ async fn presence_counts_streams_over_every_instance() {
     let (status, _) = wait_exit_async(&mut c, GRACE + WAIT).await.expect("C exits after TERM");
     assert_eq!(status.code(), Some(0), "C after TERM: {status}");
     let took = until_presence("A counts 3 after C stopped", Duration::from_secs(30), &a.base(), &ptok, &three).await;
-    println!("after SIGTERM of C, A counted 3 streams within {:?} of the signal ({took:?} after C exited)", start.elapsed());
+    println!(
+        "after SIGTERM of C, A counted 3 streams within {:?} of the signal ({took:?} after C exited)",
+        start.elapsed()
+    );
     let q = Instant::now();
     assert_eq!(presence_http(&a.base(), "42", &ptok).await, three);
     let q = q.elapsed();
@@ -529,7 +532,8 @@ async fn python_producer_reaches_the_stream() {
     let bridge = BridgeProcess::start(&url, &[]);
     let mut sse = SseClient::open(&bridge.base(), "42", "", Some(&token("42"))).await;
 
-    let ran = run_producer(&["--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"text":"from python"}"#]);
+    let ran =
+        run_producer(&["--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"text":"from python"}"#]);
     println!("publish.py: {:?} in {:?}: {}", ran.code(), ran.took, ran.stdout.trim());
     assert_eq!(ran.code(), Some(0), "publish.py failed: {}", ran.stderr);
     let e = sse.next().await;
@@ -538,7 +542,18 @@ async fn python_producer_reaches_the_stream() {
     assert_eq!(env["data"], json!({"text": "from python"}));
     assert_eq!(env["userId"], "42");
 
-    let ran = run_producer(&["--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"k":1}"#, "--count", "3"]);
+    let ran = run_producer(&[
+        "--url",
+        &url,
+        "--user",
+        "42",
+        "--event",
+        "message_new",
+        "--data",
+        r#"{"k":1}"#,
+        "--count",
+        "3",
+    ]);
     assert_eq!(ran.code(), Some(0), "publish.py --count 3 failed: {}", ran.stderr);
     for _ in 0..3 {
         assert_eq!(envelope(&sse.next().await)["data"], json!({"k": 1}));
@@ -547,7 +562,18 @@ async fn python_producer_reaches_the_stream() {
     // The bridge runs in history mode here (JetStream on): the same Nats-Msg-Id twice is stored,
     // and delivered, once.
     let ran = run_producer(&[
-        "--url", &url, "--user", "42", "--event", "message_new", "--data", r#"{"k":2}"#, "--count", "2", "--msg-id", "py-1",
+        "--url",
+        &url,
+        "--user",
+        "42",
+        "--event",
+        "message_new",
+        "--data",
+        r#"{"k":2}"#,
+        "--count",
+        "2",
+        "--msg-id",
+        "py-1",
     ]);
     assert_eq!(ran.code(), Some(0), "publish.py --msg-id failed: {}", ran.stderr);
     assert_eq!(envelope(&sse.next().await)["data"], json!({"k": 2}));
@@ -556,11 +582,7 @@ async fn python_producer_reaches_the_stream() {
     let ran = run_producer(&["--url", &dead, "--user", "42", "--event", "message_new", "--data", "1"]);
     println!("publish.py to a dead NATS: {:?} in {:?}: {}", ran.code(), ran.took, ran.stderr.trim());
     assert_eq!(ran.code(), Some(2), "unreachable NATS: {}", ran.stderr);
-    assert!(
-        ran.stderr.contains(&format!("NATS not reachable at {dead}: is nats-server running?")),
-        "{}",
-        ran.stderr
-    );
+    assert!(ran.stderr.contains(&format!("NATS not reachable at {dead}: is nats-server running?")), "{}", ran.stderr);
     assert!(ran.took < Duration::from_secs(5), "fails fast, took {:?}", ran.took);
 
     // Nothing else arrived (the failed run published nothing).

@@ -191,7 +191,11 @@ async fn user_subscriptions(nats: &NatsServer) -> Vec<String> {
     v["subscriptions_list"]
         .as_array()
         .map(|subs| {
-            subs.iter().filter_map(|s| s["subject"].as_str()).filter(|s| s.starts_with("user.")).map(str::to_owned).collect()
+            subs.iter()
+                .filter_map(|s| s["subject"].as_str())
+                .filter(|s| s.starts_with("user."))
+                .map(str::to_owned)
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -260,7 +264,9 @@ async fn invalid_user_ids_are_400_and_subscribe_nothing() {
     for (id, reason) in &cases {
         let uri = format!("/v1/users/{id}/events");
         // With an admin token: only the id can be the problem.
-        let error = expect_error(call(&router, &uri, Some(&admin)).await, StatusCode::BAD_REQUEST, "invalid_user_id", &uri).await;
+        let error =
+            expect_error(call(&router, &uri, Some(&admin)).await, StatusCode::BAD_REQUEST, "invalid_user_id", &uri)
+                .await;
         assert!(error.contains("user id"), "{uri}: error does not name the user id: {error}");
         assert!(error.contains(reason), "{uri}: error does not say why ({reason}): {error}");
         // And without any token, still a 400 (validated at the edge, before auth).
@@ -284,10 +290,8 @@ async fn invalid_user_ids_are_400_and_subscribe_nothing() {
     assert_eq!(user_subscriptions(&nats).await, vec![subject.clone()]);
     drop(resp);
     assert_eq!(bridge.state().0.hub.connected_users(), 0, "closing the stream releases the slot");
-    eventually("the subscription to go away", WAIT, || async move {
-        (n.subscriptions_on(s).await == 0).then_some(())
-    })
-    .await;
+    eventually("the subscription to go away", WAIT, || async move { (n.subscriptions_on(s).await == 0).then_some(()) })
+        .await;
 }
 
 /// A percent-encoded byte sequence that is not UTF-8 is still an invalid user id, answered
@@ -311,10 +315,13 @@ async fn invalid_event_filters_are_400_and_subscribe_nothing() {
     let bridge = start(&test_config(&nats.url())).await;
     let router = bridge.router();
     let tok = token("42");
-    for (events, what) in [("a.b", "'.'"), ("*", "'*'"), ("%2A", "'*'"), ("a,,b", "empty"), ("", "empty"), ("ok,a%20b", "' '")] {
+    for (events, what) in
+        [("a.b", "'.'"), ("*", "'*'"), ("%2A", "'*'"), ("a,,b", "empty"), ("", "empty"), ("ok,a%20b", "' '")]
+    {
         let uri = format!("/v1/users/42/events?events={events}");
         let error =
-            expect_error(call(&router, &uri, Some(&tok)).await, StatusCode::BAD_REQUEST, "invalid_event_name", &uri).await;
+            expect_error(call(&router, &uri, Some(&tok)).await, StatusCode::BAD_REQUEST, "invalid_event_name", &uri)
+                .await;
         assert!(error.contains("event name"), "{uri}: error does not name the event: {error}");
         assert!(error.contains(what), "{uri}: error does not say why ({what}): {error}");
     }
@@ -424,8 +431,13 @@ async fn token_for_another_user_is_403_and_admin_reads_any() {
     assert_no_token_text(&error, &t43, "403");
     // A token without sub reads nobody's stream.
     let nosub = hs256(SECRET.as_bytes(), &json!({ "exp": unix_now() + 3600 }));
-    expect_error(call(&router, "/v1/users/42/events", Some(&nosub)).await, StatusCode::FORBIDDEN, "forbidden", "no sub")
-        .await;
+    expect_error(
+        call(&router, "/v1/users/42/events", Some(&nosub)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "no sub",
+    )
+    .await;
     // `rb_admin: false` spelled out is no admin.
     let not_admin = hs256(SECRET.as_bytes(), &json!({ "sub": "43", "exp": unix_now() + 3600, "rb_admin": false }));
     expect_error(
@@ -461,7 +473,8 @@ async fn token_from_query_or_cookie_and_header_wins() {
     assert_eq!(resp.status(), StatusCode::OK, "cookie among others: {}", body_text(resp).await);
 
     // A cookie with a similar name is not the token.
-    let req = get("/v1/users/42/events").header(header::COOKIE, format!("xrb_token={t42}")).body(Body::empty()).unwrap();
+    let req =
+        get("/v1/users/42/events").header(header::COOKIE, format!("xrb_token={t42}")).body(Body::empty()).unwrap();
     expect_401(send(&router, req).await, &t42, "xrb_token cookie").await;
 
     // The header is used when present, even when it is bad and the query is good...
@@ -485,7 +498,8 @@ async fn token_from_query_or_cookie_and_header_wins() {
     assert_eq!(resp.status(), StatusCode::OK, "good header + bad query: {}", body_text(resp).await);
     drop(resp);
     // The scheme name is case-insensitive (RFC 7235).
-    let req = get("/v1/users/42/events").header(header::AUTHORIZATION, format!("bearer {t42}")).body(Body::empty()).unwrap();
+    let req =
+        get("/v1/users/42/events").header(header::AUTHORIZATION, format!("bearer {t42}")).body(Body::empty()).unwrap();
     let resp = send(&router, req).await;
     assert_eq!(resp.status(), StatusCode::OK, "lowercase bearer: {}", body_text(resp).await);
 }
@@ -494,7 +508,13 @@ async fn token_from_query_or_cookie_and_header_wins() {
 // 3. Public keys
 // ---------------------------------------------------------------------------------------
 
-async fn check_public_key(public: &str, private: &str, other_private: &str, alg: Algorithm, load: fn(&[u8]) -> EncodingKey) {
+async fn check_public_key(
+    public: &str,
+    private: &str,
+    other_private: &str,
+    alg: Algorithm,
+    load: fn(&[u8]) -> EncodingKey,
+) {
     let nats = NatsServer::start();
     let bridge = start(&public_key_config(&nats.url(), public)).await;
     let router = bridge.router();
@@ -514,7 +534,8 @@ async fn check_public_key(public: &str, private: &str, other_private: &str, alg:
 
     // An HS256 token whose secret is the public key PEM (key confusion): refused.
     let confused = hs256(&fixture_bytes(public), &claims);
-    expect_401(call(&router, "/v1/users/42/events", Some(&confused)).await, &confused, "HS256 with the public key").await;
+    expect_401(call(&router, "/v1/users/42/events", Some(&confused)).await, &confused, "HS256 with the public key")
+        .await;
     // And a token made with the shared-secret config's secret is not accepted here.
     let hs = token("42");
     expect_401(call(&router, "/v1/users/42/events", Some(&hs)).await, &hs, "HS256 with SECRET").await;
@@ -538,14 +559,26 @@ async fn rs256_public_key() {
 
 #[tokio::test]
 async fn es256_public_key() {
-    check_public_key("ec_p256_public.pem", "ec_p256_private.pem", "ec_p256_other_private.pem", Algorithm::ES256, ec_key)
-        .await;
+    check_public_key(
+        "ec_p256_public.pem",
+        "ec_p256_private.pem",
+        "ec_p256_other_private.pem",
+        Algorithm::ES256,
+        ec_key,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn eddsa_public_key() {
-    check_public_key("ed25519_public.pem", "ed25519_private.pem", "ed25519_other_private.pem", Algorithm::EdDSA, ed_key)
-        .await;
+    check_public_key(
+        "ed25519_public.pem",
+        "ed25519_private.pem",
+        "ed25519_other_private.pem",
+        Algorithm::EdDSA,
+        ed_key,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -559,21 +592,28 @@ async fn rsa_config_refuses_key_confusion_and_other_key_types() {
     expect_401(call(&router, "/v1/users/42/events", Some(&confused)).await, &confused, "key confusion").await;
     // Same with the header claiming HS384/HS512.
     for alg in [Algorithm::HS384, Algorithm::HS512] {
-        let t = jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(&fixture_bytes("rsa_public.pem")))
-            .unwrap();
+        let t = jsonwebtoken::encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(&fixture_bytes("rsa_public.pem")),
+        )
+        .unwrap();
         expect_401(call(&router, "/v1/users/42/events", Some(&t)).await, &t, "key confusion HS384/512").await;
     }
     // Tokens signed with keys of other types.
-    let es = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &ec_key(&fixture_bytes("ec_p256_private.pem")))
-        .unwrap();
+    let es =
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &ec_key(&fixture_bytes("ec_p256_private.pem")))
+            .unwrap();
     expect_401(call(&router, "/v1/users/42/events", Some(&es)).await, &es, "ES256 under RSA").await;
-    let ed = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &ed_key(&fixture_bytes("ed25519_private.pem")))
-        .unwrap();
+    let ed =
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &ed_key(&fixture_bytes("ed25519_private.pem")))
+            .unwrap();
     expect_401(call(&router, "/v1/users/42/events", Some(&ed)).await, &ed, "EdDSA under RSA").await;
     assert_nothing_subscribed(&bridge, &nats, "after refused tokens").await;
     // Control: the real key works.
-    let good = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &rsa_key(&fixture_bytes("rsa_private.pem")))
-        .unwrap();
+    let good =
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &rsa_key(&fixture_bytes("rsa_private.pem")))
+            .unwrap();
     drop(open_stream(&router, "/v1/users/42/events", Some(&good)).await);
 }
 
@@ -593,12 +633,14 @@ async fn too_many_streams_is_429_until_one_closes() {
 
     let first = open_stream(&router, uri, Some(&t42)).await;
     let second = open_stream(&router, uri, Some(&t42)).await;
-    let error = expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "third")
-        .await;
+    let error =
+        expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "third")
+            .await;
     assert!(error.contains("42"), "the error names the user: {error}");
     // Refusing does not leak a slot.
     assert_eq!(bridge.state().0.hub.local_streams("42"), 2);
-    expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "fourth").await;
+    expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "fourth")
+        .await;
     assert_eq!(bridge.state().0.hub.local_streams("42"), 2);
 
     // Another user is not affected.
@@ -614,7 +656,8 @@ async fn too_many_streams_is_429_until_one_closes() {
     .await;
     assert_eq!(again.headers()[header::CONTENT_TYPE], "text/event-stream");
     assert_eq!(bridge.state().0.hub.local_streams("42"), 2);
-    expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "full again").await;
+    expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "full again")
+        .await;
     drop((second, again, other));
 }
 
@@ -632,13 +675,18 @@ async fn publish_needs_token_and_scope() {
     let body = r#"{"users":["42"],"event":"message_new","data":{"t":1}}"#;
 
     expect_401(send(&router, post_json("/v1/publish", None, body)).await, "", "no token").await;
-    let bad = hs256(b"another-secret-0123456789", &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "publish" }));
+    let bad =
+        hs256(b"another-secret-0123456789", &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "publish" }));
     expect_401(send(&router, post_json("/v1/publish", Some(&bad), body)).await, &bad, "wrong secret").await;
     for scopes in [&[][..], &["presence"][..], &["publisher"][..]] {
         let t = token_with("svc", false, scopes);
-        let error =
-            expect_error(send(&router, post_json("/v1/publish", Some(&t), body)).await, StatusCode::FORBIDDEN, "forbidden", "scope")
-                .await;
+        let error = expect_error(
+            send(&router, post_json("/v1/publish", Some(&t), body)).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "scope",
+        )
+        .await;
         assert!(error.contains("publish"), "the error names the missing scope: {error}");
     }
     // Nothing reached NATS.
@@ -648,8 +696,14 @@ async fn publish_needs_token_and_scope() {
     assert!(got.is_err(), "a refused publish reached NATS: {:?}", got.map(|m| m.map(|m| m.subject)));
 
     // Scope as an OAuth-style string and as a list both work.
-    let as_string = hs256(SECRET.as_bytes(), &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "presence publish" }));
-    let v = json_of(send(&router, post_json("/v1/publish", Some(&as_string), body)).await, StatusCode::ACCEPTED, "string scope").await;
+    let as_string =
+        hs256(SECRET.as_bytes(), &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "presence publish" }));
+    let v = json_of(
+        send(&router, post_json("/v1/publish", Some(&as_string), body)).await,
+        StatusCode::ACCEPTED,
+        "string scope",
+    )
+    .await;
     assert_eq!(v, json!({ "published": 1 }));
     let via_query = token_with("svc", false, &["publish"]);
     let v = json_of(
@@ -732,10 +786,11 @@ async fn publish_works_while_someone_listens_on_every_subject() {
     let (_c2, mut users) = subscriber(&nats, "user.>").await;
     let t = token_with("svc", false, &["publish"]);
     let body = r#"{"users":["42"],"event":"message_new","data":{"t":1}}"#;
-    let resp = tokio::time::timeout(Duration::from_secs(5), router.clone().oneshot(post_json("/v1/publish", Some(&t), body)))
-        .await
-        .expect("publish answered within 5 s while a '>' subscriber exists")
-        .unwrap();
+    let resp =
+        tokio::time::timeout(Duration::from_secs(5), router.clone().oneshot(post_json("/v1/publish", Some(&t), body)))
+            .await
+            .expect("publish answered within 5 s while a '>' subscriber exists")
+            .unwrap();
     assert_eq!(json_of(resp, StatusCode::ACCEPTED, "publish with a '>' listener").await, json!({ "published": 1 }));
     let m = next_msg(&mut users).await;
     assert_eq!((m.subject.as_str(), &m.payload[..]), ("user.42.message_new", &br#"{"t":1}"#[..]));
@@ -765,17 +820,62 @@ async fn invalid_publish_requests_are_400_and_publish_nothing() {
 
     let too_big = format!(r#"{{"users":["42"],"event":"message_new","data":"{}"}}"#, "x".repeat(1100));
     let cases: Vec<(&str, String, &str, &[&str])> = vec![
-        ("invalid user in list", r#"{"users":["42","a.b"],"event":"message_new","data":{"t":1}}"#.into(), "invalid_user_id", &["user id", "'.'"]),
-        ("wildcard user", r#"{"users":["*"],"event":"message_new","data":{"t":1}}"#.into(), "invalid_user_id", &["user id", "'*'"]),
-        ("tail wildcard user", r#"{"users":[">"],"event":"message_new","data":{"t":1}}"#.into(), "invalid_user_id", &["user id"]),
-        ("empty user", r#"{"users":["42",""],"event":"message_new","data":{"t":1}}"#.into(), "invalid_user_id", &["user id", "empty"]),
-        ("invalid event", r#"{"users":["42"],"event":"a.b","data":{"t":1}}"#.into(), "invalid_event_name", &["event name", "'.'"]),
-        ("wildcard event", r#"{"broadcast":true,"event":"*","data":{"t":1}}"#.into(), "invalid_event_name", &["event name", "'*'"]),
-        ("empty event", r#"{"users":["42"],"event":"","data":{"t":1}}"#.into(), "invalid_event_name", &["event name", "empty"]),
-        ("both users and broadcast", r#"{"users":["42"],"broadcast":true,"event":"message_new","data":{"t":1}}"#.into(), "bad_request", &["both"]),
+        (
+            "invalid user in list",
+            r#"{"users":["42","a.b"],"event":"message_new","data":{"t":1}}"#.into(),
+            "invalid_user_id",
+            &["user id", "'.'"],
+        ),
+        (
+            "wildcard user",
+            r#"{"users":["*"],"event":"message_new","data":{"t":1}}"#.into(),
+            "invalid_user_id",
+            &["user id", "'*'"],
+        ),
+        (
+            "tail wildcard user",
+            r#"{"users":[">"],"event":"message_new","data":{"t":1}}"#.into(),
+            "invalid_user_id",
+            &["user id"],
+        ),
+        (
+            "empty user",
+            r#"{"users":["42",""],"event":"message_new","data":{"t":1}}"#.into(),
+            "invalid_user_id",
+            &["user id", "empty"],
+        ),
+        (
+            "invalid event",
+            r#"{"users":["42"],"event":"a.b","data":{"t":1}}"#.into(),
+            "invalid_event_name",
+            &["event name", "'.'"],
+        ),
+        (
+            "wildcard event",
+            r#"{"broadcast":true,"event":"*","data":{"t":1}}"#.into(),
+            "invalid_event_name",
+            &["event name", "'*'"],
+        ),
+        (
+            "empty event",
+            r#"{"users":["42"],"event":"","data":{"t":1}}"#.into(),
+            "invalid_event_name",
+            &["event name", "empty"],
+        ),
+        (
+            "both users and broadcast",
+            r#"{"users":["42"],"broadcast":true,"event":"message_new","data":{"t":1}}"#.into(),
+            "bad_request",
+            &["both"],
+        ),
         ("neither", r#"{"event":"message_new","data":{"t":1}}"#.into(), "bad_request", &["users", "broadcast"]),
         ("empty users", r#"{"users":[],"event":"message_new","data":{"t":1}}"#.into(), "bad_request", &["users"]),
-        ("broadcast false", r#"{"broadcast":false,"event":"message_new","data":{"t":1}}"#.into(), "bad_request", &["users"]),
+        (
+            "broadcast false",
+            r#"{"broadcast":false,"event":"message_new","data":{"t":1}}"#.into(),
+            "bad_request",
+            &["users"],
+        ),
         ("missing data", r#"{"users":["42"],"event":"message_new"}"#.into(), "bad_request", &["data", "missing"]),
         ("missing event", r#"{"users":["42"],"data":1}"#.into(), "bad_request", &["event", "missing"]),
         ("non-JSON body", "users=42&event=message_new".into(), "bad_request", &[]),
@@ -787,7 +887,10 @@ async fn invalid_publish_requests_are_400_and_publish_nothing() {
         let resp = send(&router, post_json("/v1/publish", Some(&t), body.clone())).await;
         let error = expect_error(resp, StatusCode::BAD_REQUEST, code, what).await;
         for w in *words {
-            assert!(error.to_lowercase().contains(&w.to_lowercase()), "{what}: the reason does not mention {w:?}: {error}");
+            assert!(
+                error.to_lowercase().contains(&w.to_lowercase()),
+                "{what}: the reason does not mention {w:?}: {error}"
+            );
         }
     }
     // Nothing was published for any of them.
@@ -856,7 +959,10 @@ async fn wrong_method_is_405_json() {
         assert!(resp.headers().contains_key(header::ALLOW), "{what}: no Allow header");
         let ct = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
         let text = body_text(resp).await;
-        assert!(ct.as_deref().is_some_and(|c| c.starts_with("application/json")), "{what}: content-type {ct:?}, body {text:?}");
+        assert!(
+            ct.as_deref().is_some_and(|c| c.starts_with("application/json")),
+            "{what}: content-type {ct:?}, body {text:?}"
+        );
         let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {text}"));
         assert!(v["code"].is_string() && v["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {text}");
     }
@@ -877,12 +983,14 @@ async fn presence_needs_scope_and_counts_open_streams() {
     expect_401(call(&router, "/v1/presence/42", None).await, "", "no token").await;
     for scopes in [&[][..], &["publish"][..]] {
         let t = token_with("svc", false, scopes);
-        let error = expect_error(call(&router, "/v1/presence/42", Some(&t)).await, StatusCode::FORBIDDEN, "forbidden", "scope")
-            .await;
+        let error =
+            expect_error(call(&router, "/v1/presence/42", Some(&t)).await, StatusCode::FORBIDDEN, "forbidden", "scope")
+                .await;
         assert!(error.contains("presence"), "the error names the missing scope: {error}");
     }
     // Not even the user itself without the scope.
-    expect_error(call(&router, "/v1/presence/42", Some(&token("42"))).await, StatusCode::FORBIDDEN, "forbidden", "own").await;
+    expect_error(call(&router, "/v1/presence/42", Some(&token("42"))).await, StatusCode::FORBIDDEN, "forbidden", "own")
+        .await;
 
     let v = json_of(call(&router, "/v1/presence/42", Some(&p)).await, StatusCode::OK, "presence").await;
     assert_eq!(v, json!({ "userId": "42", "connected": false, "streams": 0 }));
@@ -894,7 +1002,8 @@ async fn presence_needs_scope_and_counts_open_streams() {
     let v = json_of(call(&router, "/v1/presence/43", Some(&p)).await, StatusCode::OK, "presence 43").await;
     assert_eq!(v, json!({ "userId": "43", "connected": false, "streams": 0 }));
     // Via the query token too.
-    let v = json_of(call(&router, &format!("/v1/presence/42?access_token={p}"), None).await, StatusCode::OK, "query").await;
+    let v =
+        json_of(call(&router, &format!("/v1/presence/42?access_token={p}"), None).await, StatusCode::OK, "query").await;
     assert_eq!(v["streams"], 1);
 
     drop(stream);
@@ -908,7 +1017,8 @@ async fn presence_needs_scope_and_counts_open_streams() {
 
     for id in ["a.b", "%2A", "%3E", "%20", &"c".repeat(129)] {
         let uri = format!("/v1/presence/{id}");
-        let error = expect_error(call(&router, &uri, Some(&p)).await, StatusCode::BAD_REQUEST, "invalid_user_id", &uri).await;
+        let error =
+            expect_error(call(&router, &uri, Some(&p)).await, StatusCode::BAD_REQUEST, "invalid_user_id", &uri).await;
         assert!(error.contains("user id"), "{uri}: {error}");
     }
 }
@@ -940,7 +1050,9 @@ async fn healthz_readyz_and_metrics() {
     })
     .await;
     let value = |series: &str| -> Option<f64> {
-        text.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' '))).and_then(|v| v.trim().parse().ok())
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
     };
     assert_eq!(value("realtime_bridge_open_streams"), Some(0.0), "{text}");
     assert_eq!(value(r#"realtime_bridge_events_dropped_total{reason="invalid_json"}"#), Some(0.0), "{text}");
@@ -1011,7 +1123,8 @@ async fn cors_allows_listed_origins_with_credentials() {
     drop(resp);
 
     // Unlisted origins (including look-alikes) get no allow-origin.
-    for origin in ["http://evil.test", "https://app.test", "http://app.test.evil.test", "http://app.test:8080", "null"] {
+    for origin in ["http://evil.test", "https://app.test", "http://app.test.evil.test", "http://app.test:8080", "null"]
+    {
         let resp = send(&router, preflight(origin)).await;
         assert_eq!(header_str(&resp, header::ACCESS_CONTROL_ALLOW_ORIGIN), None, "preflight from {origin}");
         let req = get("/healthz").header(header::ORIGIN, origin).body(Body::empty()).unwrap();
@@ -1051,7 +1164,9 @@ async fn unknown_paths_are_404_json() {
     let bridge = start(&test_config(&nats.url())).await;
     let router = bridge.router();
     let t42 = token("42");
-    for uri in ["/nope", "/", "/v1", "/v1/users/42", "/v1/users/42/events/extra", "/v1/users/42/other", "/v2/users/42/events"] {
+    for uri in
+        ["/nope", "/", "/v1", "/v1/users/42", "/v1/users/42/events/extra", "/v1/users/42/other", "/v2/users/42/events"]
+    {
         expect_error(call(&router, uri, Some(&t42)).await, StatusCode::NOT_FOUND, "not_found", uri).await;
     }
     assert_nothing_subscribed(&bridge, &nats, "after 404s").await;

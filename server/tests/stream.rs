@@ -80,8 +80,10 @@ async fn status_of(url: &str) -> Option<u16> {
 
 /// Waits (bounded by [`WAIT`]) until `GET url` answers `status`.
 async fn wait_status(url: &str, status: u16) {
-    eventually(&format!("GET {url} -> {status}"), WAIT, || async move { (status_of(url).await == Some(status)).then_some(()) })
-        .await;
+    eventually(&format!("GET {url} -> {status}"), WAIT, || async move {
+        (status_of(url).await == Some(status)).then_some(())
+    })
+    .await;
 }
 
 /// Like `metric`, but a series that does not exist yet reads as 0 (label sets created lazily).
@@ -99,11 +101,19 @@ async fn publish_bytes(client: &async_nats::Client, subject: &str, payload: Byte
 
 /// Core NATS is fire-and-forget: after a reconnect, publish `subject` again and again
 /// until `sse` gets an event named `event` (bounded by [`WAIT`]).
-async fn publish_until_delivered(client: &async_nats::Client, sse: &mut SseClient, subject: &str, event: &str) -> serde_json::Value {
+async fn publish_until_delivered(
+    client: &async_nats::Client,
+    sse: &mut SseClient,
+    subject: &str,
+    event: &str,
+) -> serde_json::Value {
     let deadline = Instant::now() + WAIT;
     let mut n = 0u32;
     loop {
-        assert!(Instant::now() < deadline, "no {event} delivered within {WAIT:?} after publishing {n} times on {subject}");
+        assert!(
+            Instant::now() < deadline,
+            "no {event} delivered within {WAIT:?} after publishing {n} times on {subject}"
+        );
         n += 1;
         // A publish while the client itself is still reconnecting may fail: try again.
         if client.publish(subject.to_owned(), format!(r#"{{"n":{n}}}"#).into()).await.is_ok() {
@@ -699,7 +709,6 @@ async fn slow_client_is_cut_off_by_bytes_behind_not_only_by_frame_count() {
         async move { (metric(&base, "realtime_bridge_events_received_total").await >= total as f64).then_some(()) }
     })
     .await;
-    assert!(64 < 1024, "far fewer frames behind than the ring holds");
 
     let mut body: RawBody = Box::pin(stalled.bytes_stream());
     let mut frames = 0u64;
@@ -719,7 +728,8 @@ async fn slow_client_is_cut_off_by_bytes_behind_not_only_by_frame_count() {
 /// Open streams of `user`, as `GET /v1/presence/{user}` counts them.
 async fn presence_streams(base: &str, user: &str) -> f64 {
     let url = format!("{base}/v1/presence/{user}");
-    let resp = reqwest::Client::new().get(url).bearer_auth(token_with("svc", false, &["presence"])).send().await.unwrap();
+    let resp =
+        reqwest::Client::new().get(url).bearer_auth(token_with("svc", false, &["presence"])).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     v["streams"].as_f64().unwrap()

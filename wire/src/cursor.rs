@@ -77,7 +77,20 @@ mod tests {
     fn round_trips_and_refuses_other_ids() {
         let c = Cursor { user: 7, broadcast: 0 };
         assert_eq!(Cursor::parse(&c.to_string()), Ok(c));
-        for bad in ["", ":", "1:", ":1", "1", "1:2:3", "-1:2", "+1:2", " 1:2", "a:1", "hDqsVFvX-1", "99999999999999999999999:1"] {
+        for bad in [
+            "",
+            ":",
+            "1:",
+            ":1",
+            "1",
+            "1:2:3",
+            "-1:2",
+            "+1:2",
+            " 1:2",
+            "a:1",
+            "hDqsVFvX-1",
+            "99999999999999999999999:1",
+        ] {
             assert!(Cursor::parse(bad).is_err(), "{bad:?}");
         }
         let mut line = Vec::new();

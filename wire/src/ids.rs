@@ -73,14 +73,10 @@ impl fmt::Display for IdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdError::Empty => f.write_str("is empty"),
-            IdError::TooLong { len } => write!(
-                f,
-                "is {len} characters long (at most {MAX_TOKEN_LEN} allowed)"
-            ),
-            IdError::InvalidChar { ch, index } => write!(
-                f,
-                "contains {ch:?} at position {index} (allowed: A-Z a-z 0-9 _ -)"
-            ),
+            IdError::TooLong { len } => write!(f, "is {len} characters long (at most {MAX_TOKEN_LEN} allowed)"),
+            IdError::InvalidChar { ch, index } => {
+                write!(f, "contains {ch:?} at position {index} (allowed: A-Z a-z 0-9 _ -)")
+            }
         }
     }
 }
@@ -301,19 +297,7 @@ mod tests {
 
     #[test]
     fn accepts_every_allowed_class() {
-        for s in [
-            "a",
-            "z",
-            "A",
-            "Z",
-            "0",
-            "9",
-            "_",
-            "-",
-            "abcXYZ019_-",
-            "user-42_A",
-            "--",
-        ] {
+        for s in ["a", "z", "A", "Z", "0", "9", "_", "-", "abcXYZ019_-", "user-42_A", "--"] {
             assert_eq!(validate_token(s), Ok(()), "{s:?}");
         }
         for b in 0..=255u8 {
@@ -353,24 +337,15 @@ mod tests {
         assert_eq!(validate_token(&long), Err(IdError::TooLong { len: 129 }));
         // A bad character wins over the length.
         let long_bad = format!("{long}*");
-        assert_eq!(
-            validate_token(&long_bad),
-            Err(IdError::InvalidChar { ch: '*', index: 129 })
-        );
+        assert_eq!(validate_token(&long_bad), Err(IdError::InvalidChar { ch: '*', index: 129 }));
         // 100 two-byte characters: reported as a bad char, not as too long.
-        assert!(matches!(
-            validate_token(&"é".repeat(100)),
-            Err(IdError::InvalidChar { ch: 'é', index: 0 })
-        ));
+        assert!(matches!(validate_token(&"é".repeat(100)), Err(IdError::InvalidChar { ch: 'é', index: 0 })));
     }
 
     #[test]
     fn display_messages() {
         assert_eq!(IdError::Empty.to_string(), "is empty");
-        assert_eq!(
-            IdError::TooLong { len: 129 }.to_string(),
-            "is 129 characters long (at most 128 allowed)"
-        );
+        assert_eq!(IdError::TooLong { len: 129 }.to_string(), "is 129 characters long (at most 128 allowed)");
         assert_eq!(
             IdError::InvalidChar { ch: '*', index: 0 }.to_string(),
             "contains '*' at position 0 (allowed: A-Z a-z 0-9 _ -)"
@@ -387,10 +362,7 @@ mod tests {
         assert_eq!(AsRef::<str>::as_ref(&u), "42");
         assert_eq!(UserId::try_from("42").unwrap(), u);
         assert_eq!(UserId::try_from(String::from("42")).unwrap(), u);
-        assert_eq!(
-            UserId::try_from(String::from("4 2")),
-            Err(IdError::InvalidChar { ch: ' ', index: 1 })
-        );
+        assert_eq!(UserId::try_from(String::from("4 2")), Err(IdError::InvalidChar { ch: ' ', index: 1 }));
         assert_eq!(u, "42");
         assert_eq!(String::from(u.clone()), "42");
         assert_eq!(u.clone().into_string(), "42");
@@ -418,19 +390,10 @@ mod tests {
         assert_eq!(parse_event_list("a,,b"), Err((String::new(), IdError::Empty)));
         assert_eq!(parse_event_list("a,"), Err((String::new(), IdError::Empty)));
         assert_eq!(parse_event_list(",a"), Err((String::new(), IdError::Empty)));
-        assert_eq!(
-            parse_event_list("a, b"),
-            Err((" b".to_owned(), IdError::InvalidChar { ch: ' ', index: 0 }))
-        );
-        assert_eq!(
-            parse_event_list("a,*"),
-            Err(("*".to_owned(), IdError::InvalidChar { ch: '*', index: 0 }))
-        );
+        assert_eq!(parse_event_list("a, b"), Err((" b".to_owned(), IdError::InvalidChar { ch: ' ', index: 0 })));
+        assert_eq!(parse_event_list("a,*"), Err(("*".to_owned(), IdError::InvalidChar { ch: '*', index: 0 })));
         let long = "x".repeat(129);
-        assert_eq!(
-            parse_event_list(&format!("a,{long}")),
-            Err((long, IdError::TooLong { len: 129 }))
-        );
+        assert_eq!(parse_event_list(&format!("a,{long}")), Err((long, IdError::TooLong { len: 129 })));
     }
 
     #[cfg(feature = "serde")]
@@ -446,9 +409,6 @@ mod tests {
         assert_eq!(EventName::deserialize(d).unwrap(), "ev");
         let d: StrDeserializer<'_, DeError> = "user.*".into_deserializer();
         let err = UserId::deserialize(d).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "user id contains '.' at position 4 (allowed: A-Z a-z 0-9 _ -)"
-        );
+        assert_eq!(err.to_string(), "user id contains '.' at position 4 (allowed: A-Z a-z 0-9 _ -)");
     }
 }

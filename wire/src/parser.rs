@@ -373,16 +373,8 @@ impl SseParser {
         if self.data.ends_with('\n') {
             self.data.pop();
         }
-        let event = if self.event_type.is_empty() {
-            String::from("message")
-        } else {
-            mem::take(&mut self.event_type)
-        };
-        out.push(SseEvent {
-            id: self.last_event_id.clone(),
-            event,
-            data: mem::take(&mut self.data),
-        });
+        let event = if self.event_type.is_empty() { String::from("message") } else { mem::take(&mut self.event_type) };
+        out.push(SseEvent { id: self.last_event_id.clone(), event, data: mem::take(&mut self.data) });
     }
 }
 
@@ -454,11 +446,7 @@ pub(crate) fn find_eol(hay: &[u8]) -> Option<usize> {
         }
         base += 8;
     }
-    words
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .map(|i| base + i)
+    words.remainder().iter().position(|&b| b == b'\n' || b == b'\r').map(|i| base + i)
 }
 
 #[cfg(test)]
@@ -477,11 +465,7 @@ mod tests {
     }
 
     fn ev(id: Option<&str>, event: &str, data: &str) -> SseEvent {
-        SseEvent {
-            id: id.map(str::to_owned),
-            event: event.to_owned(),
-            data: data.to_owned(),
-        }
+        SseEvent { id: id.map(str::to_owned), event: event.to_owned(), data: data.to_owned() }
     }
 
     #[test]

@@ -68,11 +68,7 @@ pub fn write_comment(out: &mut Vec<u8>, text: &str) {
 /// assert_eq!(v, b"id: 7\nevent: typing\ndata: a\ndata: b\n\n");
 /// ```
 pub fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, data: &str) {
-    out.reserve(encoded_len_hint(
-        id.map_or(0, str::len),
-        event.map_or(0, str::len),
-        data.len(),
-    ));
+    out.reserve(encoded_len_hint(id.map_or(0, str::len), event.map_or(0, str::len), data.len()));
     if let Some(id) = id {
         debug_assert!(
             !id.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)),
@@ -140,11 +136,7 @@ fn for_each_line(s: &[u8], mut f: impl FnMut(&[u8])) {
             }
             Some(i) => {
                 f(&rest[..i]);
-                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
                 rest = &rest[i + skip..];
             }
         }
@@ -180,10 +172,7 @@ mod tests {
         let data = r#"{"id":"1734","event":"message_new","data":{"text":"hi"},"timestamp":"2026-11-25T10:00:00.123Z","userId":"42"}"#;
         let mut v = Vec::new();
         write_event(&mut v, Some("1734"), Some("message_new"), data);
-        assert_eq!(
-            s(&v),
-            format!("id: 1734\nevent: message_new\ndata: {data}\n\n")
-        );
+        assert_eq!(s(&v), format!("id: 1734\nevent: message_new\ndata: {data}\n\n"));
         assert_eq!(v.len(), encoded_len_hint(4, 11, data.len()));
     }
 
@@ -192,10 +181,7 @@ mod tests {
         assert_eq!(s(&encode_event(None, None, "")), "data: \n\n");
         assert_eq!(s(&encode_event(Some("1"), None, "x")), "id: 1\ndata: x\n\n");
         assert_eq!(s(&encode_event(None, Some("e"), "x")), "event: e\ndata: x\n\n");
-        assert_eq!(
-            s(&encode_event(None, None, "a\r\nb\rc\nd")),
-            "data: a\ndata: b\ndata: c\ndata: d\n\n"
-        );
+        assert_eq!(s(&encode_event(None, None, "a\r\nb\rc\nd")), "data: a\ndata: b\ndata: c\ndata: d\n\n");
         assert_eq!(s(&encode_event(None, None, "a\n")), "data: a\ndata: \n\n");
         assert_eq!(s(&encode_event(None, None, "\r\n")), "data: \ndata: \n\n");
         assert_eq!(s(&encode_event(None, None, "\n\r")), "data: \ndata: \ndata: \n\n");

@@ -164,10 +164,7 @@ mod tests {
         }
         let long = "a".repeat(128);
         let s = user_subject(&uid(&long), &ev(&long));
-        assert_eq!(
-            parse_subject(&s),
-            Some(Target::User { user: &long, event: &long })
-        );
+        assert_eq!(parse_subject(&s), Some(Target::User { user: &long, event: &long }));
     }
 
     #[test]

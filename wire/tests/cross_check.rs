@@ -138,22 +138,14 @@ fn known_differences() {
     let s: &[u8] = b"\xEF\xBB\xBFdata: x\n\n";
     assert_eq!(ours(&[s]), theirs(&[s]));
     let panicked = std::panic::catch_unwind(|| {
-        block_on(
-            futures::stream::iter([Ok::<_, Infallible>(s)])
-                .eventsource()
-                .collect::<Vec<_>>(),
-        )
+        block_on(futures::stream::iter([Ok::<_, Infallible>(s)]).eventsource().collect::<Vec<_>>())
     });
     assert!(panicked.is_err(), "eventsource-stream now handles a BOM: drop quirk 4");
 
     // 3. Invalid UTF-8: replaced by us, an error for them.
     let s: &[u8] = b"data: \xFF\n\n";
     assert_eq!(ours(&[s]), [("message".into(), "\u{FFFD}".into(), None)]);
-    let res = block_on(
-        futures::stream::iter([Ok::<_, Infallible>(s)])
-            .eventsource()
-            .collect::<Vec<_>>(),
-    );
+    let res = block_on(futures::stream::iter([Ok::<_, Infallible>(s)]).eventsource().collect::<Vec<_>>());
     assert!(res.iter().all(|r| r.is_err()), "{res:?}");
 }
 
@@ -169,10 +161,7 @@ fn token() -> impl Strategy<Value = String> {
 }
 
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        any::<String>(),
-        "[a-z:{} \r\n\u{e9}\u{1F600}]{0,20}",
-    ]
+    prop_oneof![any::<String>(), "[a-z:{} \r\n\u{e9}\u{1F600}]{0,20}",]
 }
 
 fn item() -> impl Strategy<Value = Item> {
@@ -197,12 +186,7 @@ fn raw_line() -> impl Strategy<Value = String> {
         1 => Just(""),
     ];
     let sep = prop_oneof![Just(""), Just(":"), Just(": "), Just(":  ")];
-    let value = prop_oneof![
-        "[^\r\n]{0,8}",
-        "[0-9]{1,4}",
-        Just("a\0b".to_owned()),
-        Just("\u{feff}x".to_owned()),
-    ];
+    let value = prop_oneof!["[^\r\n]{0,8}", "[0-9]{1,4}", Just("a\0b".to_owned()), Just("\u{feff}x".to_owned()),];
     prop_oneof![
         3 => Just(String::new()),
         1 => "[^\r\n]{0,8}".prop_map(|c| format!(":{c}")),

@@ -18,18 +18,8 @@ fn design_doc_frame_round_trips() {
     let data = r#"{"id":"1734","event":"message_new","data":{"text":"hi"},"timestamp":"2026-11-25T10:00:00.123Z","userId":"42"}"#;
     let mut v = Vec::new();
     write_event(&mut v, Some("1734"), Some("message_new"), data);
-    assert_eq!(
-        v,
-        format!("id: 1734\nevent: message_new\ndata: {data}\n\n").as_bytes()
-    );
-    assert_eq!(
-        parse_all(&v),
-        [SseEvent {
-            id: Some("1734".into()),
-            event: "message_new".into(),
-            data: data.into(),
-        }]
-    );
+    assert_eq!(v, format!("id: 1734\nevent: message_new\ndata: {data}\n\n").as_bytes());
+    assert_eq!(parse_all(&v), [SseEvent { id: Some("1734".into()), event: "message_new".into(), data: data.into() }]);
 }
 
 #[test]
@@ -76,11 +66,7 @@ fn heartbeats_and_retry_are_invisible_but_observable() {
 
 #[derive(Debug, Clone)]
 enum Item {
-    Event {
-        id: Option<String>,
-        event: Option<String>,
-        data: String,
-    },
+    Event { id: Option<String>, event: Option<String>, data: String },
     Comment(String),
     Retry(u64),
 }
@@ -161,13 +147,7 @@ fn encode(items: &[Item], bom: bool) -> Encoded {
             }
         }
     }
-    Encoded {
-        bytes,
-        events,
-        retry,
-        comments,
-        last_id,
-    }
+    Encoded { bytes, events, retry, comments, last_id }
 }
 
 fn feed(chunks: impl IntoIterator<Item = impl AsRef<[u8]>>) -> (SseParser, Vec<SseEvent>) {

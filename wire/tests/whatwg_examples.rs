@@ -7,11 +7,7 @@
 use realtime_bridge_wire::{SseEvent, SseParser};
 
 fn ev(id: Option<&str>, event: &str, data: &str) -> SseEvent {
-    SseEvent {
-        id: id.map(str::to_owned),
-        event: event.to_owned(),
-        data: data.to_owned(),
-    }
+    SseEvent { id: id.map(str::to_owned), event: event.to_owned(), data: data.to_owned() }
 }
 
 /// Parses `stream` whole and byte by byte; both must agree.
@@ -43,10 +39,7 @@ fn check_all_eols(text: &str, expected: &[SseEvent]) {
 
 #[test]
 fn stock_ticker_multiline_data() {
-    check_all_eols(
-        "data: YHOO\ndata: +2\ndata: 10\n\n",
-        &[ev(None, "message", "YHOO\n+2\n10")],
-    );
+    check_all_eols("data: YHOO\ndata: +2\ndata: 10\n\n", &[ev(None, "message", "YHOO\n+2\n10")]);
 }
 
 #[test]
@@ -76,18 +69,12 @@ fn empty_data_fields() {
     // "The first block fires events with the data set to the empty string, as
     // would the last block if it was followed by a blank line. The middle
     // block fires an event with the data set to a single newline character."
-    check_all_eols(
-        "data\n\ndata\ndata\n\ndata:",
-        &[ev(None, "message", ""), ev(None, "message", "\n")],
-    );
+    check_all_eols("data\n\ndata\ndata\n\ndata:", &[ev(None, "message", ""), ev(None, "message", "\n")]);
 }
 
 #[test]
 fn optional_space_after_colon() {
-    check_all_eols(
-        "data:test\n\ndata: test\n\n",
-        &[ev(None, "message", "test"), ev(None, "message", "test")],
-    );
+    check_all_eols("data:test\n\ndata: test\n\n", &[ev(None, "message", "test"), ev(None, "message", "test")]);
     // Only one space is removed.
     check_all_eols("data:  x \n\n", &[ev(None, "message", " x ")]);
 }
@@ -104,11 +91,7 @@ fn spec_intro_examples() {
     );
     check_all_eols(
         "event: add\ndata: 73857293\n\nevent: remove\ndata: 2153\n\nevent: add\ndata: 113411\n\n",
-        &[
-            ev(None, "add", "73857293"),
-            ev(None, "remove", "2153"),
-            ev(None, "add", "113411"),
-        ],
+        &[ev(None, "add", "73857293"), ev(None, "remove", "2153"), ev(None, "add", "113411")],
     );
 }
 

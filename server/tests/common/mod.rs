@@ -78,9 +78,7 @@ impl NatsServer {
     pub async fn subscriptions_on(&self, subject: &str) -> usize {
         let url = format!("http://127.0.0.1:{}/subsz?subs=1&limit=100000", self.monitor_port);
         let v: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-        v["subscriptions_list"]
-            .as_array()
-            .map_or(0, |subs| subs.iter().filter(|s| s["subject"] == subject).count())
+        v["subscriptions_list"].as_array().map_or(0, |subs| subs.iter().filter(|s| s["subject"] == subject).count())
     }
 
     pub async fn client(&self) -> async_nats::Client {
@@ -296,9 +294,8 @@ impl InProcessBridge {
 
 /// Bridge config for tests: HS256 with [`SECRET`], fast heartbeat.
 pub fn test_config(nats_url: &str) -> realtime_bridge::Config {
-    let auth = realtime_bridge::auth::Auth::Jwt(Box::new(
-        realtime_bridge::auth::Verifier::from_secret(SECRET).unwrap(),
-    ));
+    let auth =
+        realtime_bridge::auth::Auth::Jwt(Box::new(realtime_bridge::auth::Verifier::from_secret(SECRET).unwrap()));
     let mut c = realtime_bridge::Config::new(nats_url, auth);
     c.history.mode = realtime_bridge::config::HistoryMode::Off;
     c
@@ -739,7 +736,8 @@ impl Drop for NatsCluster {
 impl NatsCluster {
     /// Client connections on node `i` whose client name is `name` (from `/connz`).
     pub fn connections_named(&self, i: usize, name: &str) -> usize {
-        let Some((200, body)) = http_get_local(self.nodes[i].monitor_port, "/connz?limit=10000", Duration::from_secs(2))
+        let Some((200, body)) =
+            http_get_local(self.nodes[i].monitor_port, "/connz?limit=10000", Duration::from_secs(2))
         else {
             return 0;
         };
