@@ -1,65 +1,205 @@
 #!/usr/bin/env bash
-# Starts NATS (JetStream on) and the bridge, and prints how to watch a user's stream and
-# make an event appear in it. Ctrl-C stops everything this script started.
+# The demo, from a fresh clone: installs what is missing (scripts/setup.sh, setup-sdk.sh),
+# builds what is stale (the bridge, the npm package, the React demo), starts nats-server
+# (JetStream on), the bridge and the demo's page server on 127.0.0.1, and prints the URL to
+# open and one command that makes events appear on the page. Ctrl-C stops everything it started.
+#
+# Environment (all optional):
+#   NATS_PORT (4222), RB_PORT (8080), WEB_PORT (5173)  a busy default is replaced by the next
+#                                   free port; a port you set yourself must be free
+#   DEMO_USER (42), DEMO_PEER (7)   who the printed URL signs in as, and chats with
+#   DEMO_PROFILE (release)          or debug: which build of the bridge to run
+#   DEMO_DEV=1                      serve the page with Vite's dev server (hot reload) instead
+#                                   of the built page: for working on examples/react-demo
+#   RB_JWT_SECRET                   the bridge's HS256 secret (default: a fresh random one)
+#   DEMO_STATE (.tmp/demo)          logs and the JetStream store
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+
+if [ -t 1 ]; then B=$'\033[1m' G=$'\033[32m' D=$'\033[2m' R=$'\033[0m'; else B='' G='' D='' R=''; fi
+say() { printf '%s== %s%s\n' "$B" "$*" "$R"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+# ---- 1. what a fresh machine lacks: nats-server, nats-py, wasm tools, Node.js, npm deps
 source scripts/setup.sh
+source scripts/setup-sdk.sh
 
-NATS_PORT=${NATS_PORT:-4222}
-LISTEN=${RB_LISTEN:-127.0.0.1:8080}
 DEMO_USER=${DEMO_USER:-42}
-STATE=.tmp/demo
+DEMO_PEER=${DEMO_PEER:-7}
+PROFILE=${DEMO_PROFILE:-release}
+STATE=${DEMO_STATE:-.tmp/demo}
+id_re='^[A-Za-z0-9_-]{1,128}$'
+[[ $DEMO_USER =~ $id_re && $DEMO_PEER =~ $id_re ]] || die "DEMO_USER and DEMO_PEER must be 1 to 128 characters of [A-Za-z0-9_-]"
+
+# ---- 2. ports (loopback only)
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() { # NAME VAR DEFAULT
+  local name=$1 var=$2 def=$3 p
+  if [ -n "${!var:-}" ]; then
+    p=${!var}
+    [[ $p =~ ^[0-9]+$ ]] && [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || die "$var=$p is not a port number"
+    if port_busy "$p"; then
+      die "$name: port $p ($var) is already in use on 127.0.0.1: stop what uses it (a demo still running?) or choose another $var"
+    fi
+  else
+    p=$def
+    while port_busy "$p"; do
+      p=$((p + 1))
+      [ "$p" -le $((def + 50)) ] || die "$name: ports $def to $((def + 50)) are all in use on 127.0.0.1; set $var"
+    done
+    [ "$p" = "$def" ] || echo "demo: port $def is busy, $name will use $p (set $var to choose)"
+  fi
+  printf -v "$var" '%s' "$p"
+}
+pick_port nats-server NATS_PORT 4222
+pick_port "the bridge" RB_PORT 8080
+pick_port "the demo page" WEB_PORT 5173
+
+# ---- 3. build what is stale
+# stale TARGET SOURCES...: true when TARGET is missing or a source file is newer.
+stale() {
+  local target=$1
+  shift
+  [ -e "$target" ] || return 0
+  [ -n "$(find "$@" -type f -newer "$target" -print -quit 2>/dev/null)" ]
+}
+
+case $PROFILE in
+  release) say "building the bridge (cargo build --release)"; cargo build --release --locked -p realtime-bridge ;;
+  debug) say "building the bridge (cargo build)"; cargo build --locked -p realtime-bridge ;;
+  *) die "DEMO_PROFILE must be release or debug" ;;
+esac
+BIN=$root/target/$PROFILE/realtime-bridge
+
+if stale npm/dist/react.js sdk-wasm/src sdk-wasm/Cargo.toml wire/src wire/Cargo.toml npm/src/*.ts npm/src/*.tsx npm/scripts npm/package.json npm/tsconfig.json; then
+  say "building the npm package (npm/: wasm-pack, wasm-opt, tsc)"
+  (cd npm && node scripts/build.mjs)
+fi
+
+demo=examples/react-demo
+if [ ! -f "$demo/node_modules/.package-lock.json" ] || [ "$demo/package-lock.json" -nt "$demo/node_modules/.package-lock.json" ]; then
+  say "npm ci in $demo"
+  (cd "$demo" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ "${DEMO_DEV:-0}" != 1 ] && stale "$demo/dist/index.html" "$demo/src" "$demo/index.html" "$demo/vite.config.ts" "$demo/package-lock.json" npm/dist; then
+  say "building the demo page (vite build)"
+  (cd "$demo" && npx vite build --logLevel warn)
+fi
+
+# ---- 4. start nats-server, the bridge, the page server
 mkdir -p "$STATE"
-
-echo "== building the bridge (release)"
-cargo build --release --locked -p realtime-bridge
-BIN=target/release/realtime-bridge
-
-# A fresh secret per run, kept out of the repository; override with RB_JWT_SECRET.
 export RB_JWT_SECRET=${RB_JWT_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
+NATS_URL=nats://127.0.0.1:$NATS_PORT
+RB_URL=http://127.0.0.1:$RB_PORT
+WEB_URL=http://127.0.0.1:$WEB_PORT
 
 pids=()
+names=()
 cleanup() {
-  trap - INT TERM EXIT
-  echo; echo "== stopping"
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  # Finish stopping whatever happens to the output (`demo.sh | tee log`: tee dies on Ctrl-C too).
+  set +e
+  trap '' PIPE
+  if [ "${#pids[@]}" -gt 0 ]; then
+    echo
+    say "stopping"
+    local i p alive
+    # The page server first, then the bridge (it ends its streams and drains), then NATS.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+      kill -TERM -- "-${pids[i]}" 2>/dev/null || kill -TERM "${pids[i]}" 2>/dev/null || true
+    done
+    for _ in $(seq 1 100); do
+      alive=0
+      for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+      [ "$alive" = 0 ] && break
+      sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    echo "stopped: ${names[*]}"
+  fi
+  exit "$rc"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
-echo "== starting nats-server on 127.0.0.1:$NATS_PORT (JetStream, store in $STATE/nats)"
-nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" >"$STATE/nats.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do
-  (echo > "/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
-  kill -0 "${pids[0]}" 2>/dev/null || { echo "nats-server failed to start (port $NATS_PORT in use?):"; cat "$STATE/nats.log"; exit 1; }
-  sleep 0.1
-done
+start() { # NAME LOG COMMAND...
+  local name=$1 log=$2
+  shift 2
+  # Job control for this launch only: the child gets its own process group (stopping the
+  # group stops whatever it started too), while the script's own foreground commands stay in
+  # the terminal's group, so Ctrl-C always reaches this script.
+  set -m
+  "$@" </dev/null >"$log" 2>&1 &
+  pids+=("$!")
+  set +m
+  names+=("$name")
+}
+# wait_up NAME LOG TRIES CHECK...: runs CHECK every 0.1 s until it succeeds; stops if NAME died.
+wait_up() {
+  local name=$1 log=$2 tries=$3 pid=${pids[${#pids[@]} - 1]}
+  shift 3
+  for _ in $(seq 1 "$tries"); do
+    "$@" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "demo: $name exited at start-up; the end of $log:" >&2
+      tail -n 15 "$log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "demo: $name did not come up; the end of $log:" >&2
+  tail -n 15 "$log" >&2
+  exit 1
+}
 
-echo "== starting the bridge on http://$LISTEN"
-"$BIN" serve --listen "$LISTEN" --nats-url "nats://127.0.0.1:$NATS_PORT" --cors-origin http://localhost:5173 &
-pids+=($!)
-for _ in $(seq 1 50); do
-  curl -fsS "http://$LISTEN/readyz" >/dev/null 2>&1 && break
-  kill -0 "${pids[1]}" 2>/dev/null || { echo "the bridge failed to start"; exit 1; }
-  sleep 0.1
-done
+say "starting nats-server on $NATS_URL (JetStream, store in $STATE/nats)"
+start nats-server "$STATE/nats.log" nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats"
+wait_up nats-server "$STATE/nats.log" 100 port_busy "$NATS_PORT"
 
-TOKEN=$("$BIN" token --user "$DEMO_USER" --ttl 12h)
+say "starting the bridge on $RB_URL"
+start realtime-bridge "$STATE/bridge.log" "$BIN" serve --listen "127.0.0.1:$RB_PORT" --nats-url "$NATS_URL" \
+  --cors-origin "$WEB_URL" --cors-origin "http://localhost:$WEB_PORT" --shutdown-grace 3s
+wait_up "the bridge" "$STATE/bridge.log" 200 curl -fs -o /dev/null "$RB_URL/readyz"
+
+if [ "${DEMO_DEV:-0}" = 1 ]; then
+  say "starting the demo page with Vite's dev server (hot reload) on $WEB_URL"
+  start "demo server" "$STATE/web.log" env RB_URL="$RB_URL" NATS_URL="$NATS_URL" \
+    "$root/$demo/node_modules/.bin/vite" "$root/$demo" --host 127.0.0.1 --port "$WEB_PORT" --strictPort
+else
+  say "starting the demo page server on $WEB_URL"
+  start "demo server" "$STATE/web.log" env HOST=127.0.0.1 PORT="$WEB_PORT" RB_URL="$RB_URL" NATS_URL="$NATS_URL" \
+    node "$demo/server/server.mjs"
+fi
+wait_up "the demo server" "$STATE/web.log" 100 curl -fs -o /dev/null "$WEB_URL/api/config"
+
 cat <<MSG
 
-Realtime Bridge is running.
-  NATS    nats://127.0.0.1:$NATS_PORT
-  bridge  http://$LISTEN
+${B}Realtime Bridge demo is running.${R}
 
-Watch user $DEMO_USER's stream (in another terminal):
-  curl -N -H 'Authorization: Bearer $TOKEN' http://$LISTEN/v1/users/$DEMO_USER/events
-or
-  RB_JWT_SECRET=$RB_JWT_SECRET $BIN listen --url http://$LISTEN --user $DEMO_USER
+  Open ${G}$WEB_URL/?user=$DEMO_USER&peer=$DEMO_PEER${R}   (signed in as $DEMO_USER; open ?user=$DEMO_PEER&peer=$DEMO_USER in another tab to chat)
 
-Make an event appear:
-  $BIN send --nats-url nats://127.0.0.1:$NATS_PORT --user $DEMO_USER --event message_new '{"text":"hello"}'
+  Make an event appear (in another terminal, from $root):
+    ${G}examples/producers/shell/producer.sh $NATS_URL $DEMO_USER${R}
+
+  ${D}NATS    $NATS_URL (JetStream)       log $STATE/nats.log
+  bridge  $RB_URL                    log $STATE/bridge.log
+  page    $WEB_URL                    log $STATE/web.log
+  Producers in Rust, Node/TypeScript and Python: examples/README.md${R}
 
 Ctrl-C stops everything.
 MSG
-wait -n "${pids[@]}" || true
+
+# Runs until Ctrl-C, or until one of them stops on its own.
+set +e
+wait -n "${pids[@]}"
+rc=$?
+set -e
+for i in "${!pids[@]}"; do
+  kill -0 "${pids[i]}" 2>/dev/null || echo "demo: ${names[i]} stopped (exit $rc); see $STATE/" >&2
+done
+exit 1
