@@ -168,7 +168,8 @@ async fn stream_events(
         filter,
         retry_ms: s.retry_ms,
         heartbeat: s.heartbeat.clone(),
-        shutdown: s.shutdown.child_token(),
+        // A clone, not a child token: streams only watch it, and a clone costs one refcount.
+        shutdown: s.shutdown.clone(),
         metrics: Arc::clone(&s.metrics),
         max_lag_bytes: s.queue_bytes,
     };

@@ -136,22 +136,18 @@ pub fn sse_body(
     let mode = match history {
         None => Mode::Live,
         Some(h) => {
-            // The cursor the client holds from the start: where the rings begin for a fresh
-            // stream, or its own cursor while its catch-up runs.
-            let shown = h.cursor;
+            // The client holds a cursor from the first bytes on: where the rings begin for a
+            // fresh stream (or after a reset), its own while its catch-up runs.
+            h.cursor.write_id_line(&mut prelude);
             match h.reset {
                 Some(reason) => {
-                    shown.write_id_line(&mut prelude);
                     prelude.extend_from_slice(b"event: reset\ndata: {\"reason\":\"");
                     prelude.extend_from_slice(reason.as_bytes());
                     prelude.extend_from_slice(b"\"}\n\n");
                 }
-                None => {
-                    // An `id:`-only block sets the client's Last-Event-ID without an event,
-                    // so even a stream that never gets an event can resume without a gap.
-                    shown.write_id_line(&mut prelude);
-                    prelude.push(b'\n');
-                }
+                // An `id:`-only block sets Last-Event-ID without dispatching an event, so even
+                // a stream that never gets an event can resume without a gap.
+                None => prelude.push(b'\n'),
             }
             Mode::History { cursor: h.cursor, catch_up: h.catch_up }
         }
@@ -173,6 +169,17 @@ pub fn sse_body(
         let chunk = st.next().await?;
         Some((Ok(chunk), st))
     })
+}
+
+/// The `id: u:b` line that goes before a frame's shared bytes, or (`block`) an `id:`-only
+/// block that moves the client's Last-Event-ID without an event.
+fn id_chunk(cursor: &Cursor, block: bool) -> Bytes {
+    let mut id = Vec::with_capacity(32);
+    cursor.write_id_line(&mut id);
+    if block {
+        id.push(b'\n');
+    }
+    Bytes::from(id)
 }
 
 /// Which ring a frame came from.
@@ -268,11 +275,9 @@ impl StreamState {
                 if let Some(p) = other_channel.position_if_drained(other_rx) {
                     *other_pos = (*other_pos).max(p);
                 }
-                let mut id = Vec::with_capacity(32);
-                cursor.write_id_line(&mut id);
                 self.pending.push_back(frame.bytes.clone());
                 self.ctx.metrics.events_delivered.inc();
-                Some(Bytes::from(id))
+                Some(id_chunk(cursor, false))
             }
         }
     }
@@ -294,10 +299,7 @@ impl StreamState {
                     cursor.user = cursor.user.max(cu.until.user);
                     cursor.broadcast = cursor.broadcast.max(cu.until.broadcast);
                     *catch_up = None;
-                    let mut id = Vec::with_capacity(32);
-                    cursor.write_id_line(&mut id);
-                    id.push(b'\n');
-                    return Some(Some(Bytes::from(id)));
+                    return Some(Some(id_chunk(cursor, true)));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "catch-up from history failed; ending the stream so the client resumes");
@@ -325,12 +327,10 @@ impl StreamState {
                     continue;
                 }
             };
-            let mut id = Vec::with_capacity(32);
-            cursor.write_id_line(&mut id);
             self.pending.push_back(frame.bytes.clone());
             self.ctx.metrics.replayed_events.inc();
             self.ctx.metrics.events_delivered.inc();
-            return Some(Some(Bytes::from(id)));
+            return Some(Some(id_chunk(cursor, false)));
         }
     }
 
@@ -347,13 +347,10 @@ impl StreamState {
         if let Some(b) = self.broadcast_channel.position_if_drained(&self.broadcast_rx) {
             cursor.broadcast = cursor.broadcast.max(b);
         }
-        if *cursor == before {
-            return Bytes::from_static(sse::HEARTBEAT);
+        if *cursor != before {
+            self.pending.push_back(id_chunk(cursor, true));
         }
-        let mut out = sse::HEARTBEAT.to_vec();
-        cursor.write_id_line(&mut out);
-        out.push(b'\n');
-        Bytes::from(out)
+        Bytes::from_static(sse::HEARTBEAT)
     }
 
     fn wants(&self, event: &EventName) -> bool {
