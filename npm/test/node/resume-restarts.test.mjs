@@ -1,0 +1,447 @@
+// The SDK resumes through restarts with nothing lost and nothing twice (issue 4), in plain Node
+// against a real nats-server (JetStream on disk) and real bridge processes in history mode.
+// Events are published with nats.js JetStream publish, so each one's stream sequence (the
+// envelope id the SDK must hand over) is known from its ack. Only 127.0.0.1; every wait bounded.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { createServer, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'nats';
+import { subscribe } from 'realtime-bridge';
+import { startBridge, token, openStreams, waitFor, sleep } from '../helpers.mjs';
+
+/** Records every fetch the SDK makes (a spy around the real fetch, not a mock). */
+const fetchLog = [];
+const realFetch = globalThis.fetch;
+globalThis.fetch = (input, init) => {
+  const headers = new Headers(init?.headers);
+  fetchLog.push({ url: String(input), lastEventId: headers.get('last-event-id') });
+  return realFetch(input, init);
+};
+const fetchesFor = (user) => fetchLog.filter((f) => f.url.includes(`/v1/users/${user}/events`));
+
+/**
+ * A nats-server with JetStream on disk that can be stopped and started again on the same port
+ * with the same store directory (what a NATS restart is).
+ */
+async function restartableNats() {
+  const dir = mkdtempSync(join(tmpdir(), 'rb-sdk-nats-restart-'));
+  let proc;
+  let port = -1;
+  const start = async () => {
+    proc = spawn(
+      'nats-server',
+      ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'store'), '--ports_file_dir', dir],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    proc.stderr.on('data', (d) => (stderr += d));
+    const portsFile = join(dir, `nats-server_${proc.pid}.ports`);
+    const ports = await waitFor(() => existsSync(portsFile) && JSON.parse(readFileSync(portsFile, 'utf8')), {
+      what: `nats-server ports file (${stderr})`,
+    });
+    port = Number(new URL(ports.nats[0]).port);
+  };
+  const stop = async (signal = 'SIGTERM') => {
+    if (proc && proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+      await exited;
+      clearTimeout(t);
+    }
+  };
+  await start();
+  return {
+    get url() {
+      return `nats://127.0.0.1:${port}`;
+    },
+    start,
+    stop,
+    async destroy() {
+      await stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Races `p` against a timer: every await on the network is bounded. */
+function bounded(p, ms, what) {
+  let t;
+  return Promise.race([
+    p,
+    new Promise((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
+/**
+ * A nats.js JetStream producer that keeps reconnecting. Each event gets a unique key (`k`, in
+ * its data, also its Nats-Msg-Id) so a publish retried after a failure is stored once; the
+ * sequence of every acked event is recorded.
+ */
+async function jsProducer(natsUrl) {
+  const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 100, timeout: 2000 });
+  const js = nc.jetstream({ timeout: 2000 });
+  const acked = new Map(); // `${user}/${key}` -> sequence
+  return {
+    acked,
+    /** Publishes once; resolves to the sequence or throws (NATS away, no ack in time). */
+    async publish(user, event, key, extra = {}, timeoutMs = 2000) {
+      const id = `${user}/${key}`;
+      const ack = await bounded(
+        js.publish(`user.${user}.${event}`, JSON.stringify({ k: key, ...extra }), { msgID: id, timeout: timeoutMs }),
+        timeoutMs + 1000,
+        `publish ${id}`,
+      );
+      assert.ok(!acked.has(id) || acked.get(id) === ack.seq, `${id}: two sequences`);
+      acked.set(id, ack.seq);
+      return ack.seq;
+    },
+    /** Publishes, retrying (same Nats-Msg-Id) until acked or `timeoutMs` is over. */
+    async publishRetrying(user, event, key, extra = {}, timeoutMs = 20000) {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        try {
+          return await this.publish(user, event, key, extra, 1000);
+        } catch (e) {
+          if (Date.now() > end) throw new Error(`publish ${key} never acked: ${e.message}`);
+          await sleep(100);
+        }
+      }
+    },
+    async close() {
+      await bounded(nc.close(), 5000, 'nats close').catch(() => {});
+    },
+  };
+}
+
+/** Collects a subscription's deliveries, statuses and errors. */
+function collector() {
+  const events = [];
+  const statuses = [];
+  const errors = [];
+  return {
+    events,
+    statuses,
+    errors,
+    cb: (e) => events.push(e),
+    opts: { onStatus: (s) => statuses.push(s), onError: (e) => errors.push(e) },
+    keys: () => events.map((e) => e.data?.k),
+  };
+}
+
+/**
+ * Publishes probe events until one reaches the callback: the bridge's live subscription may lag
+ * the stream's "open", and a first connection has no cursor to catch up from.
+ */
+async function probe(p, user, c, prefix, timeoutMs = 15000) {
+  const end = Date.now() + timeoutMs;
+  for (let n = 0; Date.now() < end; n++) {
+    const key = `${prefix}-${n}`;
+    await p.publishRetrying(user, 'probe', key, {}, 5000);
+    const ok = await waitFor(() => c.keys().includes(key), { timeoutMs: 300, intervalMs: 10 }).catch(() => false);
+    if (ok) return;
+  }
+  throw new Error(`no probe of ${prefix} arrived in ${timeoutMs} ms`);
+}
+
+/**
+ * Checks that every acked event of `keys` was delivered exactly once with its sequence as the
+ * envelope id, that ids only go up, and that no id came twice; prints the counts.
+ */
+function verify(name, c, p, user, keys) {
+  const want = new Set(keys);
+  const deliveredCount = new Map();
+  for (const e of c.events) {
+    const k = e.data?.k;
+    if (want.has(k)) deliveredCount.set(k, (deliveredCount.get(k) ?? 0) + 1);
+  }
+  const published = keys.filter((k) => p.acked.has(`${user}/${k}`)).length;
+  const delivered = [...deliveredCount.values()].reduce((a, b) => a + b, 0);
+  const lost = keys.filter((k) => !deliveredCount.has(k));
+  const duplicated = [...deliveredCount.values()].reduce((a, n) => a + (n - 1), 0);
+  const ids = c.events.map((e) => Number(e.id));
+  let outOfOrder = 0;
+  for (let i = 1; i < ids.length; i++) if (!(ids[i] > ids[i - 1])) outOfOrder++;
+  const dupIds = ids.length - new Set(ids).size;
+  const line =
+    `${name}: published=${published} delivered=${delivered} lost=${lost.length} ` +
+    `duplicated=${duplicated} out_of_order=${outOfOrder} duplicate_ids=${dupIds} (all deliveries incl. probes: ${c.events.length})`;
+  console.log(line);
+  assert.equal(published, keys.length, 'every event was acked by JetStream');
+  assert.deepEqual(lost, [], 'lost events');
+  assert.equal(duplicated, 0, 'events delivered twice');
+  assert.equal(dupIds, 0, 'envelope ids delivered twice');
+  assert.equal(outOfOrder, 0, `envelope ids not ascending: ${ids.join(',')}`);
+  for (const e of c.events) {
+    const k = e.data?.k;
+    if (want.has(k)) assert.equal(e.id, String(p.acked.get(`${user}/${k}`)), `${k}: envelope id is its JetStream sequence`);
+  }
+  return { published, delivered, lost: lost.length, duplicated, outOfOrder };
+}
+
+/** GET /readyz status (0 when the bridge does not answer). */
+async function readyz(bridge) {
+  try {
+    const r = await realFetch(`${bridge.url}/readyz`, { signal: AbortSignal.timeout(3000) });
+    await r.text();
+    return r.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** A loopback TCP forwarder whose target can be switched: the SDK's url stays the same. */
+async function forwarder(target) {
+  const conns = new Set();
+  const counts = new Map();
+  let to = target;
+  const server = createServer((client) => {
+    const dest = to;
+    counts.set(dest, (counts.get(dest) ?? 0) + 1);
+    const [host, port] = dest.split(':');
+    const upstream = tcpConnect({ host, port: Number(port) });
+    conns.add(client);
+    conns.add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      conns.delete(client);
+      conns.delete(upstream);
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    counts,
+    setTarget(t) {
+      to = t;
+    },
+    async close() {
+      for (const s of conns) s.destroy();
+      await bounded(new Promise((r) => server.close(r)), 5000, 'forwarder close').catch(() => {});
+    },
+  };
+}
+
+for (const signal of ['SIGTERM', 'SIGKILL']) {
+  test(`NATS restarted (${signal}; same port and store) under open subscriptions: before, during and after, each once, in order`, { timeout: 120000 }, async () => {
+    const nats = await restartableNats();
+    let bridge;
+    let p;
+    const subs = [];
+    try {
+      bridge = await startBridge({ natsUrl: nats.url });
+      p = await jsProducer(nats.url);
+      // 'stay' keeps its stream open through the restart (the bridge refills it); 'redial'
+      // drops its link while NATS is away (reconnect()) and comes back with its cursor.
+      const users = { stay: `rr-nats-stay-${signal}`, redial: `rr-nats-redial-${signal}` };
+      const cs = {};
+      for (const [role, user] of Object.entries(users)) {
+        const c = collector();
+        cs[role] = c;
+        const sub = subscribe(user, null, c.cb, {
+          url: bridge.url,
+          getToken: async () => token(user),
+          backoff: { initialMs: 100, maxMs: 500 },
+          heartbeatTimeoutMs: 5000,
+          ...c.opts,
+        });
+        c.sub = sub;
+        subs.push(sub);
+        await waitFor(() => sub.status === 'open', { what: `${role} open` });
+        await probe(p, user, c, `probe-${role}`);
+      }
+      const publishAll = async (name, i, once) => {
+        let failed = 0;
+        for (const user of Object.values(users)) {
+          if (once) {
+            await p.publish(user, name, `${name}-${i}`, { i }, 300).catch(() => failed++);
+          } else {
+            await p.publishRetrying(user, name, `${name}-${i}`, { i });
+          }
+        }
+        return failed;
+      };
+      const keys = (name, n) => [...Array(n).keys()].map((i) => `${name}-${i}`);
+      const before = keys('before', 10);
+      for (let i = 0; i < 10; i++) await publishAll('before', i);
+      for (const c of Object.values(cs)) await waitFor(() => before.every((k) => c.keys().includes(k)), { what: 'before events' });
+
+      await nats.stop(signal);
+      await waitFor(async () => (await readyz(bridge)) === 503, { what: 'bridge /readyz 503 while NATS is away' });
+      cs.redial.sub.reconnect();
+      // Publish attempts while NATS is down fail; they are retried (same Nats-Msg-Id) once it is back.
+      const during = keys('during', 10);
+      let failed = 0;
+      for (let i = 0; i < 10; i++) failed += await publishAll('during', i, true);
+      assert.ok(failed > 0, 'publishing while NATS is down fails');
+      await sleep(500);
+      const redialWhileAway = cs.redial.sub.status; // 'reconnecting': the bridge refuses new streams meanwhile
+      await nats.start(); // same port, same store directory
+      // Retried at once, before the bridge is necessarily back: stored while it reconnects.
+      for (let i = 0; i < 10; i++) await publishAll('during', i);
+      const readyAfterDuring = await readyz(bridge);
+      const after = keys('after', 10);
+      for (let i = 0; i < 10; i++) await publishAll('after', i);
+      await waitFor(async () => (await readyz(bridge)) === 200, { what: 'bridge ready again', timeoutMs: 30000 });
+      const all = [...before, ...during, ...after];
+      for (const [role, c] of Object.entries(cs)) {
+        await waitFor(() => all.every((k) => c.keys().includes(k)), { what: `every event (${role})`, timeoutMs: 30000 }).catch((e) => {
+          verify(`sdk-resume nats-restart-${signal}-${role}`, c, p, users[role], all);
+          throw e;
+        });
+      }
+      await sleep(500); // anything delivered twice would come now
+      console.log(
+        `sdk-resume nats-restart-${signal}: ${failed} publish attempts failed while NATS was down; ` +
+          `/readyz right after their retries: ${readyAfterDuring}; redialled status while away: ${redialWhileAway}; ` +
+          `statuses stay=${cs.stay.statuses.join(',')} redial=${cs.redial.statuses.join(',')}`,
+      );
+      for (const [role, c] of Object.entries(cs)) verify(`sdk-resume nats-restart-${signal}-${role}`, c, p, users[role], all);
+      assert.deepEqual(cs.stay.statuses, ['connecting', 'open'], 'the open stream was never dropped');
+      assert.equal(cs.redial.sub.status, 'open');
+    } finally {
+      for (const s of subs) s.close();
+      await p?.close();
+      await bridge?.kill('SIGKILL');
+      await nats.destroy();
+    }
+  });
+}
+
+test('two bridges on one NATS: the subscription resumes on the other instance after a SIGKILL, nothing lost or twice', { timeout: 120000 }, async () => {
+  const nats = await restartableNats();
+  let a;
+  let b;
+  let fwd;
+  let p;
+  let sub;
+  try {
+    a = await startBridge({ natsUrl: nats.url });
+    b = await startBridge({ natsUrl: nats.url });
+    fwd = await forwarder(a.addr);
+    p = await jsProducer(nats.url);
+    const user = 'rr-instances';
+    const c = collector();
+    sub = subscribe(user, null, c.cb, {
+      url: fwd.url,
+      getToken: async () => token(user),
+      backoff: { initialMs: 100, maxMs: 400 },
+      heartbeatTimeoutMs: 5000,
+      ...c.opts,
+    });
+    await waitFor(() => sub.status === 'open', { what: 'open' });
+    assert.equal(await openStreams(a.url), 1, 'the stream is on bridge A');
+    await probe(p, user, c, 'probe-inst');
+    const before = [];
+    for (let i = 0; i < 10; i++) {
+      before.push(`before-${i}`);
+      await p.publish(user, 'before', `before-${i}`, { i });
+    }
+    await waitFor(() => before.every((k) => c.keys().includes(k)), { what: 'before events' });
+
+    const atKill = fetchesFor(user).length;
+    await a.kill('SIGKILL');
+    await waitFor(() => sub.status === 'reconnecting', { what: 'reconnecting' });
+    const cursor = sub.lastEventId;
+    assert.ok(cursor, 'a resume cursor');
+    const away = [];
+    for (let i = 0; i < 20; i++) {
+      away.push(`away-${i}`);
+      await p.publish(user, 'away', `away-${i}`, { i });
+    }
+    await sleep(300); // a few failed attempts against the dead instance
+    assert.equal(sub.status, 'reconnecting');
+    assert.ok(away.every((k) => !c.keys().includes(k)), 'nothing arrives while away');
+    fwd.setTarget(b.addr);
+    await waitFor(() => away.every((k) => c.keys().includes(k)), { what: 'events published while away', timeoutMs: 20000 }).catch((e) => {
+      verify('sdk-resume other-instance', c, p, user, [...before, ...away]);
+      throw e;
+    });
+    assert.equal(sub.status, 'open');
+    assert.ok((fwd.counts.get(b.addr) ?? 0) >= 1, 'reconnected through to bridge B');
+    assert.equal(await openStreams(b.url), 1, 'the stream is now on bridge B');
+    const resumed = fetchesFor(user).slice(atKill);
+    assert.ok(resumed.length >= 1 && resumed.every((f) => f.lastEventId === cursor), 'resumed with Last-Event-ID = the cursor from A');
+
+    const after = [];
+    for (let i = 0; i < 10; i++) {
+      after.push(`after-${i}`);
+      await p.publish(user, 'after', `after-${i}`, { i });
+    }
+    const all = [...before, ...away, ...after];
+    await waitFor(() => all.every((k) => c.keys().includes(k)), { what: 'events after the resume', timeoutMs: 20000 }).catch((e) => {
+      verify('sdk-resume other-instance', c, p, user, all);
+      throw e;
+    });
+    await sleep(500);
+    verify('sdk-resume other-instance', c, p, user, all);
+  } finally {
+    sub?.close();
+    await p?.close();
+    await fwd?.close();
+    await a?.kill('SIGKILL');
+    await b?.kill('SIGKILL');
+    await nats.destroy();
+  }
+});
+
+test('a burst of 500 events while the bridge is down, then restarted: all 500 once, in order', { timeout: 120000 }, async () => {
+  const nats = await restartableNats();
+  let bridge;
+  let restarted;
+  let p;
+  let sub;
+  try {
+    bridge = await startBridge({ natsUrl: nats.url });
+    p = await jsProducer(nats.url);
+    const user = 'rr-burst';
+    const c = collector();
+    sub = subscribe(user, null, c.cb, {
+      url: bridge.url,
+      getToken: async () => token(user),
+      backoff: { initialMs: 100, maxMs: 400 },
+      heartbeatTimeoutMs: 5000,
+      ...c.opts,
+    });
+    await waitFor(() => sub.status === 'open', { what: 'open' });
+    await probe(p, user, c, 'probe-burst');
+    const cursor = sub.lastEventId;
+    const atKill = fetchesFor(user).length;
+    await bridge.kill('SIGKILL');
+    await waitFor(() => sub.status === 'reconnecting', { what: 'reconnecting' });
+    const burst = [];
+    for (let i = 0; i < 500; i++) {
+      burst.push(`burst-${i}`);
+      await p.publish(user, 'burst', `burst-${i}`, { i, pad: 'x'.repeat(200) });
+    }
+    assert.equal(c.keys().filter((k) => k?.startsWith('burst-')).length, 0, 'nothing while the bridge is down');
+    restarted = await startBridge({ natsUrl: nats.url, listen: bridge.addr });
+    await waitFor(() => burst.every((k) => c.keys().includes(k)), { what: 'the 500 events', timeoutMs: 30000 }).catch((e) => {
+      verify('sdk-resume burst-500', c, p, user, burst);
+      throw e;
+    });
+    await sleep(500);
+    assert.equal(fetchesFor(user)[atKill]?.lastEventId, cursor, 'resumed with Last-Event-ID = the cursor');
+    const order = c.events.filter((e) => e.event === 'burst').map((e) => e.data.i);
+    assert.deepEqual(order, [...Array(500).keys()], 'in publish order');
+    console.log(`sdk-resume burst-500: ${fetchesFor(user).length - atKill} requests from the kill to the end; statuses ${c.statuses.join(',')}`);
+    verify('sdk-resume burst-500', c, p, user, burst);
+  } finally {
+    sub?.close();
+    await p?.close();
+    await restarted?.kill('SIGKILL');
+    await bridge?.kill('SIGKILL');
+    await nats.destroy();
+  }
+});
