@@ -17,3 +17,6 @@ cargo test --workspace --locked
 
 echo "== SDK (sdk-wasm + npm package): build, Rust/Node/hook/browser tests"
 bash scripts/test-sdk.sh
+
+echo "== demo: React demo + the four example producers in headless Chromium (scripts/test-demo.sh)"
+bash scripts/test-demo.sh
