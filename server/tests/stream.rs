@@ -651,29 +651,10 @@ async fn slow_client_is_cut_off_once_it_reads_again() {
     let bridge = InProcessBridge::start(config).await;
     let base = bridge.base();
     let client = nats.client().await;
-    let stalled = open_raw(&base, "42", "", Some(&token("42"))).await;
-    assert_eq!(stalled.status(), 200);
-
-    let filled = fill_until_stalled(&base, &client, "user.42.bulk").await;
-    flood(&client, "user.42.bulk", 64).await;
-    let total = filled + 64;
-    eventually("every event received from NATS", WAIT, || {
-        let base = base.clone();
-        async move { (metric(&base, "realtime_bridge_events_received_total").await >= total as f64).then_some(()) }
-    })
-    .await;
+    let (stalled, total) = stall_then_flood(&base, &client, 64).await;
     assert_eq!(metric(&base, OPEN_STREAMS).await, 1.0);
 
-    let mut body: RawBody = Box::pin(stalled.bytes_stream());
-    let mut frames = 0u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio::time::timeout_at(deadline, body.next()).await {
-            Ok(Some(Ok(chunk))) => frames += count(&chunk, b"\nevent: bulk\n") as u64,
-            Ok(Some(Err(_)) | None) => break,
-            Err(_) => panic!("stream not cut off after the client read {frames} frames"),
-        }
-    }
+    let frames = read_until_cut(stalled).await;
     assert!(frames < total, "a cut stream misses events; got all {frames}");
     assert!(metric_or_zero(&base, CUT_SLOW_CLIENT).await >= 1.0);
     assert!(metric(&base, DROPPED_SLOW_CLIENT).await >= 1.0);
@@ -698,31 +679,42 @@ async fn slow_client_is_cut_off_by_bytes_behind_not_only_by_frame_count() {
     let bridge = InProcessBridge::start(config).await;
     let base = bridge.base();
     let client = nats.client().await;
-    let stalled = open_raw(&base, "42", "", Some(&token("42"))).await;
-    assert_eq!(stalled.status(), 200);
+    let (stalled, total) = stall_then_flood(&base, &client, 64).await;
 
-    let filled = fill_until_stalled(&base, &client, "user.42.bulk").await;
-    flood(&client, "user.42.bulk", 64).await;
-    let total = filled + 64;
+    let frames = read_until_cut(stalled).await;
+    assert!(frames < total, "a cut stream misses events; got all {frames}");
+    assert!(metric_or_zero(&base, CUT_SLOW_CLIENT).await >= 1.0);
+    bridge.stop().await;
+}
+
+/// Opens a stream for user 42 that is never read, fills its socket, then publishes `more`
+/// events of 4 KiB; returns the response (unread) and how many events were published.
+async fn stall_then_flood(base: &str, client: &async_nats::Client, more: u64) -> (reqwest::Response, u64) {
+    let stalled = open_raw(base, "42", "", Some(&token("42"))).await;
+    assert_eq!(stalled.status(), 200);
+    let filled = fill_until_stalled(base, client, "user.42.bulk").await;
+    flood(client, "user.42.bulk", more).await;
+    let total = filled + more;
     eventually("every event received from NATS", WAIT, || {
-        let base = base.clone();
+        let base = base.to_owned();
         async move { (metric(&base, "realtime_bridge_events_received_total").await >= total as f64).then_some(()) }
     })
     .await;
+    (stalled, total)
+}
 
+/// Reads a stalled stream again until the bridge ends it; returns the frames read.
+async fn read_until_cut(stalled: reqwest::Response) -> u64 {
     let mut body: RawBody = Box::pin(stalled.bytes_stream());
     let mut frames = 0u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         match tokio::time::timeout_at(deadline, body.next()).await {
             Ok(Some(Ok(chunk))) => frames += count(&chunk, b"\nevent: bulk\n") as u64,
-            Ok(Some(Err(_)) | None) => break,
+            Ok(Some(Err(_)) | None) => return frames,
             Err(_) => panic!("stream not cut off after the client read {frames} frames"),
         }
     }
-    assert!(frames < total, "a cut stream misses events; got all {frames}");
-    assert!(metric_or_zero(&base, CUT_SLOW_CLIENT).await >= 1.0);
-    bridge.stop().await;
 }
 
 /// Open streams of `user`, as `GET /v1/presence/{user}` counts them.
