@@ -1,0 +1,134 @@
+//! `realtime-bridge-bench`: drives a real nats-server and a real bridge process over
+//! loopback and measures throughput, latency, idle memory and broadcast fan-out, each
+//! against plain NATS in the same run where that makes sense. Every subcommand prints
+//! human tables and, as its last line, one JSON object with every figure.
+
+mod client;
+mod harness;
+mod report;
+mod runs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "realtime-bridge-bench", version, about = "Benchmarks for the Realtime Bridge against plain NATS")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Common {
+    /// History mode of the bridge this run starts (`--history` of `serve`). With
+    /// --bridge-url it only labels the results.
+    #[arg(long, global = true, default_value = "on", value_parser = ["on", "off"])]
+    pub(crate) history: String,
+    /// Measure an already running bridge (started with --no-auth), e.g. http://127.0.0.1:8080,
+    /// instead of starting one. Loopback only.
+    #[arg(long, global = true)]
+    pub(crate) bridge_url: Option<String>,
+    /// With --bridge-url: that bridge's pid, so `idle` can read its RSS.
+    #[arg(long, global = true)]
+    pub(crate) bridge_pid: Option<u32>,
+    /// NATS to use; by default a nats-server with JetStream is started in a temp dir.
+    #[arg(long, global = true)]
+    pub(crate) nats_url: Option<String>,
+    /// The realtime-bridge binary (default: next to this executable, or $RB_BRIDGE_BIN).
+    #[arg(long, global = true)]
+    pub(crate) bridge_bin: Option<PathBuf>,
+    /// `--heartbeat` of the bridge this run starts.
+    #[arg(long, global = true, default_value = "15s")]
+    pub(crate) heartbeat: String,
+    /// Tiny sizes: the whole run takes a few seconds (a smoke test of the harness).
+    #[arg(long, global = true)]
+    pub(crate) quick: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Publishers saturate user.<id>.<event>; events/s delivered to SSE clients vs a plain
+    /// NATS subscriber set (one subscription per user) in the same run.
+    Throughput(runs::ThroughputArgs),
+    /// Publish→receipt latency at a fixed rate, through the bridge and through plain NATS.
+    Latency(runs::LatencyArgs),
+    /// Bridge RSS per idle stream, and the time to open them all.
+    Idle(runs::IdleArgs),
+    /// One broadcast.<event> to N open streams: time until the last stream got it.
+    Broadcast(runs::BroadcastArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // Every run is bounded, whatever its flags; the processes it started die with it.
+        let limit = Duration::from_secs(3600);
+        match tokio::time::timeout(limit, run(cli)).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("the run did not finish within {limit:?}")),
+        }
+    });
+    // Don't wait for stream tasks still parked on sockets.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("realtime-bridge-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (soft, hard) = harness::raise_nofile();
+    let mut report = report::Report::new(match cli.cmd {
+        Cmd::Throughput(_) => "throughput",
+        Cmd::Latency(_) => "latency",
+        Cmd::Idle(_) => "idle",
+        Cmd::Broadcast(_) => "broadcast",
+    });
+    let setup_args = harness::SetupArgs {
+        nats_url: cli.common.nats_url.clone(),
+        bridge_url: cli.common.bridge_url.clone(),
+        bridge_pid: cli.common.bridge_pid,
+        bridge_bin: cli.common.bridge_bin.clone(),
+        history: cli.common.history.clone(),
+        heartbeat: cli.common.heartbeat.clone(),
+    };
+    let setup = tokio::task::spawn_blocking(move || harness::Setup::start(&setup_args)).await??;
+    report.set("history", serde_json::json!(setup.history));
+    report.set("bridge", serde_json::json!(if setup.started_bridge { "started" } else { "external" }));
+    report.set("nats", serde_json::json!(if setup.started_nats { "started" } else { "external" }));
+    report.set("quick", serde_json::json!(cli.common.quick));
+    report.set("nofile_limit", serde_json::json!([soft, hard]));
+    report.set("loadavg_start", serde_json::json!(harness::loadavg()));
+    let outcome = match cli.cmd {
+        Cmd::Throughput(a) => runs::throughput(&setup, &cli.common, a, &mut report).await,
+        Cmd::Latency(a) => runs::latency(&setup, &cli.common, a, &mut report).await,
+        Cmd::Idle(a) => runs::idle(&setup, &cli.common, a, &mut report).await,
+        Cmd::Broadcast(a) => runs::broadcast(&setup, &cli.common, a, &mut report).await,
+    };
+    if let Err(e) = outcome {
+        let tail = setup.bridge_log_tail();
+        if !tail.is_empty() {
+            eprintln!("bridge log (last lines):\n{tail}");
+        }
+        return Err(e);
+    }
+    report.set("loadavg_end", serde_json::json!(harness::loadavg()));
+    report.print();
+    Ok(())
+}
