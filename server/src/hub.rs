@@ -36,6 +36,9 @@ const SUBSCRIBE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 /// checks history once for anything it missed.
 const VERIFY_AFTER: Duration = Duration::from_millis(500);
 
+/// Minimum size of the process-wide broadcast ring.
+const BROADCAST_QUEUE_LEN: usize = 1024;
+
 /// After a failed read of history, how soon a channel tries again.
 const FILL_RETRY: Duration = Duration::from_secs(1);
 
@@ -192,7 +195,8 @@ impl Hub {
         queue_len: usize,
         connections: watch::Receiver<u64>,
     ) -> Arc<Self> {
-        let (broadcasts, broadcast_ready) = Channel::new(queue_len);
+        // One broadcast ring for the whole process: it can afford more room than a user's.
+        let (broadcasts, broadcast_ready) = Channel::new(queue_len.max(BROADCAST_QUEUE_LEN));
         Arc::new(Self {
             client,
             framer,
