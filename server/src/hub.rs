@@ -286,9 +286,12 @@ impl Hub {
     }
 
     /// Drives one channel: subscribe, confirm, then frame and push every message.
+    ///
+    /// One of these runs per connected user, so its state is kept small: the rare, large
+    /// awaits (NATS round trips, JetStream calls, history reads) are boxed.
     async fn run_channel(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
         let subject = kind.live_subject(self.history.is_some());
-        let mut sub = match self.client.subscribe(subject.clone()).await {
+        let mut sub = match Box::pin(self.client.subscribe(subject.clone())).await {
             Ok(sub) => sub,
             Err(e) => {
                 tracing::error!(subject, error = %e, "cannot subscribe");
@@ -296,7 +299,7 @@ impl Hub {
             }
         };
         let confirmed = matches!(
-            tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await,
+            tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, Box::pin(crate::nats::round_trip(&self.client))).await,
             Ok(Ok(()))
         );
         if !confirmed {
@@ -321,7 +324,7 @@ impl Hub {
         // History mode. Everything stored up to `base` is history for streams to read;
         // everything after it is this channel's to push, in order, with no gap.
         let base = loop {
-            match history.bounds().await {
+            match Box::pin(history.bounds()).await {
                 Ok((_, last)) => break last,
                 Err(e) => {
                     tracing::warn!(subject, error = %e, "cannot read the history stream's state; retrying");
@@ -372,7 +375,7 @@ impl Hub {
                         // First message since (re)subscribing: send what was missed before it.
                         // If history cannot be read now, hold this one back too (it is stored,
                         // and the next fill reads it): order and completeness beat latency.
-                        if !self.fill(&history, &kind, &channel, upto + 1, seq - 1).await {
+                        if !Box::pin(self.fill(&history, &kind, &channel, upto + 1, seq - 1)).await {
                             // Try again soon even if no further event comes to trigger it.
                             verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
                             continue;
@@ -382,10 +385,10 @@ impl Hub {
                     self.push_stored(&kind, &channel, seq, stored_subject, &msg.payload, time);
                 }
                 _ = confirm.tick() => {
-                    synced = self.fill_to_end(&history, &kind, &channel).await;
+                    synced = Box::pin(self.fill_to_end(&history, &kind, &channel)).await;
                 }
                 () = &mut verify, if !synced => {
-                    synced = self.fill_to_end(&history, &kind, &channel).await;
+                    synced = Box::pin(self.fill_to_end(&history, &kind, &channel)).await;
                     if !synced {
                         verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
                     }
@@ -396,14 +399,14 @@ impl Hub {
                     }
                     generation = connects();
                     // NATS came back: what was stored while we were away never reached us.
-                    let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await;
+                    let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, Box::pin(crate::nats::round_trip(&self.client))).await;
                     if matches!(kind, Kind::Broadcast) {
                         // Once per process (the broadcast channel lives as long as it does).
-                        if let Err(e) = history.ensure().await {
+                        if let Err(e) = Box::pin(history.ensure()).await {
                             tracing::error!(error = %e, "cannot re-apply the history stream after reconnecting");
                         }
                     }
-                    synced = self.fill_to_end(&history, &kind, &channel).await;
+                    synced = Box::pin(self.fill_to_end(&history, &kind, &channel)).await;
                     if !synced {
                         verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
                     }
@@ -413,6 +416,9 @@ impl Hub {
     }
 
     /// Fills up to the stream's last sequence; false if history could not be read.
+    ///
+    /// Callers box this and `fill`: a history read is a large future that runs rarely, and
+    /// inline it would be part of every channel task's state (one per connected user).
     async fn fill_to_end(&self, history: &History, kind: &Kind, channel: &Channel) -> bool {
         match history.bounds().await {
             Ok((_, last)) => {
