@@ -183,21 +183,13 @@ fn realtime_error(msg: &str, status: Option<u16>, code: Option<&str>, is_final: 
     v
 }
 
-/// Appends `n` in decimal (no `core::fmt`, which costs kilobytes of wasm).
-fn push_u64(s: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &b in &buf[i..] {
-        s.push(char::from(b));
-    }
+/// Appends `n` in decimal (no `core::fmt`, which costs kilobytes of wasm), with the wire
+/// crate's digit writer.
+fn push_u64(s: &mut String, n: u64) {
+    let mut digits = Vec::with_capacity(20);
+    realtime_bridge_wire::sse::push_u64(&mut digits, n);
+    // Only ASCII digits were written.
+    s.extend(digits.iter().map(|&b| char::from(b)));
 }
 
 /// The wire crate's `IdError` text, without `core::fmt` (its `{:?}` of a char alone

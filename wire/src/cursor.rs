@@ -51,7 +51,9 @@ impl Cursor {
     /// Writes the SSE `id:` line for this cursor (`id: u:b\n`).
     pub fn write_id_line(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"id: ");
-        out.extend_from_slice(self.to_string().as_bytes());
+        crate::sse::push_u64(out, self.user);
+        out.push(b':');
+        crate::sse::push_u64(out, self.broadcast);
         out.push(b'\n');
     }
 }
