@@ -59,3 +59,6 @@ echo "== sdk: browser e2e (Vite build of a React page using the package, headles
   node_test sdk-e2e e2e.test.mjs node-app.test.mjs
 )
 echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
+
+echo "== sdk: browser benchmark smoke run (SDK vs native EventSource, 10,000 events; figures in BENCHMARKS.md)"
+node npm/test/bench/run.mjs --quick

@@ -1,0 +1,101 @@
+// SDK vs native EventSource: time from start to the n-th event of the same stream
+// (served by run.mjs at /v1/users/42/events). Both parse the JSON envelope of every event.
+import { load, subscribe } from 'realtime-bridge';
+
+const url = `${location.origin}/v1/users/42/events`;
+const out = document.getElementById('out');
+
+/** Resolves with ms from start to the n-th event; rejects after timeoutMs or on a wrong event. */
+function runNative(n, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    let count = 0;
+    const t0 = performance.now();
+    const es = new EventSource(url);
+    const timer = setTimeout(() => {
+      es.close();
+      reject(new Error(`native: ${count}/${n} events after ${timeoutMs} ms`));
+    }, timeoutMs);
+    es.addEventListener('bench', (e) => {
+      const env = JSON.parse(e.data);
+      count++;
+      if (env.data.n !== count) {
+        clearTimeout(timer);
+        es.close();
+        reject(new Error(`native: event ${count} carried n=${env.data.n}`));
+      } else if (count === n) {
+        const ms = performance.now() - t0;
+        clearTimeout(timer);
+        es.close();
+        resolve(ms);
+      }
+    });
+  });
+}
+
+function runSdk(n, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    let count = 0;
+    let sub = null;
+    let done = false;
+    const finish = (fn) => {
+      done = true;
+      clearTimeout(timer);
+      // Close outside the callback (we are inside the core's delivery loop).
+      queueMicrotask(() => sub?.close());
+      fn();
+    };
+    const t0 = performance.now();
+    const timer = setTimeout(() => finish(() => reject(new Error(`sdk: ${count}/${n} events after ${timeoutMs} ms`))), timeoutMs);
+    sub = subscribe(
+      '42',
+      null,
+      (e) => {
+        if (done) return;
+        count++;
+        if (e.data.n !== count) {
+          finish(() => reject(new Error(`sdk: event ${count} carried n=${e.data.n}`)));
+        } else if (count === n) {
+          const ms = performance.now() - t0;
+          finish(() => resolve(ms));
+        }
+      },
+      { url: location.origin, token: 'x', onError: (err) => console.error(`sdk error: ${err.message}`) },
+    );
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** runs of each, alternating native / sdk; returns every figure. */
+window.bench = async ({ n, runs, timeoutMs }) => {
+  load(); // instantiate the .wasm before timing (it is otherwise done by the first subscribe)
+  const nativeMs = [];
+  const sdkMs = [];
+  for (let i = 0; i < runs; i++) {
+    out.textContent = `run ${i + 1}/${runs}: native`;
+    nativeMs.push(await runNative(n, timeoutMs));
+    await sleep(100);
+    out.textContent = `run ${i + 1}/${runs}: sdk`;
+    sdkMs.push(await runSdk(n, timeoutMs));
+    await sleep(100);
+  }
+  const nativeEps = nativeMs.map((ms) => (n * 1000) / ms);
+  const sdkEps = sdkMs.map((ms) => (n * 1000) / ms);
+  const result = {
+    events: n,
+    runs,
+    native_ms: nativeMs,
+    sdk_ms: sdkMs,
+    native_events_per_s: median(nativeEps),
+    sdk_events_per_s: median(sdkEps),
+    userAgent: navigator.userAgent,
+  };
+  result.ratio_sdk_vs_native = result.sdk_events_per_s / result.native_events_per_s;
+  out.textContent = JSON.stringify(result, null, 2);
+  return result;
+};
+out.textContent = 'ready';

@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+// SDK browser benchmark (issue 6): one Vite-built page in headless Chromium reads the same
+// stream of 100,000 events through realtime-bridge's subscribe() and through a native
+// EventSource (3 runs each, alternating), and reports events/s for each and their ratio,
+// plus the gzipped sizes of the package's .wasm and JS.
+//
+//   cd npm && node scripts/build.mjs      # npm/dist (the package under test)
+//   node npm/test/bench/run.mjs [--quick]  # --quick: 10,000 events, 1 run each
+//
+// Uses ../e2e's node_modules (vite, playwright-core) and Debian's chromium. Loopback only.
+// Last line of output: one JSON object with every figure.
+import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir, loadavg, cpus } from 'node:os';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const e2e = join(here, '..', 'e2e');
+const npmDir = join(here, '..', '..');
+const distPkg = join(npmDir, 'dist');
+const pageDist = join(here, 'dist');
+const { chromium } = createRequire(join(e2e, 'package.json'))('playwright-core');
+
+const quick = process.argv.includes('--quick');
+const N = quick ? 10_000 : 100_000;
+const RUNS = quick ? 1 : 3;
+const RUN_TIMEOUT_MS = quick ? 30_000 : 120_000;
+
+function chromiumPath() {
+  for (const p of [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium']) {
+    if (p && existsSync(p)) return p;
+  }
+  throw new Error('Chromium not found: apt-get install chromium (scripts/setup-sdk.sh)');
+}
+
+/** Rejects after ms (every wait is bounded). */
+function within(promise, ms, what) {
+  let t;
+  const timeout = new Promise((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
+}
+
+// 1. Sizes of the package (what a page downloads), gzip -9 with zlib.
+if (!existsSync(join(distPkg, 'index.js'))) {
+  console.error('npm/dist is missing: cd npm && node scripts/build.mjs');
+  process.exit(1);
+}
+const gz = (buf) => gzipSync(buf, { level: 9 }).length;
+const b64Module = readFileSync(join(distPkg, 'wasm', 'bytes.js'), 'utf8');
+const wasmBytes = Buffer.from(JSON.parse(b64Module.slice(b64Module.indexOf('"'), b64Module.lastIndexOf('"') + 1)), 'base64');
+new WebAssembly.Module(wasmBytes); // it is the module, not garbage
+const jsFiles = ['index.js', 'types.js', join('wasm', 'realtime_bridge_sdk.js')];
+const jsBuf = Buffer.concat(jsFiles.map((f) => readFileSync(join(distPkg, f))));
+const sizes = {
+  wasm_bytes: wasmBytes.length,
+  wasm_gzip_bytes: gz(wasmBytes),
+  embedded_module_bytes: Buffer.byteLength(b64Module),
+  embedded_module_gzip_bytes: gz(Buffer.from(b64Module)),
+  js_bytes: jsBuf.length, // index.js + types.js + wasm-bindgen glue (without the embedded bytes)
+  js_gzip_bytes: gz(jsBuf),
+};
+
+// 2. The page, built with ../e2e's vite.
+const viteBin = join(e2e, 'node_modules', 'vite', 'bin', 'vite.js');
+execFileSync(process.execPath, [viteBin, 'build', '--config', join(here, 'vite.config.mjs')], {
+  cwd: here,
+  stdio: 'inherit',
+  timeout: 120_000,
+});
+const assets = readdirSync(join(pageDist, 'assets'));
+const pageJs = Buffer.concat(assets.filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(pageDist, 'assets', f))));
+sizes.page_bundle_bytes = pageJs.length; // the whole built page (SDK + embedded .wasm + bench code)
+sizes.page_bundle_gzip_bytes = gz(pageJs);
+
+// 3. The stream: the bridge's wire format, pre-generated once.
+const parts = ['retry: 2000\n\n'];
+for (let n = 1; n <= N; n++) {
+  parts.push(
+    `id: ${n}:0\nevent: bench\ndata: {"id":"${n}","event":"bench","data":{"n":${n}},"timestamp":"2026-11-25T10:00:00.000Z","userId":"42"}\n\n`,
+  );
+}
+const stream = Buffer.from(parts.join(''));
+const CHUNK = 256 * 1024;
+const cors = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-headers': 'authorization, accept, last-event-id, cache-control',
+  'access-control-allow-methods': 'GET, OPTIONS',
+};
+let streamsServed = 0;
+
+async function writeStream(res) {
+  for (let off = 0; off < stream.length && !res.destroyed; off += CHUNK) {
+    if (!res.write(stream.subarray(off, off + CHUNK))) {
+      await new Promise((r) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          r();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+  }
+  // Then kept open until the client closes.
+}
+
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
+const server = createServer((req, res) => {
+  const path = new URL(req.url, 'http://x').pathname;
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, cors).end();
+    return;
+  }
+  if (path === '/favicon.ico') {
+    res.writeHead(204).end();
+    return;
+  }
+  if (path === '/v1/users/42/events') {
+    streamsServed++;
+    res.writeHead(200, { ...cors, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    writeStream(res).catch(() => res.destroy());
+    return;
+  }
+  const file = join(pageDist, path === '/' ? 'index.html' : path);
+  if (!file.startsWith(pageDist) || !existsSync(file)) {
+    res.writeHead(404, cors).end();
+    return;
+  }
+  res.writeHead(200, { ...cors, 'content-type': types[extname(file)] ?? 'application/octet-stream' });
+  res.end(readFileSync(file));
+});
+await within(new Promise((r) => server.listen(0, '127.0.0.1', r)), 5000, 'listen');
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+// 4. Chromium, fresh profile.
+const userDataDir = mkdtempSync(join(tmpdir(), 'rb-sdk-bench-chromium-'));
+let context;
+let result;
+const consoleErrors = [];
+try {
+  context = await within(
+    chromium.launchPersistentContext(userDataDir, {
+      executablePath: chromiumPath(),
+      headless: true,
+      timeout: 30_000,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    }),
+    40_000,
+    'chromium launch',
+  );
+  const page = await context.newPage();
+  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  await page.goto(`${origin}/`, { timeout: 15_000 });
+  await page.waitForFunction(() => typeof window.bench === 'function', null, { timeout: 15_000 });
+  result = await within(
+    page.evaluate((a) => window.bench(a), { n: N, runs: RUNS, timeoutMs: RUN_TIMEOUT_MS }),
+    2 * RUNS * RUN_TIMEOUT_MS + 10_000,
+    'benchmark',
+  );
+} finally {
+  await within(context?.close() ?? Promise.resolve(), 15_000, 'chromium close').catch((e) => console.error(String(e)));
+  server.closeAllConnections();
+  server.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+
+// 5. Report.
+const kib = (b) => `${(b / 1024).toFixed(1)} KiB`;
+const fmt = (x) => Math.round(x).toLocaleString('en-US');
+console.log(`\nSDK vs native EventSource, ${N.toLocaleString('en-US')} events, ${RUNS} run(s) each (median), ${origin}`);
+console.log(`| reader | ms per run | events/s (median) |`);
+console.log(`| --- | --- | --- |`);
+console.log(`| native EventSource | ${result.native_ms.map((m) => m.toFixed(0)).join(', ')} | ${fmt(result.native_events_per_s)} |`);
+console.log(`| SDK subscribe() | ${result.sdk_ms.map((m) => m.toFixed(0)).join(', ')} | ${fmt(result.sdk_events_per_s)} |`);
+console.log(`ratio sdk/native: ${result.ratio_sdk_vs_native.toFixed(3)} (target >= 1.0: ${result.ratio_sdk_vs_native >= 1 ? 'met' : 'missed'})`);
+console.log(`| size | raw | gzip -9 |`);
+console.log(`| --- | --- | --- |`);
+console.log(`| .wasm | ${kib(sizes.wasm_bytes)} | ${kib(sizes.wasm_gzip_bytes)} (target <= 40 KiB: ${sizes.wasm_gzip_bytes <= 40 * 1024 ? 'met' : 'missed'}) |`);
+console.log(`| embedded base64 module | ${kib(sizes.embedded_module_bytes)} | ${kib(sizes.embedded_module_gzip_bytes)} |`);
+console.log(`| JS (index + types + glue) | ${kib(sizes.js_bytes)} | ${kib(sizes.js_gzip_bytes)} |`);
+console.log(`| built bench page bundle | ${kib(sizes.page_bundle_bytes)} | ${kib(sizes.page_bundle_gzip_bytes)} |`);
+if (consoleErrors.length) console.log(`page console errors: ${consoleErrors.join(' | ')}`);
+console.log(
+  JSON.stringify({
+    bench: 'sdk_browser',
+    quick,
+    events: N,
+    runs: RUNS,
+    native_events_per_s: Math.round(result.native_events_per_s),
+    sdk_events_per_s: Math.round(result.sdk_events_per_s),
+    ratio_sdk_vs_native: Number(result.ratio_sdk_vs_native.toFixed(4)),
+    native_ms: result.native_ms.map((m) => Number(m.toFixed(1))),
+    sdk_ms: result.sdk_ms.map((m) => Number(m.toFixed(1))),
+    target_ratio_met: result.ratio_sdk_vs_native >= 1,
+    ...sizes,
+    target_wasm_met: sizes.wasm_gzip_bytes <= 40 * 1024,
+    streams_served: streamsServed,
+    stream_bytes: stream.length,
+    browser: result.userAgent,
+    loadavg: loadavg().map((x) => Number(x.toFixed(2))),
+    cpus: cpus().length,
+  }),
+);
