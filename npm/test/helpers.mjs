@@ -156,3 +156,18 @@ export async function sendUntil(p, user, event, dataFn, received, { timeoutMs = 
   }
   throw new Error(`event ${event} never arrived`);
 }
+
+/** Collects a subscription's deliveries, statuses and errors (`keys`: each event's `data.k`). */
+export function collector() {
+  const events = [];
+  const statuses = [];
+  const errors = [];
+  return {
+    events,
+    statuses,
+    errors,
+    cb: (e) => events.push(e),
+    opts: { onStatus: (s) => statuses.push(s), onError: (e) => errors.push(e) },
+    keys: () => events.map((e) => e.data?.k),
+  };
+}

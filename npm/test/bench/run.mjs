@@ -17,6 +17,7 @@ import { tmpdir, loadavg, cpus } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const e2e = join(here, '..', 'e2e');
@@ -29,13 +30,6 @@ const quick = process.argv.includes('--quick');
 const N = quick ? 10_000 : 100_000;
 const RUNS = quick ? 1 : 3;
 const RUN_TIMEOUT_MS = quick ? 30_000 : 120_000;
-
-function chromiumPath() {
-  for (const p of [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium']) {
-    if (p && existsSync(p)) return p;
-  }
-  throw new Error('Chromium not found: apt-get install chromium (scripts/setup-sdk.sh)');
-}
 
 /** Rejects after ms (every wait is bounded). */
 function within(promise, ms, what) {
@@ -150,16 +144,7 @@ try {
       executablePath: chromiumPath(),
       headless: true,
       timeout: 30_000,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: CHROMIUM_ARGS,
     }),
     40_000,
     'chromium launch',

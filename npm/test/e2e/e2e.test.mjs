@@ -9,17 +9,11 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startNats, startBridge, token, producer, sleep } from '../helpers.mjs';
+import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, 'dist');
 const shots = join(here, '..', '..', 'test-results');
-
-function chromiumPath() {
-  for (const p of [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium']) {
-    if (p && existsSync(p)) return p;
-  }
-  throw new Error('Chromium not found: apt-get install chromium (scripts/setup-sdk.sh)');
-}
 
 /** Serves dist/ on loopback. */
 function serveDist() {
@@ -54,16 +48,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: chromiumPath(),
     headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
 });
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
 import { subscribe } from 'realtime-bridge';
-import { startBridge, token, openStreams, waitFor, sleep } from '../helpers.mjs';
+import { startBridge, token, openStreams, waitFor, sleep, collector } from '../helpers.mjs';
 
 /** Records every fetch the SDK makes (a spy around the real fetch, not a mock). */
 const fetchLog = [];
@@ -120,20 +120,6 @@ async function jsProducer(natsUrl) {
   };
 }
 
-/** Collects a subscription's deliveries, statuses and errors. */
-function collector() {
-  const events = [];
-  const statuses = [];
-  const errors = [];
-  return {
-    events,
-    statuses,
-    errors,
-    cb: (e) => events.push(e),
-    opts: { onStatus: (s) => statuses.push(s), onError: (e) => errors.push(e) },
-    keys: () => events.map((e) => e.data?.k),
-  };
-}
 
 /**
  * Publishes probe events until one reaches the callback: the bridge's live subscription may lag

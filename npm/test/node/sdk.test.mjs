@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { subscribe, configure, resetConfig, wasmMemoryBytes } from 'realtime-bridge';
-import { startNats, startBridge, token, openStreams, producer, sendUntil, waitFor, sleep } from '../helpers.mjs';
+import { startNats, startBridge, token, openStreams, producer, sendUntil, waitFor, sleep, collector } from '../helpers.mjs';
 
 let nats;
 let bridge;
@@ -30,19 +30,6 @@ after(async () => {
   await nats?.stop();
 });
 
-/** Collects a subscription's deliveries and statuses. */
-function collector() {
-  const events = [];
-  const statuses = [];
-  const errors = [];
-  return {
-    events,
-    statuses,
-    errors,
-    cb: (e) => events.push(e),
-    opts: { onStatus: (s) => statuses.push(s), onError: (e) => errors.push(e) },
-  };
-}
 
 test('receives envelopes: id, event, data (parsed JSON), timestamp, userId', async () => {
   const c = collector();
