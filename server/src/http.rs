@@ -9,7 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use futures::StreamExt;
 use realtime_bridge_wire::{parse_event_list, subject, EventName, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -19,6 +20,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Auth, SCOPE_PRESENCE, SCOPE_PUBLISH};
+use crate::conn::Takeover;
 use crate::error::AppError;
 use crate::frame::Framer;
 use crate::hub::Hub;
@@ -136,6 +138,7 @@ async fn stream_events(
     uri: Uri,
     headers: HeaderMap,
     q: Result<Query<StreamQuery>, QueryRejection>,
+    takeover: Option<Extension<Takeover>>,
 ) -> Result<Response, AppError> {
     let s = &state.0;
     let rest = path_param(rest, &uri, "/v1/users/", "/events")?;
@@ -173,7 +176,15 @@ async fn stream_events(
         metrics: Arc::clone(&s.metrics),
         max_lag_bytes: s.queue_bytes,
     };
-    let body = crate::stream::sse_body(attached, ctx, history);
+    let stream = crate::stream::sse_body(attached, ctx, history);
+    let body = match takeover {
+        // The connection writes the stream itself (see `conn`).
+        Some(Extension(slot)) => {
+            slot.put(stream);
+            Body::empty()
+        }
+        None => Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>)),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
@@ -181,7 +192,7 @@ async fn stream_events(
             // nginx and friends buffer responses by default; SSE must not be.
             (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
         ],
-        Body::from_stream(body),
+        body,
     )
         .into_response())
 }

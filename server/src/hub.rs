@@ -4,8 +4,8 @@
 //! `rt.user.<id>.*` in history mode), shared by all of that user's streams and dropped
 //! with the last one, plus one broadcast subscription for the whole process. Each
 //! subscription's task frames a message once and hands the same bytes to every stream
-//! through a bounded `tokio::sync::broadcast` ring: a stream that falls further behind
-//! than the ring holds is cut off instead of buffering without bound.
+//! through a bounded [`Ring`]: a stream that falls further behind than the ring holds is
+//! cut off instead of buffering without bound.
 //!
 //! In history mode each ring is also *complete*: its task tracks `upto`, the sequence up to
 //! which every event of the channel has been pushed, in stored order. When it cannot be
@@ -19,13 +19,14 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use realtime_bridge_wire::{subject, EventName, UserId};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::AppError;
 use crate::frame::{Frame, Framer, SharedFrame};
 use crate::history::{republished_meta, History};
 use crate::metrics::{DropReason, Metrics};
+use crate::ring::{Receiver, Ring};
 
 /// How long a new stream waits for its channel's NATS subscription to be confirmed by the
 /// server before it starts anyway (live mode) or is refused with 503 (history mode).
@@ -65,7 +66,7 @@ pub struct Hub {
 /// One ring and how far it is complete.
 #[derive(Debug)]
 pub struct Channel {
-    tx: broadcast::Sender<SharedFrame>,
+    ring: Arc<Ring<SharedFrame>>,
     /// History mode: every event of the channel with a sequence up to this one has been
     /// pushed (or was stored before the channel existed). Pushes and new receivers take
     /// this lock, so a stream's ring position and its catch-up bound always agree.
@@ -78,9 +79,9 @@ pub struct Channel {
 
 impl Channel {
     fn new(queue_len: usize) -> (Arc<Self>, watch::Sender<bool>) {
-        let (tx, _) = broadcast::channel(queue_len);
+        let ring = Ring::new(queue_len);
         let (ready_tx, ready) = watch::channel(false);
-        (Arc::new(Self { tx, upto: Mutex::new(0), ready, pushed_bytes: AtomicU64::new(0) }), ready_tx)
+        (Arc::new(Self { ring, upto: Mutex::new(0), ready, pushed_bytes: AtomicU64::new(0) }), ready_tx)
     }
 
     /// Hands a frame to every receiver. Called by the channel's own task only (in history
@@ -89,7 +90,7 @@ impl Channel {
         let len = u64::try_from(frame.bytes.len()).unwrap_or(u64::MAX);
         frame.end_offset = self.pushed_bytes.fetch_add(len, Ordering::Relaxed).saturating_add(len);
         // No receiver is not an error: nobody is connected.
-        drop(self.tx.send(Arc::new(frame)));
+        self.ring.send(Arc::new(frame));
     }
 
     /// How many bytes were pushed after `frame`: how far behind a stream that just got it is.
@@ -99,7 +100,7 @@ impl Channel {
 
     /// How far `rx` is known complete: the channel's position if `rx` has taken every frame
     /// pushed so far (pushes take the same lock), else `None`.
-    pub fn position_if_drained(&self, rx: &broadcast::Receiver<SharedFrame>) -> Option<u64> {
+    pub fn position_if_drained(&self, rx: &Receiver<SharedFrame>) -> Option<u64> {
         let upto = self.lock();
         rx.is_empty().then_some(*upto)
     }
@@ -109,9 +110,9 @@ impl Channel {
     }
 
     /// A receiver positioned at the next push, and the sequence everything before it covers.
-    fn subscribe(&self) -> (broadcast::Receiver<SharedFrame>, u64) {
+    fn subscribe(&self) -> (Receiver<SharedFrame>, u64) {
         let upto = self.lock();
-        (self.tx.subscribe(), *upto)
+        (self.ring.subscribe(), *upto)
     }
 
     async fn wait_ready(&self) -> bool {
@@ -173,8 +174,8 @@ impl Kind {
 /// guard that gives the slot back.
 #[derive(Debug)]
 pub struct Attached {
-    pub user_rx: broadcast::Receiver<SharedFrame>,
-    pub broadcast_rx: broadcast::Receiver<SharedFrame>,
+    pub user_rx: Receiver<SharedFrame>,
+    pub broadcast_rx: Receiver<SharedFrame>,
     /// History mode: the user ring holds every user event after this sequence.
     pub user_upto: u64,
     /// History mode: the broadcast ring holds every broadcast after this sequence.
@@ -218,9 +219,7 @@ impl Hub {
     /// Starts the process-wide broadcast channel (once; later calls do nothing).
     pub fn start_broadcasts(self: &Arc<Self>) -> Option<JoinHandle<()>> {
         let ready = self.broadcast_ready.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        let hub = Arc::clone(self);
-        let channel = Arc::clone(&self.broadcasts);
-        Some(tokio::spawn(async move { hub.run_channel(Kind::Broadcast, channel, ready).await }))
+        Some(self.spawn_channel(Kind::Broadcast, Arc::clone(&self.broadcasts), ready))
     }
 
     /// Registers a stream for `user`. Fails with 429 past `--max-streams-per-user`, and
@@ -279,48 +278,73 @@ impl Hub {
 
     fn new_slot(self: &Arc<Self>, user: UserId) -> UserSlot {
         let (channel, ready_tx) = Channel::new(self.queue_len);
-        let hub = Arc::clone(self);
-        let task_channel = Arc::clone(&channel);
-        let task = tokio::spawn(async move { hub.run_channel(Kind::User(user), task_channel, ready_tx).await });
+        let task = self.spawn_channel(Kind::User(user), Arc::clone(&channel), ready_tx);
         UserSlot { channel, streams: 0, task }
     }
 
-    /// Drives one channel: subscribe, confirm, then frame and push every message.
-    ///
-    /// One of these runs per connected user, so its state is kept small: the rare, large
-    /// awaits (NATS round trips, JetStream calls, history reads) are boxed.
-    async fn run_channel(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
+    /// Starts the task that feeds `channel`: the live one is much smaller, and there is one
+    /// per connected user.
+    fn spawn_channel(
+        self: &Arc<Self>,
+        kind: Kind,
+        channel: Arc<Channel>,
+        ready: watch::Sender<bool>,
+    ) -> JoinHandle<()> {
+        let hub = Arc::clone(self);
+        match self.history.clone() {
+            None => tokio::spawn(async move { hub.run_live(kind, channel, ready).await }),
+            Some(history) => tokio::spawn(async move { hub.run_history(history, kind, channel, ready).await }),
+        }
+    }
+
+    /// Subscribes to the channel's subject and waits (bounded) for the server to confirm it.
+    async fn subscribe(&self, kind: &Kind) -> Option<async_nats::Subscriber> {
         let subject = kind.live_subject(self.history.is_some());
-        let mut sub = match Box::pin(self.client.subscribe(subject.clone())).await {
+        let sub = match self.client.subscribe(subject.clone()).await {
             Ok(sub) => sub,
             Err(e) => {
                 tracing::error!(subject, error = %e, "cannot subscribe");
-                return;
+                return None;
             }
         };
         let confirmed = matches!(
-            tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, Box::pin(crate::nats::round_trip(&self.client))).await,
+            tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await,
             Ok(Ok(()))
         );
         if !confirmed {
             tracing::warn!(subject, "NATS did not confirm the subscription in time; events flow once it does");
         }
-        let Some(history) = self.history.clone() else {
-            let _ = ready.send(true);
-            while let Some(msg) = sub.next().await {
-                self.metrics.events_received.inc();
-                let Some(event) = kind.event_of(&msg.subject).and_then(|e| EventName::parse(e).ok()) else {
-                    self.drop_event(DropReason::InvalidSubject, &msg.subject);
-                    continue;
-                };
-                match self.framer.frame_live(event, kind.user(), &msg.payload) {
-                    Ok(frame) => channel.push(frame),
-                    Err(reason) => self.drop_event(reason, &msg.subject),
-                }
-            }
-            return;
-        };
+        Some(sub)
+    }
 
+    /// Live mode: frame and push every message.
+    async fn run_live(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
+        // Boxed (here and below): rare, large awaits would otherwise stay part of the task.
+        let Some(mut sub) = Box::pin(self.subscribe(&kind)).await else { return };
+        let _ = ready.send(true);
+        while let Some(msg) = sub.next().await {
+            self.metrics.events_received.inc();
+            let Some(event) = kind.event_of(&msg.subject).and_then(|e| EventName::parse(e).ok()) else {
+                self.drop_event(DropReason::InvalidSubject, &msg.subject);
+                continue;
+            };
+            match self.framer.frame_live(event, kind.user(), &msg.payload) {
+                Ok(frame) => channel.push(frame),
+                Err(reason) => self.drop_event(reason, &msg.subject),
+            }
+        }
+    }
+
+    /// History mode: push every message in stored order, filling gaps from JetStream.
+    async fn run_history(
+        self: Arc<Self>,
+        history: History,
+        kind: Kind,
+        channel: Arc<Channel>,
+        ready: watch::Sender<bool>,
+    ) {
+        let Some(mut sub) = Box::pin(self.subscribe(&kind)).await else { return };
+        let subject = kind.stored_subject();
         // History mode. Everything stored up to `base` is history for streams to read;
         // everything after it is this channel's to push, in order, with no gap.
         let base = loop {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod history;
@@ -16,6 +17,7 @@ pub mod hub;
 pub mod metrics;
 pub mod nats;
 pub mod presence;
+pub mod ring;
 pub mod server;
 pub mod stall;
 pub mod stream;

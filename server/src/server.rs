@@ -1,18 +1,21 @@
 //! Start-up, serving and shutdown of the bridge.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, KeyError, Verifier};
 use crate::config::{HistoryMode, ServeArgs};
+use crate::conn::ConnConfig;
 use crate::frame::Framer;
 use crate::history::{History, HistoryConfig, HistoryError};
 use crate::http::{app, AppState, Shared};
@@ -20,16 +23,18 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::nats::{connect_server, NatsError};
 use crate::presence::Presence;
-use crate::stall::StallGuardListener;
 
 /// Frames a stream may fall behind before it is cut off as too slow.
 ///
-/// Each connected user's ring allocates this many slots up front (about 48 bytes each), so it
-/// is most of an idle user's memory: 256 (12 KiB) absorbs bursts while the byte limit below
-/// bounds what large events can pin. (1024 measured 75 KB per idle single-stream user.)
-pub const DEFAULT_QUEUE_LEN: usize = 256;
+/// Enough to absorb a burst; the rings hold memory only for frames not yet read by every
+/// stream (see `ring`), so an idle user costs nothing for it. The byte limit below bounds
+/// what large events can pin.
+pub const DEFAULT_QUEUE_LEN: usize = 1024;
 /// Bytes a stream may fall behind before it is cut off as too slow.
 pub const DEFAULT_QUEUE_BYTES: u64 = 8 << 20;
+
+/// How long a new connection may take to send its request head (hyper's default too).
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bad configuration value: which flag, and why.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +75,8 @@ pub struct Config {
     pub queue_len: usize,
     /// Per-stream backlog, in bytes, before the stream is cut off.
     pub queue_bytes: u64,
+    /// A client must send its request head within this time after connecting.
+    pub head_timeout: Duration,
 }
 
 impl Config {
@@ -87,6 +94,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             queue_len: DEFAULT_QUEUE_LEN,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
         }
     }
 
@@ -148,6 +156,7 @@ impl Config {
             shutdown_grace: args.shutdown_grace,
             queue_len: DEFAULT_QUEUE_LEN,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
         })
     }
 }
@@ -309,31 +318,24 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     };
     let stop = bridge.stop_token();
     tracing::info!(%addr, instance = bridge.instance(), "listening");
-    // A client that stops reading for three heartbeats is cut off (see `stall`): the
-    // same bound the SDK's heartbeat watchdog uses by default (45 s at 15 s heartbeats).
-    let stall_limit = (config.heartbeat * 3).max(Duration::from_secs(1));
-    let listener = StallGuardListener::new(listener, stall_limit, bridge.metrics());
-    let serve = axum::serve(listener, bridge.router()).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let mut serve = tokio::spawn(serve.into_future());
+    let conn_config = Arc::new(ConnConfig {
+        router: bridge.router(),
+        // A client that stops reading for three heartbeats is cut off (see `stall`): the
+        // same bound the SDK's heartbeat watchdog uses by default (45 s at 15 s heartbeats).
+        stall_limit: (config.heartbeat * 3).max(Duration::from_secs(1)),
+        head_timeout: config.head_timeout,
+        metrics: bridge.metrics(),
+    });
+    let accept = tokio::spawn(serve_connections(listener, conn_config, stop.clone()));
 
-    tokio::select! {
-        r = &mut serve => {
-            // The server stopped without being asked to: report why.
-            bridge.shutdown().await;
-            return match r {
-                Ok(r) => r.map_err(ServerError::Io),
-                Err(e) => Err(ServerError::Io(std::io::Error::other(e))),
-            };
-        }
-        () = &mut shutdown => {}
-    }
-
+    // Only `stop` ends the accept loop; a signal is what normally cancels it.
+    shutdown.await;
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections, ending streams, draining NATS");
-    // Stops accepting and ends every open stream (their bodies watch `stop`), so the
-    // graceful shutdown is not held up by SSE bodies that never end on their own.
+    // Stops accepting and ends every open stream (their bodies watch `stop`): an SSE body
+    // never ends on its own, so without this no stream connection would finish.
     stop.cancel();
     let finish = async {
-        let _ = serve.await;
+        let _ = accept.await;
         bridge.shutdown().await;
     };
     if tokio::time::timeout(config.shutdown_grace, finish).await.is_err() {
@@ -342,6 +344,45 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         tracing::info!("shutdown complete");
     }
     Ok(())
+}
+
+/// Accepts connections until `stop` is cancelled, each served by its own task; then waits
+/// for them to finish (streams end on `stop`, hyper's connections finish their request).
+async fn serve_connections(listener: TcpListener, config: Arc<ConnConfig>, stop: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((sock, _)) => {
+                connections.spawn(crate::conn::serve(sock, Arc::clone(&config), graceful.watcher()));
+            }
+            // The client gave up between SYN and accept: not ours to worry about.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                // Out of file descriptors (or similar): wait for connections to close
+                // rather than spinning; open streams go on meanwhile.
+                tracing::error!(error = %e, "accept failed; retrying in 1s");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

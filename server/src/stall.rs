@@ -1,4 +1,5 @@
-//! Cuts off connections whose client stopped reading.
+//! Cuts off hyper-served connections whose client stopped reading (streams answered by
+//! `conn` itself bound their writes the same way there).
 //!
 //! hyper stops polling a response body while the socket is full, so a stream whose
 //! client never reads would sit forever: its slot taken, the user shown as present,
@@ -14,39 +15,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Metrics;
-
-/// A listener whose connections fail when a write stalls longer than `limit`.
-#[derive(Debug)]
-pub struct StallGuardListener {
-    inner: TcpListener,
-    limit: Duration,
-    metrics: Arc<Metrics>,
-}
-
-impl StallGuardListener {
-    pub fn new(inner: TcpListener, limit: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { inner, limit, metrics }
-    }
-}
-
-impl axum::serve::Listener for StallGuardListener {
-    type Io = StallGuard<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        // Events are small and latency matters more than packet count.
-        let _ = io.set_nodelay(true);
-        (StallGuard { io, limit: self.limit, stalled: None, metrics: Arc::clone(&self.metrics) }, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
 
 /// An IO whose writes fail after `limit` without progress.
 #[derive(Debug)]
@@ -59,6 +29,10 @@ pub struct StallGuard<T> {
 }
 
 impl<T> StallGuard<T> {
+    pub fn new(io: T, limit: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { io, limit, stalled: None, metrics }
+    }
+
     fn check<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         match r {
             Poll::Pending => {

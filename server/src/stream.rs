@@ -3,24 +3,24 @@
 //! filter, heartbeats, and an end of its own on shutdown.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use realtime_bridge_wire::cursor::Cursor;
 use realtime_bridge_wire::subject::{parse_subject, Target};
 use realtime_bridge_wire::{sse, EventName, UserId};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::SseStream;
 use crate::error::AppError;
 use crate::frame::{Framer, SharedFrame};
 use crate::history::{History, HistoryError, Stored};
 use crate::hub::{Attached, Channel, StreamGuard};
 use crate::metrics::{DropReason, Metrics};
+use crate::ring::{Lagged, Receiver};
 
 /// What every stream needs besides its rings.
 #[derive(Debug, Clone)]
@@ -113,8 +113,8 @@ enum Mode {
 
 /// State of one open stream, moved through `futures::stream::unfold`.
 struct StreamState {
-    user_rx: broadcast::Receiver<SharedFrame>,
-    broadcast_rx: broadcast::Receiver<SharedFrame>,
+    user_rx: Receiver<SharedFrame>,
+    broadcast_rx: Receiver<SharedFrame>,
     user_channel: Arc<Channel>,
     broadcast_channel: Arc<Channel>,
     ctx: StreamContext,
@@ -126,11 +126,7 @@ struct StreamState {
 }
 
 /// Builds the body stream. `history` is `None` in live mode.
-pub fn sse_body(
-    attached: Attached,
-    ctx: StreamContext,
-    history: Option<HistoryStart>,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+pub fn sse_body(attached: Attached, ctx: StreamContext, history: Option<HistoryStart>) -> SseStream {
     let mut prelude = Vec::with_capacity(64);
     sse::write_retry(&mut prelude, ctx.retry_ms);
     let mode = match history {
@@ -167,8 +163,9 @@ pub fn sse_body(
     };
     futures::stream::unfold(state, |mut st| async move {
         let chunk = st.next().await?;
-        Some((Ok(chunk), st))
+        Some((chunk, st))
     })
+    .boxed()
 }
 
 /// The `id: u:b` line that goes before a frame's shared bytes, or (`block`) an `id:`-only
@@ -216,7 +213,7 @@ impl StreamState {
                         Ring::Broadcast => (&self.broadcast_channel, &self.broadcast_rx),
                     };
                     if channel.lag_bytes(&frame) > self.ctx.max_lag_bytes {
-                        let missed = u64::try_from(rx.len()).unwrap_or(u64::MAX);
+                        let missed = rx.len();
                         self.ctx.metrics.dropped(DropReason::SlowClient, missed);
                         self.ctx.metrics.stream_cut("slow_client");
                         tracing::info!(missed, "stream cut off: client too slow (bytes behind)");
@@ -226,7 +223,7 @@ impl StreamState {
                         return Some(chunk);
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
+                Err(Lagged(missed)) => {
                     // This client reads slower than events arrive: cut it off rather than
                     // buffer without bound. It reconnects (and, with history, catches up).
                     self.ctx.metrics.dropped(DropReason::SlowClient, missed);
@@ -234,8 +231,6 @@ impl StreamState {
                     tracing::info!(missed, "stream cut off: client too slow");
                     return None;
                 }
-                // The hub dropped the ring: the process is going away.
-                Err(RecvError::Closed) => return None,
             }
         }
     }

@@ -1,0 +1,445 @@
+//! Serving one accepted connection.
+//!
+//! An SSE stream lives for hours and is idle nearly all that time, so what its connection
+//! holds is most of what a client costs. hyper keeps an 8–16 KiB read buffer and an 8 KiB
+//! write buffer for a connection's whole life, several times what the stream needs. So a
+//! connection whose first request is a stream (`GET /v1/users/{id}/events`: what
+//! `EventSource` and the SDK open) is answered here: its head is parsed with `httparse`
+//! (hyper's own parser) from a buffer freed right after, the request goes through the same
+//! axum router as every other one (auth, validation, CORS, JSON errors), and the stream's
+//! chunks are written straight to the socket, those that are ready together in one
+//! `writev`. The response is close-delimited (RFC 9112 §6.3: no length, no chunked
+//! framing), so that connection carries this one stream and nothing else.
+//!
+//! Every other connection (and a stream request on a connection that served something
+//! else first) is served by hyper, with the bytes already read handed back first.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Version};
+use axum::Router;
+use bytes::{Buf, Bytes};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
+use hyper_util::service::TowerToHyperService;
+use realtime_bridge_wire::sse;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+use crate::metrics::Metrics;
+use crate::stall::StallGuard;
+
+/// A stream's body: the chunks to write, ending when the stream ends.
+pub type SseStream = BoxStream<'static, Bytes>;
+
+/// A request head larger than this is left to hyper (and its limits).
+const MAX_HEAD: usize = 16 * 1024;
+/// Headers parsed here; a request with more is left to hyper.
+const MAX_HEADERS: usize = 48;
+/// At most this many ready chunks go into one `writev`.
+const MAX_BATCH: usize = 64;
+/// Bodies of non-stream answers (errors) read to write them with a length.
+const MAX_ANSWER_BODY: usize = 1 << 20;
+
+/// What every connection shares.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    pub router: Router,
+    /// A write that makes no progress for this long fails the connection (see `stall`).
+    pub stall_limit: Duration,
+    /// A client must send a complete request head within this time, or is disconnected.
+    pub head_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Put into a stream request's extensions by [`serve`]: the handler leaves the stream here
+/// (and answers with an empty body) so the connection can write it without hyper.
+#[derive(Clone, Default)]
+pub struct Takeover(Arc<Mutex<Option<SseStream>>>);
+
+impl std::fmt::Debug for Takeover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Takeover")
+    }
+}
+
+impl Takeover {
+    pub fn put(&self, stream: SseStream) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+    }
+
+    fn take(&self) -> Option<SseStream> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Serves `sock` until the client leaves, its stream ends, or (hyper) graceful shutdown.
+pub async fn serve(mut sock: TcpStream, config: Arc<ConnConfig>, graceful: Watcher) {
+    // Events are small and latency matters more than packet count.
+    let _ = sock.set_nodelay(true);
+    let mut buf = Vec::new();
+    let head = tokio::time::timeout(config.head_timeout, read_head(&mut sock, &mut buf)).await;
+    match head {
+        Ok(Ok(Head::Stream(req))) => {
+            drop(buf);
+            serve_stream(sock, *req, &config).await;
+        }
+        Ok(Ok(Head::Other)) => {
+            let io =
+                StallGuard::new(Prefixed::new(Bytes::from(buf), sock), config.stall_limit, Arc::clone(&config.metrics));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(config.head_timeout)
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(config.router.clone()));
+            // An error here is the client's (reset, bad request): hyper has answered or it left.
+            if let Err(e) = Box::pin(graceful.watch(conn)).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        // Gone, or too slow to say what it wants: nothing to answer.
+        Ok(Ok(Head::Closed) | Err(_)) | Err(_) => {}
+    }
+}
+
+enum Head {
+    /// A complete stream request, answered here.
+    Stream(Box<Request<Body>>),
+    /// Anything else: hyper serves the connection from the bytes read so far.
+    Other,
+    /// The client left before sending a request.
+    Closed,
+}
+
+async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
+    loop {
+        buf.reserve(1024);
+        if sock.read_buf(buf).await? == 0 {
+            // Closed mid-head: let hyper say what is wrong if anything was sent.
+            return Ok(if buf.is_empty() { Head::Closed } else { Head::Other });
+        }
+        if let Some(head) = parse_head(buf) {
+            return Ok(head);
+        }
+        if buf.len() >= MAX_HEAD {
+            return Ok(Head::Other);
+        }
+    }
+}
+
+/// `Some` once it is clear who serves the request; `None` while more bytes are needed.
+fn parse_head(buf: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {
+            Some(stream_request(&req).map_or(Head::Other, |r| Head::Stream(Box::new(r))))
+        }
+        Ok(httparse::Status::Partial) => match (req.method, req.path) {
+            // The request line alone shows it is not a stream: no need to wait for the rest.
+            (Some(m), Some(p)) if !is_stream(m, p) => Some(Head::Other),
+            _ => None,
+        },
+        // hyper answers malformed requests (400, 431) in its own words.
+        Err(_) => Some(Head::Other),
+    }
+}
+
+fn is_stream(method: &str, target: &str) -> bool {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    method == "GET" && path.starts_with("/v1/users/") && path.ends_with("/events")
+}
+
+/// The request as axum sees it, if it is a stream request this connection may carry.
+fn stream_request(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body>> {
+    let (method, target) = (parsed.method?, parsed.path?);
+    if !is_stream(method, target) {
+        return None;
+    }
+    let version = match parsed.version? {
+        0 => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut req = Request::builder().method(Method::GET).uri(target).version(version);
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        // A body or a protocol switch needs hyper's handling.
+        if name == header::TRANSFER_ENCODING || name == header::UPGRADE {
+            return None;
+        }
+        if name == header::CONTENT_LENGTH && h.value != b"0" {
+            return None;
+        }
+        req = req.header(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    req.body(Body::empty()).ok()
+}
+
+/// Runs a stream request through the router and writes the answer itself.
+async fn serve_stream(sock: TcpStream, mut req: Request<Body>, config: &ConnConfig) {
+    let slot = Takeover::default();
+    req.extensions_mut().insert(slot.clone());
+    // Boxed: the handler's future is large and done once; inline it would stay part of
+    // this task's state for the whole life of the stream.
+    let response = match Box::pin(config.router.clone().oneshot(req)).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    };
+    let stream = slot.take();
+    let (parts, body) = response.into_parts();
+    let mut head = Vec::with_capacity(256);
+    write_head(&mut head, &parts);
+    // Written: from here on only the stream is kept, for as long as it lasts.
+    drop(parts);
+    let stream = match stream {
+        Some(s) => {
+            drop(body);
+            s
+        }
+        None => {
+            // Refused (400, 401, 429, ...): a short JSON answer, then the connection closes.
+            let body = axum::body::to_bytes(body, MAX_ANSWER_BODY).await.unwrap_or_default();
+            head.extend_from_slice(b"content-length: ");
+            sse::push_u64(&mut head, u64::try_from(body.len()).unwrap_or(u64::MAX));
+            head.extend_from_slice(b"\r\n\r\n");
+            futures::stream::iter([body]).boxed()
+        }
+    };
+    if !head.ends_with(b"\r\n\r\n") {
+        head.extend_from_slice(b"\r\n");
+    }
+    drive(sock, Bytes::from(head), stream, config).await;
+}
+
+/// Status line and headers, ending with `connection: close` (the blank line is the caller's).
+fn write_head(out: &mut Vec<u8>, parts: &axum::http::response::Parts) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // Framing is ours to decide.
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"connection: close\r\n");
+}
+
+/// Writes `head`, then the stream's chunks as they come, until the stream ends, the client
+/// leaves, or a write stalls; then closes the connection.
+async fn drive(sock: TcpStream, head: Bytes, mut stream: SseStream, config: &ConnConfig) {
+    let mut queue = VecDeque::from([head]);
+    let mut ended = false;
+    loop {
+        // Whatever is ready goes out in the same write (a burst, a cursor line and its frame).
+        while queue.len() < MAX_BATCH {
+            match stream.next().now_or_never() {
+                Some(Some(chunk)) => queue.push_back(chunk),
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if let Err(e) = write_all(&sock, &mut queue, config).await {
+            tracing::debug!(error = %e, "stream connection failed");
+            return;
+        }
+        if queue.capacity() > 16 {
+            // A burst is over; an idle stream should not keep its peak.
+            queue.shrink_to(4);
+        }
+        if ended {
+            break;
+        }
+        tokio::select! {
+            chunk = stream.next() => match chunk {
+                Some(chunk) => queue.push_back(chunk),
+                None => ended = true,
+            },
+            () = client_gone(&sock) => return,
+        }
+    }
+    // Every byte is written: a clean close (FIN) tells the client the stream ended.
+    drop(stream);
+    let mut sock = sock;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut sock).await;
+}
+
+/// Writes all of `queue`; fails if the client makes no room for `stall_limit`.
+async fn write_all(sock: &TcpStream, queue: &mut VecDeque<Bytes>, config: &ConnConfig) -> io::Result<()> {
+    while !queue.is_empty() {
+        match write_some(sock, queue) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                while n > 0 {
+                    let Some(front) = queue.front_mut() else { break };
+                    if front.len() <= n {
+                        n -= front.len();
+                        queue.pop_front();
+                    } else {
+                        front.advance(n);
+                        n = 0;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if tokio::time::timeout(config.stall_limit, sock.writable()).await.is_err() {
+                    config.metrics.stream_cut("write_stalled");
+                    tracing::info!(limit = ?config.stall_limit, "connection cut off: client stopped reading");
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One non-blocking `writev` of the queue's first chunks.
+fn write_some(sock: &TcpStream, queue: &VecDeque<Bytes>) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_BATCH];
+    let mut n = 0;
+    for (slot, chunk) in slices.iter_mut().zip(queue) {
+        *slot = IoSlice::new(chunk);
+        n += 1;
+    }
+    sock.try_write_vectored(&slices[..n])
+}
+
+/// Resolves when the client closes its side (or the connection fails). Anything it sends
+/// meanwhile (a pipelined request this connection will never answer) is discarded.
+async fn client_gone(sock: &TcpStream) {
+    let mut scratch = [0u8; 64];
+    loop {
+        if sock.readable().await.is_err() {
+            return;
+        }
+        match sock.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// An IO that first yields bytes already read from it, so hyper sees the whole request.
+#[derive(Debug)]
+pub struct Prefixed<T> {
+    prefix: Bytes,
+    io: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(prefix: Bytes, io: T) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Free the head buffer for the connection's remaining life.
+                self.prefix = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stream_requests_are_taken() {
+        assert!(is_stream("GET", "/v1/users/42/events"));
+        assert!(is_stream("GET", "/v1/users/42/events?events=a,b"));
+        assert!(!is_stream("POST", "/v1/users/42/events"));
+        assert!(!is_stream("GET", "/v1/presence/42"));
+        assert!(!is_stream("GET", "/v1/users/42/events/x"));
+        assert!(!is_stream("GET", "/healthz?/v1/users/1/events"));
+    }
+
+    #[test]
+    fn heads_are_sorted_out() {
+        let parsed = |s: &str| parse_head(s.as_bytes());
+        assert!(matches!(parsed("GET /v1/users/42/events HTTP/1.1\r\nHost: a\r\n\r\n"), Some(Head::Stream(_))));
+        // Not known yet: the head is incomplete.
+        assert!(parsed("GET /v1/users/42/events HTTP/1.1\r\nHost: a\r\n").is_none());
+        // Known from the request line.
+        assert!(matches!(parsed("POST /v1/publish HTTP/1.1\r\n"), Some(Head::Other)));
+        // Bodies and garbage go to hyper.
+        assert!(matches!(
+            parsed("GET /v1/users/42/events HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"),
+            Some(Head::Other)
+        ));
+        assert!(matches!(parsed("\x01\x02 nonsense\r\n\r\n"), Some(Head::Other)));
+        let Some(Head::Stream(req)) = parsed("GET /v1/users/7/events?x=1 HTTP/1.0\r\nLast-Event-ID: 3:4\r\n\r\n")
+        else {
+            panic!("not a stream request")
+        };
+        assert_eq!(req.version(), Version::HTTP_10);
+        assert_eq!(req.uri().query(), Some("x=1"));
+        assert_eq!(req.headers()["last-event-id"], "3:4");
+    }
+
+    #[tokio::test]
+    async fn prefixed_yields_the_prefix_first() {
+        let (mut a, b) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut a, b" world").await.unwrap();
+        drop(a);
+        let mut p = Prefixed::new(Bytes::from_static(b"hello"), b);
+        let mut out = String::new();
+        p.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
+}
