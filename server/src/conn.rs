@@ -91,22 +91,26 @@ pub async fn serve(mut sock: TcpStream, config: Arc<ConnConfig>, graceful: Watch
     match head {
         Ok(Ok(Head::Stream(req))) => {
             drop(buf);
-            serve_stream(sock, *req, &config).await;
+            serve_stream(sock, req, &config).await;
         }
-        Ok(Ok(Head::Other)) => {
-            let io =
-                StallGuard::new(Prefixed::new(Bytes::from(buf), sock), config.stall_limit, Arc::clone(&config.metrics));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(config.head_timeout)
-                .serve_connection(TokioIo::new(io), TowerToHyperService::new(config.router.clone()));
-            // An error here is the client's (reset, bad request): hyper has answered or it left.
-            if let Err(e) = Box::pin(graceful.watch(conn)).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        }
+        // Boxed: hyper's connection is large, and stream connections should not carry its
+        // room for their whole life.
+        Ok(Ok(Head::Other)) => Box::pin(serve_with_hyper(sock, buf, &config, graceful)).await,
         // Gone, or too slow to say what it wants: nothing to answer.
         Ok(Ok(Head::Closed) | Err(_)) | Err(_) => {}
+    }
+}
+
+/// Serves the connection with hyper (HTTP/1.1, keep-alive), replaying `read` first.
+async fn serve_with_hyper(sock: TcpStream, read: Vec<u8>, config: &ConnConfig, graceful: Watcher) {
+    let io = StallGuard::new(Prefixed::new(Bytes::from(read), sock), config.stall_limit, Arc::clone(&config.metrics));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.head_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(config.router.clone()));
+    // An error here is the client's (reset, bad request): hyper has answered or it left.
+    if let Err(e) = graceful.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -184,39 +188,37 @@ fn stream_request(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body>> {
 }
 
 /// Runs a stream request through the router and writes the answer itself.
-async fn serve_stream(sock: TcpStream, mut req: Request<Body>, config: &ConnConfig) {
+async fn serve_stream(sock: TcpStream, req: Box<Request<Body>>, config: &ConnConfig) {
+    // Boxed: the router's future, the request and the response are large and needed once;
+    // inline they would stay part of this task's state for the whole life of the stream.
+    let (head, stream) = Box::pin(answer(req, config)).await;
+    drive(sock, head, stream, config).await;
+}
+
+/// The response head to write, and the stream to follow it (or a refusal's body).
+async fn answer(mut req: Box<Request<Body>>, config: &ConnConfig) -> (Bytes, SseStream) {
     let slot = Takeover::default();
     req.extensions_mut().insert(slot.clone());
-    // Boxed: the handler's future is large and done once; inline it would stay part of
-    // this task's state for the whole life of the stream.
-    let response = match Box::pin(config.router.clone().oneshot(req)).await {
+    let response = match config.router.clone().oneshot(*req).await {
         Ok(r) => r,
         Err(e) => match e {},
     };
-    let stream = slot.take();
     let (parts, body) = response.into_parts();
     let mut head = Vec::with_capacity(256);
     write_head(&mut head, &parts);
-    // Written: from here on only the stream is kept, for as long as it lasts.
-    drop(parts);
-    let stream = match stream {
-        Some(s) => {
-            drop(body);
-            s
-        }
+    let stream = match slot.take() {
+        Some(stream) => stream,
         None => {
             // Refused (400, 401, 429, ...): a short JSON answer, then the connection closes.
             let body = axum::body::to_bytes(body, MAX_ANSWER_BODY).await.unwrap_or_default();
             head.extend_from_slice(b"content-length: ");
             sse::push_u64(&mut head, u64::try_from(body.len()).unwrap_or(u64::MAX));
-            head.extend_from_slice(b"\r\n\r\n");
+            head.extend_from_slice(b"\r\n");
             futures::stream::iter([body]).boxed()
         }
     };
-    if !head.ends_with(b"\r\n\r\n") {
-        head.extend_from_slice(b"\r\n");
-    }
-    drive(sock, Bytes::from(head), stream, config).await;
+    head.extend_from_slice(b"\r\n");
+    (Bytes::from(head), stream)
 }
 
 /// Status line and headers, ending with `connection: close` (the blank line is the caller's).

@@ -291,9 +291,9 @@ impl Hub {
         ready: watch::Sender<bool>,
     ) -> JoinHandle<()> {
         let hub = Arc::clone(self);
-        match self.history.clone() {
+        match self.history {
             None => tokio::spawn(async move { hub.run_live(kind, channel, ready).await }),
-            Some(history) => tokio::spawn(async move { hub.run_history(history, kind, channel, ready).await }),
+            Some(_) => tokio::spawn(async move { hub.run_history(kind, channel, ready).await }),
         }
     }
 
@@ -336,13 +336,9 @@ impl Hub {
     }
 
     /// History mode: push every message in stored order, filling gaps from JetStream.
-    async fn run_history(
-        self: Arc<Self>,
-        history: History,
-        kind: Kind,
-        channel: Arc<Channel>,
-        ready: watch::Sender<bool>,
-    ) {
+    async fn run_history(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
+        // Borrowed, not cloned: a `History` is ~1 KB, and this future lives once per user.
+        let Some(history) = self.history.as_ref() else { return };
         let Some(mut sub) = Box::pin(self.subscribe(&kind)).await else { return };
         let subject = kind.stored_subject();
         // History mode. Everything stored up to `base` is history for streams to read;
@@ -399,7 +395,7 @@ impl Hub {
                         // First message since (re)subscribing: send what was missed before it.
                         // If history cannot be read now, hold this one back too (it is stored,
                         // and the next fill reads it): order and completeness beat latency.
-                        if !Box::pin(self.fill(&history, &kind, &channel, upto + 1, seq - 1)).await {
+                        if !Box::pin(self.fill(history, &kind, &channel, upto + 1, seq - 1)).await {
                             // Try again soon even if no further event comes to trigger it.
                             verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
                             continue;
@@ -409,10 +405,10 @@ impl Hub {
                     self.push_stored(&kind, &channel, seq, stored_subject, &msg.payload, time);
                 }
                 _ = confirm.tick() => {
-                    synced = Box::pin(self.fill_to_end(&history, &kind, &channel)).await;
+                    synced = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
                 }
                 () = &mut verify, if !synced => {
-                    synced = Box::pin(self.fill_to_end(&history, &kind, &channel)).await;
+                    synced = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
                     if !synced {
                         verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
                     }
@@ -430,7 +426,7 @@ impl Hub {
                             tracing::error!(error = %e, "cannot re-apply the history stream after reconnecting");
                         }
                     }
-                    synced = Box::pin(self.fill_to_end(&history, &kind, &channel)).await;
+                    synced = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
                     if !synced {
                         verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
                     }

@@ -115,6 +115,10 @@ pub struct Receiver<T: Clone> {
 impl<T: Clone> Receiver<T> {
     /// The next frame, waiting for it if needed. Cancel-safe: nothing is taken unless returned.
     pub async fn recv(&mut self) -> Result<T, Lagged> {
+        // A frame already waiting needs no registration with the notifier.
+        if let Some(r) = take(&self.ring, &mut self.next) {
+            return r;
+        }
         loop {
             // Registered before looking, so a send in between still wakes us.
             let sent = self.ring.sent.notified();
