@@ -41,6 +41,16 @@ pub enum HistoryMode {
     Off,
 }
 
+/// `--subscribe` values: how the bridge listens for users' events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UserSubscription {
+    /// One NATS subscription per connected user: NATS sends a bridge only its users' events.
+    PerUser,
+    /// One `user.*.*` subscription for the whole process, dispatched here: far less memory per
+    /// connected user, but every bridge receives every user's events. Live mode only.
+    Shared,
+}
+
 /// `--log-format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -63,6 +73,11 @@ pub struct ServeArgs {
     /// Serve without authentication. Refused unless --listen is a loopback address.
     #[arg(long, env = "RB_NO_AUTH")]
     pub no_auth: bool,
+
+    /// How users' events are subscribed: per-user (NATS filters) or shared (one wildcard
+    /// subscription; less memory per user, every event reaches every bridge; --history off only).
+    #[arg(long, env = "RB_SUBSCRIBE", value_enum, default_value_t = UserSubscription::PerUser)]
+    pub subscribe: UserSubscription,
 
     /// Replay from JetStream history: auto, on or off.
     #[arg(long, env = "RB_HISTORY", value_enum, default_value_t = HistoryMode::Auto)]

@@ -2,7 +2,9 @@
 //!
 //! One NATS subscription per connected user (`user.<id>.*`, or its republished copy
 //! `rt.user.<id>.*` in history mode), shared by all of that user's streams and dropped
-//! with the last one, plus one broadcast subscription for the whole process. Each
+//! with the last one, plus one broadcast subscription for the whole process. With
+//! `--subscribe shared` (live mode) one `user.*.*` subscription replaces the per-user ones
+//! and is dispatched here through the map of connected users. Each
 //! subscription's task frames a message once and hands the same bytes to every stream
 //! through a bounded [`Ring`]: a stream that falls further behind than the ring holds is
 //! cut off instead of buffering without bound.
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use realtime_bridge_wire::subject::{parse_subject, Target};
 use realtime_bridge_wire::{subject, EventName, UserId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -61,6 +64,27 @@ pub struct Hub {
     queue_len: usize,
     /// Bumped on every NATS (re)connection; history channels fill the gap it left.
     connections: watch::Receiver<u64>,
+    /// `--subscribe shared`: one wildcard subscription feeds every user channel.
+    shared: Option<SharedUsers>,
+}
+
+/// The hub's knobs (from `Config`).
+#[derive(Debug, Clone, Copy)]
+pub struct HubSettings {
+    pub max_streams_per_user: u32,
+    /// Frames a stream may lag behind before it is cut off (per ring).
+    pub queue_len: usize,
+    /// `--subscribe shared`: one wildcard subscription instead of one per user.
+    pub shared: bool,
+}
+
+/// The shared user subscription's state.
+#[derive(Debug)]
+struct SharedUsers {
+    /// Handed to the dispatch task by [`Hub::start_user_dispatch`].
+    ready_tx: Mutex<Option<watch::Sender<bool>>>,
+    /// Cloned into every user channel: they are ready when the dispatch subscription is.
+    ready: watch::Receiver<bool>,
 }
 
 /// One ring and how far it is complete.
@@ -75,13 +99,19 @@ pub struct Channel {
     ready: watch::Receiver<bool>,
     /// Bytes pushed so far; with each frame's `end_offset` it gives a stream's lag in bytes.
     pushed_bytes: AtomicU64,
+    /// Shared dispatch: whose channel this is (the envelope names the user).
+    user: Option<UserId>,
 }
 
 impl Channel {
     fn new(queue_len: usize) -> (Arc<Self>, watch::Sender<bool>) {
-        let ring = Ring::new(queue_len);
         let (ready_tx, ready) = watch::channel(false);
-        (Arc::new(Self { ring, upto: Mutex::new(0), ready, pushed_bytes: AtomicU64::new(0) }), ready_tx)
+        (Self::with_ready(queue_len, ready, None), ready_tx)
+    }
+
+    /// A channel whose readiness another task reports (the shared dispatch).
+    fn with_ready(queue_len: usize, ready: watch::Receiver<bool>, user: Option<UserId>) -> Arc<Self> {
+        Arc::new(Self { ring: Ring::new(queue_len), upto: Mutex::new(0), ready, pushed_bytes: AtomicU64::new(0), user })
     }
 
     /// Hands a frame to every receiver. Called by the channel's own task only (in history
@@ -127,7 +157,8 @@ struct UserSlot {
     channel: Arc<Channel>,
     /// Open streams of this user on this instance.
     streams: u32,
-    task: JoinHandle<()>,
+    /// The task feeding the channel; `None` when the shared dispatch does.
+    task: Option<JoinHandle<()>>,
 }
 
 /// Whose events a channel carries.
@@ -135,6 +166,8 @@ struct UserSlot {
 enum Kind {
     User(UserId),
     Broadcast,
+    /// Every user (`--subscribe shared`); live mode only.
+    AllUsers,
 }
 
 impl Kind {
@@ -142,6 +175,7 @@ impl Kind {
         let s = match self {
             Self::User(u) => subject::user_wildcard(u),
             Self::Broadcast => subject::BROADCAST_WILDCARD.to_owned(),
+            Self::AllUsers => subject::ALL_USERS_WILDCARD.to_owned(),
         };
         if history {
             format!("{}{s}", subject::REPUBLISH_PREFIX)
@@ -157,7 +191,7 @@ impl Kind {
     fn user(&self) -> Option<&UserId> {
         match self {
             Self::User(u) => Some(u),
-            Self::Broadcast => None,
+            Self::Broadcast | Self::AllUsers => None,
         }
     }
 
@@ -166,6 +200,7 @@ impl Kind {
         match self {
             Self::User(u) => subject.strip_prefix(subject::USER_PREFIX)?.strip_prefix(u.as_str())?.strip_prefix('.'),
             Self::Broadcast => subject.strip_prefix(subject::BROADCAST_PREFIX),
+            Self::AllUsers => subject.strip_prefix(subject::USER_PREFIX)?.split_once('.').map(|(_, e)| e),
         }
     }
 }
@@ -192,10 +227,10 @@ impl Hub {
         framer: Arc<Framer>,
         metrics: Arc<Metrics>,
         history: Option<History>,
-        max_streams_per_user: u32,
-        queue_len: usize,
+        settings: HubSettings,
         connections: watch::Receiver<u64>,
     ) -> Arc<Self> {
+        let HubSettings { max_streams_per_user, queue_len, shared } = settings;
         // One broadcast ring for the whole process: it can afford more room than a user's.
         let (broadcasts, broadcast_ready) = Channel::new(queue_len.max(BROADCAST_QUEUE_LEN));
         Arc::new(Self {
@@ -209,6 +244,10 @@ impl Hub {
             max_streams_per_user,
             queue_len,
             connections,
+            shared: shared.then(|| {
+                let (ready_tx, ready) = watch::channel(false);
+                SharedUsers { ready_tx: Mutex::new(Some(ready_tx)), ready }
+            }),
         })
     }
 
@@ -277,9 +316,65 @@ impl Hub {
     }
 
     fn new_slot(self: &Arc<Self>, user: UserId) -> UserSlot {
+        if let Some(shared) = &self.shared {
+            let channel = Channel::with_ready(self.queue_len, shared.ready.clone(), Some(user));
+            return UserSlot { channel, streams: 0, task: None };
+        }
         let (channel, ready_tx) = Channel::new(self.queue_len);
         let task = self.spawn_channel(Kind::User(user), Arc::clone(&channel), ready_tx);
-        UserSlot { channel, streams: 0, task }
+        UserSlot { channel, streams: 0, task: Some(task) }
+    }
+
+    /// `--subscribe shared`: starts the dispatch that feeds every user channel (once).
+    ///
+    /// It frames every user event of the process, so it gets a thread of its own instead of
+    /// sharing a worker with the streams it wakes (which halved its rate when measured).
+    pub fn start_user_dispatch(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let ready = self.shared.as_ref()?.ready_tx.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let hub = Arc::clone(self);
+        let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new().name("rb-dispatch".into()).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                Ok(rt) => rt.block_on(hub.run_user_dispatch(ready)),
+                Err(e) => tracing::error!(error = %e, "cannot start the dispatch thread's runtime"),
+            }
+            drop(done_tx);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the dispatch thread");
+        }
+        // Ends with the thread (the subscription ends when NATS is drained at shutdown).
+        Some(tokio::spawn(async move {
+            let _ = done.await;
+        }))
+    }
+
+    /// One `user.*.*` subscription: each event goes to its user's channel if that user has a
+    /// stream here, and is framed only then.
+    async fn run_user_dispatch(self: Arc<Self>, ready: watch::Sender<bool>) {
+        let Some(mut sub) = Box::pin(self.subscribe(&Kind::AllUsers)).await else { return };
+        let _ = ready.send(true);
+        while let Some(msg) = sub.next().await {
+            self.metrics.events_received.inc();
+            let Some(Target::User { user, event }) = parse_subject(&msg.subject) else {
+                self.drop_event(DropReason::InvalidSubject, &msg.subject);
+                continue;
+            };
+            // Users with no stream here are the common case: one map lookup, nothing else.
+            let channel = {
+                let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                users.get(user).map(|slot| Arc::clone(&slot.channel))
+            };
+            let Some(channel) = channel else { continue };
+            let Ok(event) = EventName::parse(event) else {
+                self.drop_event(DropReason::InvalidSubject, &msg.subject);
+                continue;
+            };
+            match self.framer.frame_live(event, channel.user.as_ref(), &msg.payload) {
+                Ok(frame) => channel.push(frame),
+                Err(reason) => self.drop_event(reason, &msg.subject),
+            }
+        }
     }
 
     /// Starts the task that feeds `channel`: the live one is much smaller, and there is one
@@ -553,9 +648,9 @@ impl Hub {
         if let Some(slot) = users.get_mut(user) {
             slot.streams = slot.streams.saturating_sub(1);
             if slot.streams == 0 {
-                if let Some(slot) = users.remove(user) {
+                if let Some(task) = users.remove(user).and_then(|slot| slot.task) {
                     // Dropping the subscriber (by aborting its task) unsubscribes from NATS.
-                    slot.task.abort();
+                    task.abort();
                 }
             }
         }

@@ -46,6 +46,10 @@ async fn async_main(cli: Cli) -> ExitCode {
             };
             match server::run(listener, config, server::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e @ server::ServerError::Config(_)) => {
+                    eprintln!("realtime-bridge: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "bridge stopped");
                     eprintln!("realtime-bridge: {e}");

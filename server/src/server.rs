@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, KeyError, Verifier};
-use crate::config::{HistoryMode, ServeArgs};
+use crate::config::{HistoryMode, ServeArgs, UserSubscription};
 use crate::conn::ConnConfig;
 use crate::frame::Framer;
 use crate::history::{History, HistoryConfig, HistoryError};
 use crate::http::{app, AppState, Shared};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
 use crate::nats::{connect_server, NatsError};
 use crate::presence::Presence;
@@ -77,6 +77,8 @@ pub struct Config {
     pub queue_bytes: u64,
     /// A client must send its request head within this time after connecting.
     pub head_timeout: Duration,
+    /// Per-user NATS subscriptions, or one shared wildcard subscription (live mode only).
+    pub subscribe: UserSubscription,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             queue_len: DEFAULT_QUEUE_LEN,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
+            subscribe: UserSubscription::PerUser,
         }
     }
 
@@ -130,6 +133,9 @@ impl Config {
             }
         };
         check_no_auth(&auth, args.listen)?;
+        if args.subscribe == UserSubscription::Shared && args.history == HistoryMode::On {
+            return Err(shared_needs_live_mode());
+        }
         if args.stream_name.is_empty()
             || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
@@ -157,7 +163,17 @@ impl Config {
             queue_len: DEFAULT_QUEUE_LEN,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
+            subscribe: args.subscribe,
         })
+    }
+}
+
+fn shared_needs_live_mode() -> ConfigError {
+    ConfigError {
+        flag: "--subscribe",
+        message:
+            "shared works in live mode only (history mode fills gaps per user): add --history off, or use per-user"
+                .into(),
     }
 }
 
@@ -211,6 +227,11 @@ impl Bridge {
             }
         }
         let history = History::setup(&client, &config.history).await?;
+        let shared = config.subscribe == UserSubscription::Shared;
+        if shared && history.is_some() {
+            // `--history auto` found JetStream: the operator asked for something we cannot do.
+            return Err(shared_needs_live_mode().into());
+        }
         if history.is_none() {
             tracing::info!("live mode: at most once, no resume (history is off or JetStream is unavailable)");
         }
@@ -220,11 +241,11 @@ impl Bridge {
             Arc::clone(&framer),
             Arc::clone(&metrics),
             history,
-            config.max_streams_per_user,
-            config.queue_len,
+            HubSettings { max_streams_per_user: config.max_streams_per_user, queue_len: config.queue_len, shared },
             connections,
         );
         let mut tasks: Vec<JoinHandle<()>> = hub.start_broadcasts().into_iter().collect();
+        tasks.extend(hub.start_user_dispatch());
         let presence = Presence::new(client.clone(), Arc::clone(&hub));
         tasks.extend(presence.start().await?);
         if client.connection_state() != async_nats::connection::State::Connected {

@@ -417,14 +417,80 @@ async fn one_nats_subscription_per_user_shared_by_streams_and_released_with_the_
     bridge.stop().await;
 }
 
+#[tokio::test]
+async fn shared_subscription_dispatches_each_event_to_its_user_only() {
+    let nats = NatsServer::start();
+    let mut config = test_config(&nats.url());
+    config.subscribe = realtime_bridge::config::UserSubscription::Shared;
+    let bridge = InProcessBridge::start(config).await;
+    let base = bridge.base();
+    let client = nats.client().await;
+
+    let mut a = SseClient::open(&base, "42", "", Some(&token("42"))).await;
+    let mut a_filtered = SseClient::open(&base, "42", "?events=pong", Some(&token("42"))).await;
+    let mut b = SseClient::open(&base, "43", "", Some(&token("43"))).await;
+    // One wildcard subscription for every user, none per user.
+    assert_eq!(nats.subscriptions_on("user.*.*").await, 1);
+    assert_eq!(sub_counts(&nats).await, (0, 0, 1), "(user.42.*, user.43.*, broadcast.*)");
+    assert_eq!(metric(&base, "realtime_bridge_connected_users").await, 2.0);
+
+    publish(&client, "user.44.ping", r#"{"n":0}"#).await; // nobody here: ignored
+    publish(&client, "user.43.ping", r#"{"n":1}"#).await;
+    publish(&client, "user.42.ping", r#"{"n":2}"#).await;
+    publish(&client, "user.42.pong", r#"{"n":3}"#).await;
+    let e = b.next().await;
+    assert_eq!(
+        (e.event.as_str(), envelope(&e)["data"]["n"].as_i64(), envelope(&e)["userId"].as_str()),
+        ("ping", Some(1), Some("43"))
+    );
+    let e = a.next().await;
+    assert_eq!(
+        (e.event.as_str(), envelope(&e)["data"]["n"].as_i64(), envelope(&e)["userId"].as_str()),
+        ("ping", Some(2), Some("42"))
+    );
+    assert_eq!(envelope(&a.next().await)["data"]["n"], 3);
+    assert_eq!(envelope(&a_filtered.next().await)["data"]["n"], 3, "the filter applies as usual");
+    assert!(b.next_within(Duration::from_millis(300)).await.is_none(), "43 gets only its own event");
+
+    // Users come and go; the one subscription stays, and a returning user gets events at once.
+    drop((a, a_filtered));
+    eventually("user 42 gone", WAIT, || {
+        let base = base.clone();
+        async move { (metric(&base, "realtime_bridge_connected_users").await == 1.0).then_some(()) }
+    })
+    .await;
+    assert_eq!(nats.subscriptions_on("user.*.*").await, 1);
+    let mut again = SseClient::open(&base, "42", "", Some(&token("42"))).await;
+    publish(&client, "user.42.ping", r#"{"n":4}"#).await;
+    assert_eq!(envelope(&again.next().await)["data"]["n"], 4);
+    // A bad payload for a connected user is counted and skipped, as with per-user subscriptions.
+    publish(&client, "user.42.ping", "not json").await;
+    publish(&client, "user.42.ping", r#"{"n":5}"#).await;
+    assert_eq!(envelope(&again.next().await)["data"]["n"], 5);
+    assert_eq!(metric(&base, r#"realtime_bridge_events_dropped_total{reason="invalid_json"}"#).await, 1.0);
+    bridge.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. NATS goes away and comes back
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn nats_restart_mid_stream_keeps_the_same_stream_delivering() {
+    nats_restart_mid_stream(realtime_bridge::config::UserSubscription::PerUser).await;
+}
+
+#[tokio::test]
+async fn nats_restart_mid_stream_keeps_delivering_with_the_shared_subscription() {
+    nats_restart_mid_stream(realtime_bridge::config::UserSubscription::Shared).await;
+}
+
+async fn nats_restart_mid_stream(subscribe: realtime_bridge::config::UserSubscription) {
+    let shared = subscribe == realtime_bridge::config::UserSubscription::Shared;
     let mut nats = NatsServer::start();
-    let bridge = InProcessBridge::start(test_config(&nats.url())).await;
+    let mut config = test_config(&nats.url());
+    config.subscribe = subscribe;
+    let bridge = InProcessBridge::start(config).await;
     let base = bridge.base();
     let client = nats.client().await;
     let mut sse = SseClient::open(&base, "42", "", Some(&token("42"))).await;
@@ -453,7 +519,9 @@ async fn nats_restart_mid_stream_keeps_the_same_stream_delivering() {
     assert_eq!(env["userId"], "42");
     let env = publish_until_delivered(&client, &mut sse, "broadcast.after_b", "after_b").await;
     assert!(env.get("userId").is_none());
-    assert_eq!(sub_counts(&nats).await, (1, 0, 1), "restored once each, not duplicated");
+    let per_user = usize::from(!shared);
+    assert_eq!(sub_counts(&nats).await, (per_user, 0, 1), "restored once each, not duplicated");
+    assert_eq!(nats.subscriptions_on("user.*.*").await, usize::from(shared));
     bridge.stop().await;
 }
 

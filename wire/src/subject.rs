@@ -19,6 +19,8 @@ pub const REPUBLISH_PREFIX: &str = "rt.";
 
 /// Subscription subject matching every broadcast event.
 pub const BROADCAST_WILDCARD: &str = "broadcast.*";
+/// Every user event: what a bridge subscribes with `--subscribe shared`.
+pub const ALL_USERS_WILDCARD: &str = "user.*.*";
 
 /// `user.<id>.<event>`: where a backend publishes an event for one user.
 ///
