@@ -269,6 +269,9 @@ async fn drive(sock: TcpStream, head: Bytes, mut stream: SseStream, config: &Con
         if ended {
             break;
         }
+        // Neither the ring nor a non-blocking write counts against tokio's budget: a stream
+        // that always has data and room would otherwise never let its worker run others.
+        tokio::task::coop::consume_budget().await;
         tokio::select! {
             chunk = stream.next() => match chunk {
                 Some(chunk) => queue.push_back(chunk),
