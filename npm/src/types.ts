@@ -101,7 +101,7 @@ export interface RealtimeOptions {
   /** Resume from this cursor (sent as `Last-Event-ID`). */
   lastEventId?: string | null;
   backoff?: Partial<BackoffOptions>;
-  /** No byte (not even a heartbeat) for this long means a dead link: reconnect. 45000; 0 disables. */
+  /** No byte (not even a heartbeat) for this long (checked every quarter of it) means a dead link: reconnect. 45000; 0 disables. */
   heartbeatTimeoutMs?: number;
   onStatus?: (status: SubscriptionStatus) => void;
   onError?: (error: RealtimeError) => void;

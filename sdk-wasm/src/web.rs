@@ -78,6 +78,10 @@ extern "C" {
     fn set_timeout(handler: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(js_name = setInterval)]
+    fn set_interval(handler: &Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearInterval)]
+    fn clear_interval(id: &JsValue);
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn console_error(value: &JsValue);
 
@@ -467,15 +471,6 @@ async fn sleep(conn: &Conn, ms: f64) {
     }
 }
 
-/// A promise resolving to `undefined` after `ms`, and its timer.
-fn timeout(ms: f64) -> (Promise, JsValue) {
-    let mut timer = JsValue::UNDEFINED;
-    let p = Promise::new(&mut |resolve, _reject| {
-        timer = set_timeout(&resolve, ms);
-    });
-    (p, timer)
-}
-
 /// The token for the next request: `getToken()` (awaited) if given, else `token`.
 async fn fetch_token(conn: &Conn) -> Result<Option<String>, JsValue> {
     let (get, fixed) = {
@@ -671,29 +666,66 @@ async fn error_body(response: &Response) -> (Option<String>, Option<String>) {
     }
 }
 
+/// Aborts the request when no byte has come for `ms` (not even a heartbeat).
+///
+/// Events often arrive one per chunk: re-arming a timer for every chunk (a promise, a race
+/// and two timer calls each) cost more main-thread time than parsing the event. So a chunk
+/// only records when it came, and one interval checks now and then (`ms` / 4: the stream is
+/// cut between `ms` and 1.25 × `ms` after its last byte).
+struct Watchdog {
+    /// When the last chunk came (`Date.now()`), shared with the interval's closure.
+    last: Rc<std::cell::Cell<f64>>,
+    /// Set by the closure when it aborted the request.
+    fired: Rc<std::cell::Cell<bool>>,
+    interval: JsValue,
+    /// Owned here and dropped with the watchdog, after the interval is cleared.
+    _tick: Closure<dyn FnMut()>,
+}
+
+impl Watchdog {
+    fn start(ms: f64, ctrl: &AbortController) -> Self {
+        let last = Rc::new(std::cell::Cell::new(js_sys::Date::now()));
+        let fired = Rc::new(std::cell::Cell::new(false));
+        let (l, f, ctrl) = (Rc::clone(&last), Rc::clone(&fired), ctrl.clone());
+        let tick = Closure::<dyn FnMut()>::new(move || {
+            if !f.get() && js_sys::Date::now() - l.get() >= ms {
+                f.set(true);
+                ctrl.abort();
+            }
+        });
+        let interval = set_interval(tick.as_ref().unchecked_ref(), (ms / 4.0).max(10.0));
+        Self { last, fired, interval, _tick: tick }
+    }
+
+    fn fed(&self) {
+        self.last.set(js_sys::Date::now());
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        clear_interval(&self.interval);
+    }
+}
+
 /// Reads chunks until the stream ends, fails, is aborted, or stays silent for
 /// longer than the heartbeat timeout.
 async fn read_stream(conn: &Conn, reader: &ReadableStreamDefaultReader, ctrl: &AbortController) {
     let heartbeat_ms = conn.borrow().heartbeat_ms;
+    let watchdog = (heartbeat_ms > 0.0).then(|| Watchdog::start(heartbeat_ms, ctrl));
     loop {
-        let read = reader.read();
-        let next = if heartbeat_ms > 0.0 {
-            let (t, timer) = timeout(heartbeat_ms);
-            let r = JsFuture::from(Promise::race(&Array::of2(&read, &t))).await;
-            clear_timeout(&timer);
-            r
-        } else {
-            JsFuture::from(read).await
-        };
-        let Ok(result) = next else { return };
-        if result.is_undefined() {
-            // The watchdog won: no byte, not even a heartbeat, for too long.
-            ctrl.abort();
+        let next = JsFuture::from(reader.read()).await;
+        if watchdog.as_ref().is_some_and(|w| w.fired.get()) {
+            // The watchdog aborted the request: no byte, not even a heartbeat, for too long.
             let mut m = String::from("no data from the bridge for ");
             push_u64(&mut m, heartbeat_ms as u64);
             m.push_str(" ms: reconnecting");
             report_error(conn, &realtime_error(&m, None, Some("heartbeat_timeout"), false));
             return;
+        }
+        let Ok(result) = next else { return };
+        if let Some(w) = &watchdog {
+            w.fed();
         }
         if prop(&result, "done").is_truthy() {
             return;

@@ -70,6 +70,16 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/** One run of one reader (`native` or `sdk`): ms to the n-th event. run.mjs calls this per run
+ * in the paced mode, reading the page's main-thread time around it. */
+window.runOne = async ({ reader, n, timeoutMs }) => {
+  load();
+  out.textContent = `${reader}: ${n} events`;
+  const ms = await (reader === 'native' ? runNative(n, timeoutMs) : runSdk(n, timeoutMs));
+  await sleep(100);
+  return ms;
+};
+
 /** runs of each, alternating native / sdk; returns every figure. */
 window.bench = async ({ n, runs, timeoutMs }) => {
   load(); // instantiate the .wasm before timing (it is otherwise done by the first subscribe)

@@ -6,6 +6,12 @@
 //
 //   cd npm && node scripts/build.mjs      # npm/dist (the package under test)
 //   node npm/test/bench/run.mjs [--quick]  # --quick: 10,000 events, 1 run each
+//   node npm/test/bench/run.mjs --paced 2000  # 20,000 events at 2,000/s, 3 runs each
+//
+// The burst (default) measures how fast each reader drains a stream that is all there; the
+// paced mode serves events at a fixed rate, so both readers keep up, and compares what keeping
+// up costs: the page's main-thread busy time (Chrome DevTools Protocol `Performance.getMetrics`,
+// TaskDuration and ScriptDuration) per 1,000 events.
 //
 // Uses ../e2e's node_modules (vite, playwright-core) and Debian's chromium. Loopback only.
 // Last line of output: one JSON object with every figure.
@@ -27,9 +33,17 @@ const pageDist = join(here, 'dist');
 const { chromium } = createRequire(join(e2e, 'package.json'))('playwright-core');
 
 const quick = process.argv.includes('--quick');
-const N = quick ? 10_000 : 100_000;
+const pacedAt = process.argv.indexOf('--paced');
+const RATE = pacedAt > 0 ? Number(process.argv[pacedAt + 1]) : 0;
+if (pacedAt > 0 && !(RATE >= 100 && RATE <= 100_000)) {
+  console.error('--paced takes events per second, 100 to 100000');
+  process.exit(64);
+}
+const N = RATE ? Math.round(RATE * (quick ? 2 : 10)) : quick ? 10_000 : 100_000;
 const RUNS = quick ? 1 : 3;
-const RUN_TIMEOUT_MS = quick ? 30_000 : 120_000;
+const RUN_TIMEOUT_MS = RATE ? Math.round((N / RATE) * 1000 * 3 + 10_000) : quick ? 30_000 : 120_000;
+/** Paced mode: events are written every TICK_MS, RATE/1000*TICK_MS at a time. */
+const TICK_MS = 10;
 
 /** Rejects after ms (every wait is bounded). */
 function within(promise, ms, what) {
@@ -88,7 +102,34 @@ const cors = {
 };
 let streamsServed = 0;
 
+/** Byte offset where event n (1-based) starts, for the paced mode. */
+const offsets = [];
+{
+  let off = Buffer.byteLength(parts[0]);
+  for (let i = 1; i < parts.length; i++) {
+    offsets.push(off);
+    off += Buffer.byteLength(parts[i]);
+  }
+  offsets.push(off);
+}
+
+async function writePaced(res) {
+  res.write(parts[0]);
+  const t0 = performance.now();
+  let sent = 0;
+  while (sent < N && !res.destroyed) {
+    // Catch up to rate x elapsed, so timer jitter does not lower the rate.
+    const due = Math.min(N, Math.floor(((performance.now() - t0) * RATE) / 1000) + 1);
+    if (due > sent) {
+      res.write(stream.subarray(offsets[sent], offsets[due]));
+      sent = due;
+    }
+    await new Promise((r) => setTimeout(r, TICK_MS));
+  }
+}
+
 async function writeStream(res) {
+  if (RATE) return writePaced(res);
   for (let off = 0; off < stream.length && !res.destroyed; off += CHUNK) {
     if (!res.write(stream.subarray(off, off + CHUNK))) {
       await new Promise((r) => {
@@ -154,16 +195,84 @@ try {
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   await page.goto(`${origin}/`, { timeout: 15_000 });
   await page.waitForFunction(() => typeof window.bench === 'function', null, { timeout: 15_000 });
-  result = await within(
-    page.evaluate((a) => window.bench(a), { n: N, runs: RUNS, timeoutMs: RUN_TIMEOUT_MS }),
-    2 * RUNS * RUN_TIMEOUT_MS + 10_000,
-    'benchmark',
-  );
+  if (RATE) {
+    result = await paced(page);
+  } else {
+    result = await within(
+      page.evaluate((a) => window.bench(a), { n: N, runs: RUNS, timeoutMs: RUN_TIMEOUT_MS }),
+      2 * RUNS * RUN_TIMEOUT_MS + 10_000,
+      'benchmark',
+    );
+  }
 } finally {
   await within(context?.close() ?? Promise.resolve(), 15_000, 'chromium close').catch((e) => console.error(String(e)));
   server.closeAllConnections();
   server.close();
   rmSync(userDataDir, { recursive: true, force: true });
+}
+
+/** Paced mode: each run of each reader between two readings of the page's main-thread time. */
+async function paced(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Performance.enable');
+  const metrics = async () => {
+    const { metrics: m } = await cdp.send('Performance.getMetrics');
+    const get = (name) => m.find((x) => x.name === name)?.value ?? 0;
+    return { task: get('TaskDuration'), script: get('ScriptDuration') };
+  };
+  const runs = { native: [], sdk: [] };
+  for (let i = 0; i < RUNS; i++) {
+    for (const reader of ['native', 'sdk']) {
+      const before = await metrics();
+      const ms = await within(
+        page.evaluate((a) => window.runOne(a), { reader, n: N, timeoutMs: RUN_TIMEOUT_MS }),
+        RUN_TIMEOUT_MS + 10_000,
+        `${reader} run`,
+      );
+      const after = await metrics();
+      runs[reader].push({
+        ms,
+        task_ms_per_1000: ((after.task - before.task) * 1e6) / N,
+        script_ms_per_1000: ((after.script - before.script) * 1e6) / N,
+      });
+    }
+  }
+  const med = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const userAgent = await page.evaluate(() => navigator.userAgent);
+  const summary = (r) => ({
+    ms: r.map((x) => Number(x.ms.toFixed(1))),
+    task_ms_per_1000: Number(med(r.map((x) => x.task_ms_per_1000)).toFixed(3)),
+    script_ms_per_1000: Number(med(r.map((x) => x.script_ms_per_1000)).toFixed(3)),
+  });
+  return { paced: true, native: summary(runs.native), sdk: summary(runs.sdk), userAgent };
+}
+
+if (RATE) {
+  const { native, sdk } = result;
+  console.log(`\nSDK vs native EventSource, ${N.toLocaleString('en-US')} events at ${RATE}/s, ${RUNS} run(s) each (median), ${origin}`);
+  console.log('| reader | ms per run | main-thread task ms per 1,000 events | script ms per 1,000 events |');
+  console.log('| --- | --- | --- | --- |');
+  console.log(`| native EventSource | ${native.ms.map((m) => m.toFixed(0)).join(', ')} | ${native.task_ms_per_1000} | ${native.script_ms_per_1000} |`);
+  console.log(`| SDK subscribe() | ${sdk.ms.map((m) => m.toFixed(0)).join(', ')} | ${sdk.task_ms_per_1000} | ${sdk.script_ms_per_1000} |`);
+  console.log(
+    JSON.stringify({
+      bench: 'sdk_browser_paced',
+      quick,
+      events: N,
+      rate: RATE,
+      runs: RUNS,
+      native,
+      sdk,
+      task_ratio_sdk_vs_native: Number((sdk.task_ms_per_1000 / native.task_ms_per_1000).toFixed(3)),
+      browser: result.userAgent,
+      loadavg: loadavg().map((x) => Number(x.toFixed(2))),
+      cpus: cpus().length,
+    }),
+  );
+  process.exit(0);
 }
 
 // 5. Report.
