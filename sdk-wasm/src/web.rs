@@ -4,9 +4,11 @@
 //! Rules kept throughout:
 //! * No JavaScript callback is ever called while a `RefCell` of ours is
 //!   borrowed: a callback may call `close()`, `reconnect()` or `subscribe()`.
-//! * Every JS closure we hand out (the `online` listener) is a `Closure` owned
-//!   by the shared connection, which the `Subscription`s own; it is removed and
-//!   dropped when the last subscription closes. Timers get the `resolve`
+//! * Every JS closure we hand out is a `Closure` owned on the Rust side: the
+//!   `online` listener by the shared connection, which the `Subscription`s own
+//!   (removed and dropped when the last subscription closes); the body's `write`
+//!   sink and the watchdog's interval by the read loop (dropped, the interval
+//!   cleared, once the body has ended). Back-off timers get the `resolve`
 //!   function of a promise directly, so they need no Rust closure at all.
 //! * Messages are built with `String` pushes, not `format!`, to keep the
 //!   module small.
@@ -19,7 +21,7 @@ use realtime_bridge_wire::{IdError, UserId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{AbortController, EventTarget, Headers, ReadableStreamDefaultReader, RequestInit, Response};
+use web_sys::{AbortController, EventTarget, Headers, ReadableStream, RequestInit, Response, WritableStream};
 
 use crate::backoff::Backoff;
 use crate::demux::{parse_filter, Demux, FrameKind, ListenerId};
@@ -638,10 +640,9 @@ async fn connect_once(conn: &Conn, attempt: &mut u32, retried_401: &mut bool) ->
     let Some(body) = response.body() else {
         return Outcome::Retry;
     };
-    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     *attempt = 0;
     set_status(conn, Status::Open);
-    read_stream(conn, &reader, &ctrl).await;
+    read_stream(conn, &body, &ctrl).await;
     // Ends the body if it is still open (no-op otherwise). Not `reader.cancel()`: its
     // promise rejects on an errored stream, an unhandled rejection in Node.
     ctrl.abort();
@@ -696,10 +697,6 @@ impl Watchdog {
         let interval = set_interval(tick.as_ref().unchecked_ref(), (ms / 4.0).max(10.0));
         Self { last, fired, interval, _tick: tick }
     }
-
-    fn fed(&self) {
-        self.last.set(js_sys::Date::now());
-    }
 }
 
 impl Drop for Watchdog {
@@ -710,35 +707,39 @@ impl Drop for Watchdog {
 
 /// Reads chunks until the stream ends, fails, is aborted, or stays silent for
 /// longer than the heartbeat timeout.
-async fn read_stream(conn: &Conn, reader: &ReadableStreamDefaultReader, ctrl: &AbortController) {
+///
+/// The body is piped into a sink whose `write` is called by the browser for each chunk: one
+/// promise for the whole stream, where a `reader.read()` loop costs a promise, a Rust future
+/// and two closures per chunk (most of the main-thread time when events come one by one).
+async fn read_stream(conn: &Conn, body: &ReadableStream, ctrl: &AbortController) {
     let heartbeat_ms = conn.borrow().heartbeat_ms;
     let watchdog = (heartbeat_ms > 0.0).then(|| Watchdog::start(heartbeat_ms, ctrl));
-    loop {
-        let next = JsFuture::from(reader.read()).await;
-        if watchdog.as_ref().is_some_and(|w| w.fired.get()) {
-            // The watchdog aborted the request: no byte, not even a heartbeat, for too long.
-            let mut m = String::from("no data from the bridge for ");
-            push_u64(&mut m, heartbeat_ms as u64);
-            m.push_str(" ms: reconnecting");
-            report_error(conn, &realtime_error(&m, None, Some("heartbeat_timeout"), false));
-            return;
+    let (c, abort) = (Rc::clone(conn), ctrl.clone());
+    let last = watchdog.as_ref().map(|w| Rc::clone(&w.last));
+    let write = Closure::<dyn FnMut(JsValue)>::new(move |chunk: JsValue| {
+        if let Some(l) = &last {
+            l.set(js_sys::Date::now());
         }
-        let Ok(result) = next else { return };
-        if let Some(w) = &watchdog {
-            w.fed();
+        if chunk.is_object() {
+            deliver(&c, &Uint8Array::new(&chunk).to_vec());
+            if c.borrow().closed {
+                abort.abort();
+            }
         }
-        if prop(&result, "done").is_truthy() {
-            return;
-        }
-        let value = prop(&result, "value");
-        if !value.is_object() {
-            continue;
-        }
-        let bytes = Uint8Array::new(&value).to_vec();
-        deliver(conn, &bytes);
-        if conn.borrow().closed {
-            return;
-        }
+    });
+    let sink = js_sys::Object::new();
+    if Reflect::set(&sink, &JsValue::from_str("write"), write.as_ref()).is_err() {
+        return;
+    }
+    let Ok(dest) = WritableStream::new_with_underlying_sink(&sink) else { return };
+    // Ends when the body does, or rejects when it fails or is aborted: either way, done.
+    let _ = JsFuture::from(body.pipe_to(&dest)).await;
+    drop(write);
+    if watchdog.as_ref().is_some_and(|w| w.fired.get()) {
+        let mut m = String::from("no data from the bridge for ");
+        push_u64(&mut m, heartbeat_ms as u64);
+        m.push_str(" ms: reconnecting");
+        report_error(conn, &realtime_error(&m, None, Some("heartbeat_timeout"), false));
     }
 }
 
