@@ -166,8 +166,6 @@ struct UserSlot {
 enum Kind {
     User(UserId),
     Broadcast,
-    /// Every user (`--subscribe shared`); live mode only.
-    AllUsers,
 }
 
 impl Kind {
@@ -175,7 +173,6 @@ impl Kind {
         let s = match self {
             Self::User(u) => subject::user_wildcard(u),
             Self::Broadcast => subject::BROADCAST_WILDCARD.to_owned(),
-            Self::AllUsers => subject::ALL_USERS_WILDCARD.to_owned(),
         };
         if history {
             format!("{}{s}", subject::REPUBLISH_PREFIX)
@@ -191,7 +188,7 @@ impl Kind {
     fn user(&self) -> Option<&UserId> {
         match self {
             Self::User(u) => Some(u),
-            Self::Broadcast | Self::AllUsers => None,
+            Self::Broadcast => None,
         }
     }
 
@@ -200,7 +197,6 @@ impl Kind {
         match self {
             Self::User(u) => subject.strip_prefix(subject::USER_PREFIX)?.strip_prefix(u.as_str())?.strip_prefix('.'),
             Self::Broadcast => subject.strip_prefix(subject::BROADCAST_PREFIX),
-            Self::AllUsers => subject.strip_prefix(subject::USER_PREFIX)?.split_once('.').map(|(_, e)| e),
         }
     }
 }
@@ -352,7 +348,7 @@ impl Hub {
     /// One `user.*.*` subscription: each event goes to its user's channel if that user has a
     /// stream here, and is framed only then.
     async fn run_user_dispatch(self: Arc<Self>, ready: watch::Sender<bool>) {
-        let Some(mut sub) = Box::pin(self.subscribe(&Kind::AllUsers)).await else { return };
+        let Some(mut sub) = Box::pin(self.subscribe(subject::ALL_USERS_WILDCARD.to_owned())).await else { return };
         let _ = ready.send(true);
         while let Some(msg) = sub.next().await {
             self.metrics.events_received.inc();
@@ -366,14 +362,7 @@ impl Hub {
                 users.get(user).map(|slot| Arc::clone(&slot.channel))
             };
             let Some(channel) = channel else { continue };
-            let Ok(event) = EventName::parse(event) else {
-                self.drop_event(DropReason::InvalidSubject, &msg.subject);
-                continue;
-            };
-            match self.framer.frame_live(event, channel.user.as_ref(), &msg.payload) {
-                Ok(frame) => channel.push(frame),
-                Err(reason) => self.drop_event(reason, &msg.subject),
-            }
+            self.push_live(&channel, Some(event), channel.user.as_ref(), &msg);
         }
     }
 
@@ -393,8 +382,7 @@ impl Hub {
     }
 
     /// Subscribes to the channel's subject and waits (bounded) for the server to confirm it.
-    async fn subscribe(&self, kind: &Kind) -> Option<async_nats::Subscriber> {
-        let subject = kind.live_subject(self.history.is_some());
+    async fn subscribe(&self, subject: String) -> Option<async_nats::Subscriber> {
         let sub = match self.client.subscribe(subject.clone()).await {
             Ok(sub) => sub,
             Err(e) => {
@@ -415,18 +403,24 @@ impl Hub {
     /// Live mode: frame and push every message.
     async fn run_live(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
         // Boxed (here and below): rare, large awaits would otherwise stay part of the task.
-        let Some(mut sub) = Box::pin(self.subscribe(&kind)).await else { return };
+        let Some(mut sub) = Box::pin(self.subscribe(kind.live_subject(false))).await else { return };
         let _ = ready.send(true);
         while let Some(msg) = sub.next().await {
             self.metrics.events_received.inc();
-            let Some(event) = kind.event_of(&msg.subject).and_then(|e| EventName::parse(e).ok()) else {
-                self.drop_event(DropReason::InvalidSubject, &msg.subject);
-                continue;
-            };
-            match self.framer.frame_live(event, kind.user(), &msg.payload) {
-                Ok(frame) => channel.push(frame),
-                Err(reason) => self.drop_event(reason, &msg.subject),
-            }
+            self.push_live(&channel, kind.event_of(&msg.subject), kind.user(), &msg);
+        }
+    }
+
+    /// Frames a live message for `channel` and pushes it; a bad event name or payload is
+    /// counted and skipped.
+    fn push_live(&self, channel: &Channel, event: Option<&str>, user: Option<&UserId>, msg: &async_nats::Message) {
+        let Some(event) = event.and_then(|e| EventName::parse(e).ok()) else {
+            self.drop_event(DropReason::InvalidSubject, &msg.subject);
+            return;
+        };
+        match self.framer.frame_live(event, user, &msg.payload) {
+            Ok(frame) => channel.push(frame),
+            Err(reason) => self.drop_event(reason, &msg.subject),
         }
     }
 
@@ -434,7 +428,7 @@ impl Hub {
     async fn run_history(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
         // Borrowed, not cloned: a `History` is ~1 KB, and this future lives once per user.
         let Some(history) = self.history.as_ref() else { return };
-        let Some(mut sub) = Box::pin(self.subscribe(&kind)).await else { return };
+        let Some(mut sub) = Box::pin(self.subscribe(kind.live_subject(true))).await else { return };
         let subject = kind.stored_subject();
         // History mode. Everything stored up to `base` is history for streams to read;
         // everything after it is this channel's to push, in order, with no gap.

@@ -10,12 +10,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { chromiumPath, CHROMIUM_ARGS } from '../../../npm/test/chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const demoDir = join(here, '..');
@@ -30,13 +31,6 @@ const PEER = '7';
 const TYPING_MS = '3000';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function chromiumPath() {
-  for (const p of [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium']) {
-    if (p && existsSync(p)) return p;
-  }
-  throw new Error('Chromium not found: apt-get install chromium (scripts/setup-sdk.sh)');
-}
 
 /** Three distinct free loopback ports (held together while chosen). */
 async function freePorts(n) {
@@ -135,16 +129,7 @@ before(async () => {
     executablePath: chromiumPath(),
     headless: true,
     viewport: { width: 1280, height: 800 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
 });
 
