@@ -115,7 +115,12 @@ impl Verifier {
             Some(s) => Some(UserId::parse(&s).map_err(|e| AppError::Unauthorized(format!("token sub claim {e}")))?),
             None => None,
         };
-        Ok(Principal { sub, admin: claims.rb_admin, scopes: claims.rb_scope.0 })
+        Ok(Principal {
+            sub,
+            admin: claims.rb_admin,
+            scopes: claims.rb_scope.0,
+            expires_at: claims.exp.saturating_add(self.validation.leeway),
+        })
     }
 }
 
@@ -162,8 +167,13 @@ impl<'de> Deserialize<'de> for Scopes {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub sub: Option<UserId>,
+    /// `rb_admin: true`: may read any user's stream. It grants nothing else: publishing and
+    /// presence need their own scope, so a support console's token cannot publish.
     pub admin: bool,
     pub scopes: BTreeSet<String>,
+    /// Unix seconds after which the token is no longer accepted (`exp` plus the leeway): an
+    /// open stream ends then (`end` / `token_expired`).
+    pub expires_at: u64,
 }
 
 impl Principal {
@@ -172,27 +182,45 @@ impl Principal {
         self.admin || self.sub.as_ref() == Some(user)
     }
 
+    /// Whether the token's `rb_scope` claim lists `scope` (admin does not imply any).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.admin || self.scopes.contains(scope)
+        self.scopes.contains(scope)
     }
+}
+
+/// Where a request may carry its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPlaces {
+    /// `Authorization: Bearer` only: every endpoint but the stream. A cookie is sent by the
+    /// browser on its own (CSRF), and a query string ends up in proxy logs.
+    Header,
+    /// Header, then `access_token` query parameter, then `rb_token` cookie: the stream GET,
+    /// which `EventSource` opens without custom headers.
+    HeaderQueryCookie,
 }
 
 impl Auth {
     /// Authenticates a request. `Ok(None)` means auth is disabled.
-    pub fn authenticate(&self, headers: &HeaderMap, query_token: Option<&str>) -> Result<Option<Principal>, AppError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+        places: TokenPlaces,
+    ) -> Result<Option<Principal>, AppError> {
         let Self::Jwt(verifier) = self else { return Ok(None) };
-        let token = find_token(headers, query_token)?.ok_or_else(|| {
-            AppError::Unauthorized(
-                "missing token: send Authorization: Bearer <jwt>, the access_token query parameter or the rb_token cookie"
-                    .into(),
-            )
+        let token = find_token(headers, query_token, places)?.ok_or_else(|| {
+            AppError::Unauthorized(match places {
+                TokenPlaces::Header => "missing token: send Authorization: Bearer <jwt>".into(),
+                TokenPlaces::HeaderQueryCookie => "missing token: send Authorization: Bearer <jwt>, the access_token query parameter or the rb_token cookie".into(),
+            })
         })?;
         verifier.verify(token).map(Some)
     }
 
-    /// Requires `scope` (publish, presence). Disabled auth lets everything through.
-    pub fn require_scope(&self, headers: &HeaderMap, query_token: Option<&str>, scope: &str) -> Result<(), AppError> {
-        match self.authenticate(headers, query_token)? {
+    /// Requires `scope` (publish, presence) from a token in the `Authorization` header.
+    /// Disabled auth lets everything through.
+    pub async fn require_scope(&self, headers: &HeaderMap, scope: &str) -> Result<(), AppError> {
+        match self.authenticate(headers, None, TokenPlaces::Header).await? {
             Some(p) if !p.has_scope(scope) => {
                 Err(AppError::Forbidden(format!("token lacks the {scope:?} scope (claim rb_scope)")))
             }
@@ -201,8 +229,15 @@ impl Auth {
     }
 }
 
-/// Header first, then query, then cookie, as DESIGN.md orders them.
-fn find_token<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Result<Option<&'a str>, AppError> {
+/// Finds the token: header first, then (where allowed) query, then cookie.
+///
+/// `Ok(None)`: no token where this endpoint looks. A malformed `Authorization` header is an
+/// error, never a reason to look further.
+pub fn find_token<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&'a str>,
+    places: TokenPlaces,
+) -> Result<Option<&'a str>, AppError> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
         let v = v.to_str().map_err(|_| AppError::Unauthorized("Authorization header is not ASCII".into()))?;
         let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
@@ -210,6 +245,9 @@ fn find_token<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Resul
             return Err(AppError::Unauthorized("Authorization header must be `Bearer <jwt>`".into()));
         }
         return Ok(Some(token.trim()));
+    }
+    if places == TokenPlaces::Header {
+        return Ok(None);
     }
     if let Some(t) = query_token.filter(|t| !t.is_empty()) {
         return Ok(Some(t));

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Auth, SCOPE_PRESENCE, SCOPE_PUBLISH};
+use crate::auth::{Auth, TokenPlaces, SCOPE_PRESENCE, SCOPE_PUBLISH};
 use crate::conn::Takeover;
 use crate::error::AppError;
 use crate::frame::Framer;
@@ -153,7 +153,7 @@ async fn stream_events(
                 .into(),
         ),
     };
-    if let Some(p) = s.auth.authenticate(&headers, q.access_token.as_deref())? {
+    if let Some(p) = s.auth.authenticate(&headers, q.access_token.as_deref(), TokenPlaces::HeaderQueryCookie).await? {
         if !p.may_read(&user) {
             return Err(AppError::Forbidden(format!("this token may not read the stream of user {user}")));
         }
@@ -211,20 +211,13 @@ struct PublishRequest {
     msg_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenQuery {
-    access_token: Option<String>,
-}
-
 async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<TokenQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let s = &state.0;
-    let q = query(q)?;
-    s.auth.require_scope(&headers, q.access_token.as_deref(), SCOPE_PUBLISH)?;
+    s.auth.require_scope(&headers, SCOPE_PUBLISH).await?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::PayloadTooLarge(format!(
@@ -315,13 +308,11 @@ async fn presence(
     raw: Result<Path<String>, PathRejection>,
     uri: Uri,
     headers: HeaderMap,
-    q: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let s = &state.0;
     let raw = path_param(raw, &uri, "/v1/presence/", "")?;
     let user = user_id(&raw)?;
-    let q = query(q)?;
-    s.auth.require_scope(&headers, q.access_token.as_deref(), SCOPE_PRESENCE)?;
+    s.auth.require_scope(&headers, SCOPE_PRESENCE).await?;
     Ok(Json(s.presence.query(&user).await).into_response())
 }
 
