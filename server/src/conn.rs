@@ -47,6 +47,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 48;
 /// At most this many ready chunks go into one `writev`.
 const MAX_BATCH: usize = 64;
+/// Bytes a client may send into its open stream (nothing is expected) before it is cut off.
+const MAX_UNSOLICITED: usize = 4 * 1024;
 /// Bodies of non-stream answers (errors) read to write them with a length.
 const MAX_ANSWER_BODY: usize = 1 << 20;
 
@@ -114,7 +116,9 @@ async fn serve_with_hyper(sock: TcpStream, read: Vec<u8>, config: &ConnConfig, g
     }
 }
 
-enum Head {
+/// Who serves a connection, decided from the first bytes it sent.
+#[derive(Debug)]
+pub enum Head {
     /// A complete stream request, answered here.
     Stream(Box<Request<Body>>),
     /// Anything else: hyper serves the connection from the bytes read so far.
@@ -123,18 +127,90 @@ enum Head {
     Closed,
 }
 
+/// Decides, read after read, who serves a connection.
+///
+/// A head may arrive a byte at a time. Parsing the whole buffer after every read would cost
+/// O(n²) on a trickled head, so the buffer is parsed at most twice: once when the request
+/// line is complete (it alone may show the request is not a stream) and once when the blank
+/// line that ends the head has arrived. In between, only the new bytes are scanned.
+#[derive(Debug, Default)]
+pub struct HeadReader {
+    /// Bytes already searched for the end of the head (minus a few for a split marker).
+    scanned: usize,
+    /// Whether the request line was looked at already.
+    line_checked: bool,
+    /// How many times httparse ran (at most two; checked by the tests).
+    parses: u8,
+}
+
+impl HeadReader {
+    /// Called with everything read so far after each read. `Some` once it is clear who
+    /// serves the request; `None` while more bytes are needed.
+    pub fn advance(&mut self, buf: &[u8]) -> Option<Head> {
+        if !self.line_checked {
+            if let Some(eol) = buf.iter().position(|&b| b == b'\n') {
+                self.line_checked = true;
+                self.parses += 1;
+                let mut headers = [httparse::EMPTY_HEADER; 0];
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(&buf[..=eol]) {
+                    // The request line alone shows it is not a stream: no need to wait.
+                    Ok(_) | Err(httparse::Error::TooManyHeaders) => match (req.method, req.path) {
+                        (Some(m), Some(p)) if !is_stream(m, p) => return Some(Head::Other),
+                        _ => {}
+                    },
+                    // hyper answers malformed requests (400) in its own words.
+                    Err(_) => return Some(Head::Other),
+                }
+            }
+        }
+        let end = find_head_end(buf, self.scanned);
+        self.scanned = buf.len().saturating_sub(2);
+        match end {
+            Some(end) => {
+                self.parses += 1;
+                Some(parse_head(&buf[..end]).unwrap_or(Head::Other))
+            }
+            None if buf.len() >= MAX_HEAD => Some(Head::Other),
+            None => None,
+        }
+    }
+
+    /// The decision when the client closed its side after sending `buf`.
+    pub fn at_eof(buf: &[u8]) -> Head {
+        // Closed mid-head: let hyper say what is wrong if anything was sent.
+        if buf.is_empty() {
+            Head::Closed
+        } else {
+            Head::Other
+        }
+    }
+}
+
+/// The end of the head (just past its blank line), searching from `from`. Bare LF line
+/// endings count, as httparse accepts them.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        let nl = i + buf[i..].iter().position(|&b| b == b'\n')?;
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
 async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
+    let mut reader = HeadReader::default();
     loop {
         buf.reserve(1024);
         if sock.read_buf(buf).await? == 0 {
-            // Closed mid-head: let hyper say what is wrong if anything was sent.
-            return Ok(if buf.is_empty() { Head::Closed } else { Head::Other });
+            return Ok(HeadReader::at_eof(buf));
         }
-        if let Some(head) = parse_head(buf) {
+        if let Some(head) = reader.advance(buf) {
             return Ok(head);
-        }
-        if buf.len() >= MAX_HEAD {
-            return Ok(Head::Other);
         }
     }
 }
@@ -246,9 +322,12 @@ fn write_head(out: &mut Vec<u8>, parts: &axum::http::response::Parts) {
 async fn drive(sock: TcpStream, head: Bytes, mut stream: SseStream, config: &ConnConfig) {
     let mut queue = VecDeque::from([head]);
     let mut ended = false;
+    // Bytes the client sent after its head (see `client_gone`).
+    let mut unsolicited = 0usize;
     loop {
         // Whatever is ready goes out in the same write (a burst, a cursor line and its frame).
-        while queue.len() < MAX_BATCH {
+        // A stream that returned its end is never polled again.
+        while !ended && queue.len() < MAX_BATCH {
             match stream.next().now_or_never() {
                 Some(Some(chunk)) => queue.push_back(chunk),
                 Some(None) => {
@@ -277,7 +356,7 @@ async fn drive(sock: TcpStream, head: Bytes, mut stream: SseStream, config: &Con
                 Some(chunk) => queue.push_back(chunk),
                 None => ended = true,
             },
-            () = client_gone(&sock) => return,
+            () = client_gone(&sock, &mut unsolicited) => return,
         }
     }
     // Every byte is written: a clean close (FIN) tells the client the stream ended.
@@ -328,8 +407,11 @@ fn write_some(sock: &TcpStream, queue: &VecDeque<Bytes>) -> io::Result<usize> {
 }
 
 /// Resolves when the client closes its side (or the connection fails). Anything it sends
-/// meanwhile (a pipelined request this connection will never answer) is discarded.
-async fn client_gone(sock: &TcpStream) {
+/// meanwhile (a pipelined request this connection will never answer) is discarded, up to
+/// [`MAX_UNSOLICITED`] bytes over the connection's life: a client that keeps sending into
+/// its stream is cut off rather than costing a read per few bytes for as long as it likes.
+async fn client_gone(sock: &TcpStream, unsolicited: &mut usize) {
+    // Small on purpose: this buffer is part of every idle stream's task.
     let mut scratch = [0u8; 64];
     loop {
         if sock.readable().await.is_err() {
@@ -337,7 +419,13 @@ async fn client_gone(sock: &TcpStream) {
         }
         match sock.try_read(&mut scratch) {
             Ok(0) => return,
-            Ok(_) => {}
+            Ok(n) => {
+                *unsolicited += n;
+                if *unsolicited > MAX_UNSOLICITED {
+                    tracing::debug!(bytes = *unsolicited, "stream connection cut off: the client keeps sending");
+                    return;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return,
         }
@@ -414,27 +502,65 @@ mod tests {
         assert!(!is_stream("GET", "/healthz?/v1/users/1/events"));
     }
 
+    /// Feeds `head` to a [`HeadReader`] in chunks of `step` bytes, as reads would.
+    fn decide(head: &[u8], step: usize) -> Option<Head> {
+        decide_counting(head, step).0
+    }
+
+    /// [`decide`], and how many times the reader ran httparse.
+    fn decide_counting(head: &[u8], step: usize) -> (Option<Head>, u8) {
+        let mut reader = HeadReader::default();
+        let mut buf = Vec::new();
+        for chunk in head.chunks(step) {
+            buf.extend_from_slice(chunk);
+            if let Some(h) = reader.advance(&buf) {
+                return (Some(h), reader.parses);
+            }
+        }
+        (None, reader.parses)
+    }
+
     #[test]
     fn heads_are_sorted_out() {
-        let parsed = |s: &str| parse_head(s.as_bytes());
-        assert!(matches!(parsed("GET /v1/users/42/events HTTP/1.1\r\nHost: a\r\n\r\n"), Some(Head::Stream(_))));
-        // Not known yet: the head is incomplete.
-        assert!(parsed("GET /v1/users/42/events HTTP/1.1\r\nHost: a\r\n").is_none());
-        // Known from the request line.
-        assert!(matches!(parsed("POST /v1/publish HTTP/1.1\r\n"), Some(Head::Other)));
-        // Bodies and garbage go to hyper.
-        assert!(matches!(
-            parsed("GET /v1/users/42/events HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"),
-            Some(Head::Other)
-        ));
-        assert!(matches!(parsed("\x01\x02 nonsense\r\n\r\n"), Some(Head::Other)));
-        let Some(Head::Stream(req)) = parsed("GET /v1/users/7/events?x=1 HTTP/1.0\r\nLast-Event-ID: 3:4\r\n\r\n")
-        else {
-            panic!("not a stream request")
-        };
-        assert_eq!(req.version(), Version::HTTP_10);
-        assert_eq!(req.uri().query(), Some("x=1"));
-        assert_eq!(req.headers()["last-event-id"], "3:4");
+        for step in [usize::MAX, 1, 2, 3, 7] {
+            let parsed = |s: &str| decide(s.as_bytes(), step);
+            assert!(matches!(parsed("GET /v1/users/42/events HTTP/1.1\r\nHost: a\r\n\r\n"), Some(Head::Stream(_))));
+            assert!(matches!(parsed("GET /v1/users/42/events HTTP/1.1\nHost: a\n\n"), Some(Head::Stream(_))));
+            // Not known yet: the head is incomplete.
+            assert!(parsed("GET /v1/users/42/events HTTP/1.1\r\nHost: a\r\n").is_none());
+            // Known from the request line.
+            assert!(matches!(parsed("POST /v1/publish HTTP/1.1\r\n"), Some(Head::Other)));
+            // Bodies and garbage go to hyper.
+            assert!(matches!(
+                parsed("GET /v1/users/42/events HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"),
+                Some(Head::Other)
+            ));
+            assert!(matches!(parsed("\x01\x02 nonsense\r\n\r\n"), Some(Head::Other)));
+            let Some(Head::Stream(req)) = parsed("GET /v1/users/7/events?x=1 HTTP/1.0\r\nLast-Event-ID: 3:4\r\n\r\n")
+            else {
+                panic!("not a stream request")
+            };
+            assert_eq!(req.version(), Version::HTTP_10);
+            assert_eq!(req.uri().query(), Some("x=1"));
+            assert_eq!(req.headers()["last-event-id"], "3:4");
+        }
+    }
+
+    #[test]
+    fn a_trickled_head_is_scanned_not_reparsed() {
+        // 16 KiB of headers sent a byte at a time: parsed twice (request line, whole head),
+        // not once per read (which was quadratic in the head's size).
+        let mut head = b"GET /v1/users/42/events HTTP/1.1\r\n".to_vec();
+        while head.len() < MAX_HEAD - 64 {
+            head.extend_from_slice(b"x-pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let (decided, parses) = decide_counting(&head, 1);
+        // More than 48 headers: hyper's, but only once the whole head is there.
+        assert!(matches!(decided, Some(Head::Other)));
+        assert_eq!(parses, 2);
+        assert!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r", 0).is_none());
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest", 10), Some(24));
     }
 
     #[tokio::test]
