@@ -171,8 +171,8 @@ pub struct Principal {
     /// presence need their own scope, so a support console's token cannot publish.
     pub admin: bool,
     pub scopes: BTreeSet<String>,
-    /// Unix seconds after which the token is no longer accepted (`exp` plus the leeway): an
-    /// open stream ends then (`end` / `token_expired`).
+    /// The last Unix second the token is accepted (`exp` plus the leeway): an open stream
+    /// ends after it (`end` / `token_expired`).
     pub expires_at: u64,
 }
 

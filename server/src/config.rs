@@ -115,6 +115,36 @@ pub struct ServeArgs {
     #[arg(long, env = "RB_MAX_STREAMS_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_user: u32,
 
+    /// Concurrent connections at most; more are answered 503 at once and closed
+    /// [default: the open-file limit minus a reserve for the process itself].
+    #[arg(long, env = "RB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+
+    /// Event names one stream's `events=` list may hold (400 beyond).
+    #[arg(long, env = "RB_MAX_FILTER_EVENTS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_filter_events: u64,
+
+    /// Longest request target (path and query) accepted (414 beyond).
+    #[arg(long, env = "RB_MAX_REQUEST_TARGET", default_value = "8KiB", value_parser = parse_bytes_usize)]
+    pub max_request_target: usize,
+
+    /// Distinct users one POST /v1/publish may name (400 beyond).
+    #[arg(long, env = "RB_MAX_PUBLISH_USERS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_publish_users: u64,
+
+    /// Users × data bytes one POST /v1/publish may push (413 beyond).
+    #[arg(long, env = "RB_MAX_PUBLISH_BYTES", default_value = "16MiB", value_parser = parse_bytes_usize)]
+    pub max_publish_bytes: usize,
+
+    /// Time a request body may take to arrive (408 beyond).
+    #[arg(long, env = "RB_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub request_timeout: Duration,
+
+    /// Longest life of a stream; it then ends with `end` / `max_lifetime` and the client
+    /// reconnects at once [default: as long as its token].
+    #[arg(long, env = "RB_MAX_STREAM_LIFETIME", value_parser = parse_positive_duration)]
+    pub max_stream_lifetime: Option<Duration>,
+
     /// Browser origin allowed by CORS (repeatable, or comma-separated in RB_CORS_ORIGIN).
     #[arg(long = "cors-origin", env = "RB_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,

@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,7 +54,7 @@ const MAX_UNSOLICITED: usize = 4 * 1024;
 const MAX_ANSWER_BODY: usize = 1 << 20;
 
 /// What every connection shares.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnConfig {
     pub router: Router,
     /// A write that makes no progress for this long fails the connection (see `stall`).
@@ -61,6 +62,52 @@ pub struct ConnConfig {
     /// A client must send a complete request head within this time, or is disconnected.
     pub head_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// `--max-connections`: past it a connection is answered 503 at once, so the process
+    /// keeps descriptors for its streams and NATS instead of failing `accept`.
+    pub max_connections: usize,
+    /// Connections being served now.
+    pub open_connections: AtomicUsize,
+}
+
+/// One counted connection; gives its place back when dropped (whatever ends the task).
+#[derive(Debug)]
+pub struct ConnSlot(Arc<ConnConfig>);
+
+impl ConnSlot {
+    /// A place for a new connection, or `None` at `--max-connections`.
+    pub fn take(config: &Arc<ConnConfig>) -> Option<Self> {
+        let taken = config
+            .open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < config.max_connections).then_some(n + 1));
+        taken.ok().map(|_| {
+            config.metrics.open_connections.inc();
+            Self(Arc::clone(config))
+        })
+    }
+}
+
+impl std::ops::Deref for ConnSlot {
+    type Target = ConnConfig;
+    fn deref(&self) -> &ConnConfig {
+        &self.0
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.open_connections.dec();
+    }
+}
+
+/// The answer past `--max-connections`: written without waiting (the socket's buffer is
+/// empty), then the connection is closed. Clients retry later (the SDK backs off).
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 98\r\n\r\n{\"error\":\"this bridge has as many connections as it may hold; retry shortly\",\"code\":\"unavailable\"}";
+
+/// Refuses a connection over the cap at once, without a task.
+pub fn refuse_busy(sock: TcpStream, config: &ConnConfig) {
+    config.metrics.connections_refused.inc();
+    let _ = sock.try_write(BUSY);
 }
 
 /// Put into a stream request's extensions by [`serve`]: the handler leaves the stream here
@@ -85,7 +132,7 @@ impl Takeover {
 }
 
 /// Serves `sock` until the client leaves, its stream ends, or (hyper) graceful shutdown.
-pub async fn serve(mut sock: TcpStream, config: Arc<ConnConfig>, graceful: Watcher) {
+pub async fn serve(mut sock: TcpStream, config: ConnSlot, graceful: Watcher) {
     // Events are small and latency matters more than packet count.
     let _ = sock.set_nodelay(true);
     let mut buf = Vec::new();
@@ -491,6 +538,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_answer_is_well_framed() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.lines().any(|l| l == format!("content-length: {}", body.len())), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["code"], "unavailable");
+    }
 
     #[test]
     fn only_stream_requests_are_taken() {

@@ -14,6 +14,20 @@ pub enum AppError {
     InvalidEventName { value: String, reason: String },
     #[error("{0}")]
     BadRequest(String),
+    #[error("events= names {given} events; at most {max} are allowed (--max-filter-events)")]
+    TooManyEvents { given: usize, max: usize },
+    #[error("the request target is {len} bytes; at most {max} are allowed (--max-request-target)")]
+    UriTooLong { len: usize, max: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// A browser request from a site the bridge does not know (CSRF).
+    #[error("{0}")]
+    CrossSite(String),
+    /// `--no-auth`: a `Host` that is not loopback (DNS rebinding).
+    #[error("{0}")]
+    HostNotAllowed(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -39,6 +53,12 @@ impl AppError {
             Self::InvalidUserId { .. } => (StatusCode::BAD_REQUEST, "invalid_user_id"),
             Self::InvalidEventName { .. } => (StatusCode::BAD_REQUEST, "invalid_event_name"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::TooManyEvents { .. } => (StatusCode::BAD_REQUEST, "too_many_events"),
+            Self::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::CrossSite(_) => (StatusCode::FORBIDDEN, "cross_site"),
+            Self::HostNotAllowed(_) => (StatusCode::FORBIDDEN, "host_not_allowed"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::TooManyStreams { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),

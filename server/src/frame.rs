@@ -47,6 +47,15 @@ impl Framer {
         Self { max_event_bytes, boot: boot_prefix(), next: AtomicU64::new(1) }
     }
 
+    /// Checks the event may be delivered: not a control frame's name, a payload that is one
+    /// JSON value within the size limit.
+    pub fn check(&self, event: &EventName, payload: &[u8]) -> Result<(), DropReason> {
+        if event.is_reserved() {
+            return Err(DropReason::ReservedEvent);
+        }
+        self.validate(payload)
+    }
+
     /// Checks the payload is one JSON value within the size limit.
     pub fn validate(&self, payload: &[u8]) -> Result<(), DropReason> {
         if payload.len() > self.max_event_bytes {
@@ -61,7 +70,7 @@ impl Framer {
 
     /// Frames a live (core NATS) message. `user` is `None` for broadcasts.
     pub fn frame_live(&self, event: EventName, user: Option<&UserId>, payload: &[u8]) -> Result<Frame, DropReason> {
-        self.validate(payload)?;
+        self.check(&event, payload)?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.boot);
         let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -78,7 +87,7 @@ impl Framer {
         payload: &[u8],
         stored_at: SystemTime,
     ) -> Result<Frame, DropReason> {
-        self.validate(payload)?;
+        self.check(&event, payload)?;
         let ts = humantime::format_rfc3339_millis(stored_at).to_string();
         Ok(build(None, &seq.to_string(), seq, event, user, payload, &ts))
     }
@@ -99,6 +108,8 @@ pub fn build(
     // token alphabet or RFC 3339, so none needs JSON escaping, and the payload is
     // embedded as the producer sent it (already validated) instead of being re-encoded.
     let payload = std::str::from_utf8(payload).unwrap_or("null");
+    let payload = escape_line_separators(payload);
+    let payload = payload.as_ref();
     let mut env = String::with_capacity(payload.len() + 96 + id.len() + event.as_str().len());
     env.push_str("{\"id\":\"");
     env.push_str(id);
@@ -118,6 +129,27 @@ pub fn build(
     let mut out = Vec::with_capacity(env.len() + 32 + cursor.map_or(0, str::len) + event.as_str().len());
     sse::write_event(&mut out, cursor, Some(event.as_str()), &env);
     Frame { event, seq, bytes: Bytes::from(out), end_offset: 0 }
+}
+
+/// JSON allows U+2028, U+2029 (and U+0085) raw inside strings, but some clients split lines
+/// on them (Python's `str.splitlines`, older JavaScript `eval`), which would let a payload
+/// forge SSE fields there. They can only occur inside strings (JSON whitespace is ASCII), so
+/// writing them as `\u` escapes keeps the JSON equal and the frame one line per `data:`.
+fn escape_line_separators(json: &str) -> std::borrow::Cow<'_, str> {
+    // Their UTF-8 encodings start with 0xC2 or 0xE2: a cheap byte test first.
+    if !json.bytes().any(|b| b == 0xC2 || b == 0xE2) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 12);
+    for c in json.chars() {
+        match c {
+            '\u{85}' => out.push_str("\\u0085"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn boot_prefix() -> String {
@@ -172,6 +204,28 @@ mod tests {
         assert_eq!(framer.frame_live(e(), None, b"[1,2,3,4,5]").unwrap_err(), DropReason::TooLarge);
         assert_eq!(framer.frame_live(e(), None, b"\"\xff\"").unwrap_err(), DropReason::InvalidJson);
         assert!(framer.frame_live(e(), None, b"[1,2]").is_ok());
+    }
+
+    #[test]
+    fn line_separators_are_escaped_and_json_unchanged() {
+        let framer = Framer::new(1024);
+        let raw = "{\"t\":\"a\u{2028}event: x\u{2029}b\u{85}c\u{e9}\"}";
+        let f = framer.frame_live(EventName::parse("e").unwrap(), None, raw.as_bytes()).unwrap();
+        let text = std::str::from_utf8(&f.bytes).unwrap();
+        assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{text:?}");
+        let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["data"]["t"], "a\u{2028}event: x\u{2029}b\u{85}c\u{e9}");
+    }
+
+    #[test]
+    fn reserved_names_are_refused() {
+        let framer = Framer::new(64);
+        for name in ["end", "reset"] {
+            let e = EventName::parse(name).unwrap();
+            assert_eq!(framer.frame_live(e, None, b"1").unwrap_err(), DropReason::ReservedEvent);
+        }
+        assert!(framer.frame_live(EventName::parse("ended").unwrap(), None, b"1").is_ok());
     }
 
     #[test]

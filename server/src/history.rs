@@ -7,6 +7,8 @@
 //! bounded range of sequences (a client resuming, or a subscription filling a gap) and go
 //! away when the range has been read.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -68,6 +70,25 @@ pub struct History {
     /// Kept to re-apply after NATS comes back (a server restarted without its store
     /// would otherwise have no stream, and nothing would be republished).
     config: stream::Config,
+    /// The highest sequence the stream is known to hold, shared by every channel.
+    watermark: Arc<Watermark>,
+}
+
+/// What the bridge knows of the stream's last sequence, to tell a re-published message from
+/// a forged one.
+///
+/// The live path reads re-published copies on `rt.>`, and any NATS client allowed to publish
+/// there could send one with any `Nats-Sequence`. Trusting a huge one would move a channel's
+/// position past every real event to come (they would be taken for duplicates) and poison
+/// every client's cursor. JetStream re-publishes a message only after storing it, so a real
+/// sequence is never past the stream's last one asked for after the message arrived.
+#[derive(Debug, Default)]
+struct Watermark {
+    /// Every sequence up to this one is known to have been stored.
+    known: AtomicU64,
+    /// One stream-info request at a time for the whole process: a burst of new messages over
+    /// many channels waits for the same answer instead of each asking.
+    asking: tokio::sync::Mutex<()>,
 }
 
 impl History {
@@ -103,7 +124,7 @@ impl History {
             allow_direct: true,
             ..Default::default()
         };
-        let history = Self { js, stream_name: cfg.stream_name.clone(), config };
+        let history = Self { js, stream_name: cfg.stream_name.clone(), config, watermark: Arc::default() };
         history.ensure().await?;
         tracing::info!(
             stream = %cfg.stream_name,
@@ -134,11 +155,35 @@ impl History {
         &self.js
     }
 
-    /// `(first, last)` sequence held by the stream now.
+    /// `(first, last)` sequence held by the stream now (one JetStream API request).
     pub async fn bounds(&self) -> Result<(u64, u64), HistoryError> {
-        let mut s = self.js.get_stream(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
-        let info = s.info().await.map_err(|e| HistoryError::Read(e.to_string()))?;
-        Ok((info.state.first_sequence, info.state.last_sequence))
+        let s = self.js.get_stream(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
+        let state = &s.cached_info().state;
+        self.watermark.known.fetch_max(state.last_sequence, Ordering::AcqRel);
+        Ok((state.first_sequence, state.last_sequence))
+    }
+
+    /// Whether `seq` is known to be stored already (no request): the common case for a
+    /// message that arrives while others are being checked.
+    pub fn known_to_hold(&self, seq: u64) -> bool {
+        seq <= self.watermark.known.load(Ordering::Acquire)
+    }
+
+    /// Whether the stream holds (or held) sequence `seq` of a message the caller received
+    /// before calling: at once when `seq` is not past the highest sequence known, else after
+    /// asking the stream (one request at a time for the whole process).
+    pub async fn holds(&self, seq: u64) -> Result<bool, HistoryError> {
+        let w = &self.watermark;
+        if seq <= w.known.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let _asking = w.asking.lock().await;
+        // Whoever asked while we waited may have learned enough.
+        if seq <= w.known.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let (_, last) = self.bounds().await?;
+        Ok(seq <= last)
     }
 
     /// Stored messages matching `filters` with sequence in `from..=to`, in stored order.
@@ -152,7 +197,7 @@ impl History {
         if from > to || from == 0 {
             return Ok(futures::stream::empty().boxed());
         }
-        let s = self.js.get_stream(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
+        let s = self.js.get_stream_no_info(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
         let (filter_subject, filter_subjects) = match filters.len() {
             1 => (filters.into_iter().next().unwrap_or_default(), Vec::new()),
             _ => (String::new(), filters),
@@ -203,7 +248,7 @@ impl History {
 /// default (`default_max_consumers`): a few dozen resumes and gap fills a second, over
 /// all bridges, would fill the stream and make every further read fail.
 struct DeleteOnDrop {
-    stream: jetstream::stream::Stream,
+    stream: jetstream::stream::Stream<()>,
     name: String,
 }
 

@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -24,9 +27,10 @@ use crate::conn::Takeover;
 use crate::error::AppError;
 use crate::frame::Framer;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::stream::{HistoryStart, StreamContext};
+use crate::stream::{EndReason, HistoryStart, StreamContext};
 
 /// Everything handlers need; cheap to clone.
 #[derive(Debug, Clone)]
@@ -49,17 +53,24 @@ pub struct Shared {
     /// Per-stream lag limit in bytes (see `Config::queue_bytes`).
     pub queue_bytes: u64,
     pub cors_origins: Vec<String>,
+    pub limits: Limits,
+    /// `/readyz`'s last answer: probes and anonymous callers must not each cost JetStream
+    /// API requests.
+    pub readiness: tokio::sync::Mutex<Option<(Instant, Result<(), &'static str>)>>,
 }
+
+/// How long `/readyz` reuses its last answer.
+const READY_CACHE: Duration = Duration::from_secs(1);
 
 /// The bridge's HTTP API.
 pub fn app(state: AppState) -> Router {
     let cors = cors_layer(&state.0.cors_origins);
-    let max_body = state.0.max_event_bytes.saturating_mul(2).saturating_add(64 * 1024);
+    let guard = axum::middleware::from_fn_with_state(state.clone(), guard_request);
     let router = Router::new()
         // A catch-all segment, so an empty or percent-encoded id reaches our validation
         // and gets a 400 with a reason instead of a bare 404.
         .route("/v1/users/{*rest}", get(stream_events))
-        .route("/v1/publish", post(publish).layer(axum::extract::DefaultBodyLimit::max(max_body)))
+        .route("/v1/publish", post(publish))
         .route("/v1/presence/{user_id}", get(presence))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -68,6 +79,8 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
+        // Around the router, so it applies to every path, known or not.
+        .layer(guard)
         // The span names the path only: the query may hold `access_token`, which must never be logged.
         .layer(TraceLayer::new_for_http().make_span_with(
             |req: &Request<Body>| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path()),
@@ -95,6 +108,71 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             ])
             .max_age(std::time::Duration::from_secs(600)),
     )
+}
+
+/// Checks made before routing, on both connection paths: the request target's length, and,
+/// without authentication, that the `Host` is a loopback name.
+async fn guard_request(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+    let s = &state.0;
+    let len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if len > s.limits.max_request_target {
+        return AppError::UriTooLong { len, max: s.limits.max_request_target }.into_response();
+    }
+    if matches!(s.auth, Auth::Disabled) {
+        if let Some(host) = req.headers().get(header::HOST) {
+            if !is_loopback_host(host.as_bytes()) {
+                // A web page can point its own host name at 127.0.0.1 (DNS rebinding); the
+                // browser then sends that name. Only loopback names reach a bridge that
+                // checks no token.
+                return AppError::HostNotAllowed(
+                    "this bridge runs without authentication (--no-auth) and answers only loopback host names (localhost, 127.0.0.1, [::1])".into(),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// `localhost`, `*.localhost`, a 127/8 address or `[::1]`, with or without a port.
+fn is_loopback_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else { return false };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, _)) => ip,
+            None => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A browser sends `Origin` (and `Sec-Fetch-Site`) with a cross-site POST; a service calling
+/// the API sends neither. Only origins allowed by `--cors-origin` may publish from a page:
+/// a form or `no-cors` fetch needs no preflight, so CORS alone would not stop it.
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
+    let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
+    let listed = origin.is_some_and(|o| allowed.iter().any(|a| a.as_bytes() == o));
+    if listed {
+        return Ok(());
+    }
+    if let Some(o) = origin {
+        return Err(AppError::CrossSite(format!(
+            "requests from origin {:?} are not allowed (list it with --cors-origin)",
+            String::from_utf8_lossy(o)
+        )));
+    }
+    match headers.get("sec-fetch-site").map(HeaderValue::as_bytes) {
+        Some(b"cross-site" | b"same-site") => {
+            Err(AppError::CrossSite("cross-site requests are not allowed (list the origin with --cors-origin)".into()))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,30 +219,40 @@ async fn stream_events(
     takeover: Option<Extension<Takeover>>,
 ) -> Result<Response, AppError> {
     let s = &state.0;
+    // Matched on the path as sent: `/v1/users/42%2Fevents` decodes to `42/events` but is not
+    // a stream URL (one URL per stream, whatever a proxy's rules say about the other).
+    if !uri.path().ends_with("/events") {
+        return Err(not_found_error());
+    }
     let rest = path_param(rest, &uri, "/v1/users/", "/events")?;
     let Some(raw_user) = rest.strip_suffix("/events") else { return Err(not_found_error()) };
     let user = user_id(raw_user)?;
     let q = query(q)?;
     let filter: Option<Arc<[EventName]>> = match q.events.as_deref() {
         None => None,
-        Some(list) => Some(
-            parse_event_list(list)
-                .map_err(|(value, e)| AppError::InvalidEventName { value, reason: e.to_string() })?
-                .into(),
-        ),
+        Some(list) => {
+            let names = parse_event_list(list)
+                .map_err(|(value, e)| AppError::InvalidEventName { value, reason: e.to_string() })?;
+            if names.len() > s.limits.max_filter_events {
+                return Err(AppError::TooManyEvents { given: names.len(), max: s.limits.max_filter_events });
+            }
+            Some(names.into())
+        }
     };
-    if let Some(p) = s.auth.authenticate(&headers, q.access_token.as_deref(), TokenPlaces::HeaderQueryCookie).await? {
+    let principal = s.auth.authenticate(&headers, q.access_token.as_deref(), TokenPlaces::HeaderQueryCookie).await?;
+    if let Some(p) = &principal {
         if !p.may_read(&user) {
             return Err(AppError::Forbidden(format!("this token may not read the stream of user {user}")));
         }
     }
+    let (ends_at, end_reason) = stream_end(principal.map(|p| p.expires_at), s.limits.max_stream_lifetime);
     // Resume cursors (`Last-Event-ID`, else `lastEventId`) only mean something with
     // history; in live mode the stream starts from now (DESIGN.md section 3).
     let cursor = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned).or(q.last_event_id);
 
     let attached = s.hub.attach(&user).await?;
     let history = match s.hub.history() {
-        Some(h) => Some(HistoryStart::new(h, &s.framer, &user, filter.as_deref(), cursor.as_deref(), &attached).await?),
+        Some(h) => Some(HistoryStart::new(h, &s.framer, &user, cursor.as_deref(), &attached).await?),
         None => None,
     };
     let ctx = StreamContext {
@@ -175,6 +263,8 @@ async fn stream_events(
         shutdown: s.shutdown.clone(),
         metrics: Arc::clone(&s.metrics),
         max_lag_bytes: s.queue_bytes,
+        ends_at,
+        end_reason,
     };
     let stream = crate::stream::sse_body(attached, ctx, history);
     let body = match takeover {
@@ -197,6 +287,18 @@ async fn stream_events(
         .into_response())
 }
 
+/// When a stream ends on its own: at its token's expiry or after `--max-stream-lifetime`,
+/// whichever comes first.
+fn stream_end(token_expires: Option<u64>, lifetime: Option<Duration>) -> (u64, EndReason) {
+    let by_lifetime = lifetime.map(|d| crate::auth::unix_now().saturating_add(d.as_secs().max(1)));
+    match (token_expires, by_lifetime) {
+        (Some(t), Some(l)) if l < t => (l, EndReason::MaxLifetime),
+        (Some(t), _) => (t, EndReason::TokenExpired),
+        (None, Some(l)) => (l, EndReason::MaxLifetime),
+        (None, None) => (u64::MAX, EndReason::TokenExpired),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishRequest {
@@ -211,23 +313,39 @@ struct PublishRequest {
     msg_id: Option<String>,
 }
 
-async fn publish(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AppError> {
+/// `POST /v1/publish`. Everything that can be decided from the head (origin, token,
+/// content type) is, before a byte of the body is read: an unauthenticated client cannot
+/// hold a connection by trickling a body, nor get `100 Continue`.
+async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
     let s = &state.0;
+    check_origin(&headers, &s.cors_origins)?;
     s.auth.require_scope(&headers, SCOPE_PUBLISH).await?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge(format!(
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        // Also what makes a browser preflight the request (CORS) instead of sending it blind.
+        return Err(AppError::UnsupportedMediaType("the body must be sent as Content-Type: application/json".into()));
+    }
+    let max_body = s.max_event_bytes.saturating_mul(2).saturating_add(64 * 1024);
+    let body = match tokio::time::timeout(s.limits.request_timeout, read_body(body, max_body)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(BodyError::TooLarge)) => {
+            return Err(AppError::PayloadTooLarge(format!(
                 "the body is too large: data may be at most {} bytes (--max-event-bytes)",
                 s.max_event_bytes
-            ))
-        } else {
-            AppError::BadRequest(format!("cannot read the body: {}", e.body_text()))
+            )))
         }
-    })?;
+        Ok(Err(BodyError::Read)) => return Err(AppError::BadRequest("the body could not be read".into())),
+        Err(_) => {
+            return Err(AppError::RequestTimeout(format!(
+                "the body did not arrive within {:?} (--request-timeout)",
+                s.limits.request_timeout
+            )))
+        }
+    };
     let req: PublishRequest = serde_json::from_slice(&body).map_err(|e| {
         AppError::BadRequest(format!(
             "body must be {{\"users\":[...]|\"broadcast\":true,\"event\":\"...\",\"data\":...}}: {e}"
@@ -235,6 +353,12 @@ async fn publish(
     })?;
     let event = EventName::parse(&req.event)
         .map_err(|e| AppError::InvalidEventName { value: req.event.clone(), reason: e.to_string() })?;
+    if event.is_reserved() {
+        return Err(AppError::InvalidEventName {
+            value: req.event.clone(),
+            reason: "is reserved for the stream's control frames (end, reset)".into(),
+        });
+    }
     let payload = Bytes::copy_from_slice(req.data.get().as_bytes());
     if payload.len() > s.max_event_bytes {
         return Err(AppError::BadRequest(format!(
@@ -246,7 +370,14 @@ async fn publish(
     let subjects: Vec<String> = match (req.broadcast, req.users.is_empty()) {
         (true, true) => vec![subject::broadcast_subject(&event)],
         (false, false) => {
-            let users = req.users.iter().map(|u| user_id(u)).collect::<Result<Vec<_>, _>>()?;
+            let users = distinct_users(&req.users)?;
+            if users.len() > s.limits.max_publish_users {
+                return Err(AppError::BadRequest(format!(
+                    "\"users\" names {} distinct users; at most {} are allowed per request (--max-publish-users)",
+                    users.len(),
+                    s.limits.max_publish_users
+                )));
+            }
             users.iter().map(|u| subject::user_subject(u, &event)).collect()
         }
         (true, false) => {
@@ -254,6 +385,15 @@ async fn publish(
         }
         (false, true) => return Err(AppError::BadRequest("give \"users\" (non-empty) or \"broadcast\": true".into())),
     };
+    let fan_out = subjects.len().saturating_mul(payload.len());
+    if fan_out > s.limits.max_publish_bytes {
+        return Err(AppError::PayloadTooLarge(format!(
+            "{} users × {} bytes of data is {fan_out} bytes; one request may publish at most {} (--max-publish-bytes)",
+            subjects.len(),
+            payload.len(),
+            s.limits.max_publish_bytes
+        )));
+    }
     if s.client.connection_state() != async_nats::connection::State::Connected {
         return Err(AppError::Unavailable("NATS is not connected; retry shortly".into()));
     }
@@ -280,11 +420,11 @@ async fn publish(
                     .context()
                     .publish_with_headers(subj.clone(), hdrs, payload.clone())
                     .await
-                    .map_err(|e| AppError::Unavailable(format!("publish to JetStream failed: {e}")))?;
+                    .map_err(|e| unavailable("publishing to JetStream failed", &e))?;
                 acks.push(ack);
             }
             for ack in acks {
-                ack.await.map_err(|e| AppError::Unavailable(format!("JetStream did not acknowledge: {e}")))?;
+                ack.await.map_err(|e| unavailable("JetStream did not acknowledge the publish", &e))?;
             }
         }
         // Without, a round trip to the server proves NATS has them.
@@ -293,14 +433,52 @@ async fn publish(
                 s.client
                     .publish_with_headers(subj.clone(), headers.clone(), payload.clone())
                     .await
-                    .map_err(|e| AppError::Unavailable(format!("publish to NATS failed: {e}")))?;
+                    .map_err(|e| unavailable("publishing to NATS failed", &e))?;
             }
             crate::nats::round_trip(&s.client)
                 .await
-                .map_err(|e| AppError::Unavailable(format!("NATS did not confirm the publish: {e}")))?;
+                .map_err(|e| unavailable("NATS did not confirm the publish", &e))?;
         }
     }
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "published": subjects.len() }))).into_response())
+}
+
+/// A 503 that says what failed; the library's error text (server names, codes) goes to
+/// the log only.
+fn unavailable(what: &'static str, e: &dyn std::fmt::Display) -> AppError {
+    tracing::warn!(error = %e, "{what}");
+    AppError::Unavailable(format!("{what}; retry shortly"))
+}
+
+/// The validated `users` of a publish, each once, in the order given.
+fn distinct_users(raw: &[String]) -> Result<Vec<UserId>, AppError> {
+    let mut seen = std::collections::HashSet::with_capacity(raw.len().min(4096));
+    let mut out = Vec::new();
+    for u in raw {
+        if seen.insert(u.as_str()) {
+            out.push(user_id(u)?);
+        }
+    }
+    Ok(out)
+}
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// Reads a request body of at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut data = body.into_data_stream();
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Read)?;
+        if out.len().saturating_add(chunk.len()) > limit {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
 }
 
 async fn presence(
@@ -318,18 +496,40 @@ async fn presence(
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let s = &state.0;
-    match s.client.connection_state() {
-        async_nats::connection::State::Connected => {}
-        other => return AppError::Unavailable(format!("NATS is {other}")).into_response(),
+    // One check at a time, answered from the last one for a second.
+    let mut cached = s.readiness.lock().await;
+    let answer = match *cached {
+        Some((at, answer)) if at.elapsed() < READY_CACHE => answer,
+        _ => {
+            let answer = check_ready(s).await;
+            *cached = Some((Instant::now(), answer));
+            answer
+        }
+    };
+    drop(cached);
+    match answer {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => AppError::Unavailable(why.to_owned()).into_response(),
+    }
+}
+
+async fn check_ready(s: &Shared) -> Result<(), &'static str> {
+    let state = s.client.connection_state();
+    if state != async_nats::connection::State::Connected {
+        tracing::debug!(%state, "not ready: NATS");
+        return Err("NATS is not connected");
     }
     if let Some(h) = s.hub.history() {
-        match tokio::time::timeout(std::time::Duration::from_secs(2), h.bounds()).await {
+        match tokio::time::timeout(Duration::from_secs(2), h.bounds()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return AppError::Unavailable(format!("JetStream is not reachable: {e}")).into_response(),
-            Err(_) => return AppError::Unavailable("JetStream did not answer in 2s".into()).into_response(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "not ready: JetStream");
+                return Err("JetStream is not reachable");
+            }
+            Err(_) => return Err("JetStream did not answer in 2s"),
         }
     }
-    (StatusCode::OK, "ready\n").into_response()
+    Ok(())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -480,6 +480,25 @@ impl Hub {
                     if seq <= upto {
                         continue;
                     }
+                    // A sequence past what the stream is known to hold is checked before it
+                    // moves anything: anyone allowed to publish on `rt.>` could have sent it.
+                    if !history.known_to_hold(seq) {
+                        match Box::pin(history.holds(seq)).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                self.drop_event(DropReason::Forged, &msg.subject);
+                                continue;
+                            }
+                            Err(e) => {
+                                // Cannot tell now: hold it back. If it is real, the next fill
+                                // reads it from the stream itself.
+                                tracing::debug!(error = %e, "cannot check a re-published sequence; filling from history instead");
+                                synced = false;
+                                verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
+                                continue;
+                            }
+                        }
+                    }
                     if !synced {
                         // First message since (re)subscribing: send what was missed before it.
                         // If history cannot be read now, hold this one back too (it is stored,

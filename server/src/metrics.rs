@@ -21,10 +21,16 @@ pub enum DropReason {
     InvalidSubject,
     /// A stream fell too far behind and was cut off; it missed these.
     SlowClient,
+    /// A producer used a name the stream keeps for its control frames (`end`, `reset`).
+    ReservedEvent,
+    /// History mode: a re-published message whose sequence the history stream does not hold
+    /// (published on `rt.>` by someone else than JetStream).
+    Forged,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [Self::InvalidJson, Self::TooLarge, Self::InvalidSubject, Self::SlowClient];
+    pub const ALL: [DropReason; 6] =
+        [Self::InvalidJson, Self::TooLarge, Self::InvalidSubject, Self::SlowClient, Self::ReservedEvent, Self::Forged];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +38,8 @@ impl DropReason {
             Self::TooLarge => "too_large",
             Self::InvalidSubject => "invalid_subject",
             Self::SlowClient => "slow_client",
+            Self::ReservedEvent => "reserved_event",
+            Self::Forged => "forged",
         }
     }
 }
@@ -57,8 +65,12 @@ pub struct Metrics {
     /// Successful (re)connections to NATS, the first one included.
     pub nats_connects: Counter,
     pub replayed_events: Counter,
+    /// Connections being served (streams and every other request).
+    pub open_connections: Gauge,
+    /// Connections answered 503 at once because `--max-connections` was reached.
+    pub connections_refused: Counter,
     /// Rate limit of "dropped" log lines: last log time per reason (ms since start).
-    last_drop_log: [AtomicU64; 4],
+    last_drop_log: [AtomicU64; DropReason::ALL.len()],
     started: Instant,
     /// Serialises encoding (the registry is not Sync-friendly for concurrent encodes).
     encode_lock: Mutex<()>,
@@ -82,6 +94,8 @@ impl Metrics {
         let nats_connected = Gauge::default();
         let nats_connects = Counter::default();
         let replayed_events = Counter::default();
+        let open_connections = Gauge::default();
+        let connections_refused = Counter::default();
         registry.register("open_streams", "SSE streams open on this instance", open_streams.clone());
         registry.register("connected_users", "Users with at least one open stream here", connected_users.clone());
         registry.register("events_delivered", "Event frames handed to SSE streams", events_delivered.clone());
@@ -91,6 +105,12 @@ impl Metrics {
         registry.register("nats_connected", "1 while connected to NATS, else 0", nats_connected.clone());
         registry.register("nats_connects", "Successful connections to NATS, the first included", nats_connects.clone());
         registry.register("replayed_events", "Events replayed from history on resume", replayed_events.clone());
+        registry.register("open_connections", "TCP connections being served", open_connections.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused at once because --max-connections was reached",
+            connections_refused.clone(),
+        );
         // Make every reason visible at 0 so dashboards and alerts see the series from the start.
         for r in DropReason::ALL {
             let _ = dropped.get_or_create(&ReasonLabel { reason: r.as_str() });
@@ -106,6 +126,8 @@ impl Metrics {
             nats_connected,
             nats_connects,
             replayed_events,
+            open_connections,
+            connections_refused,
             last_drop_log: Default::default(),
             started: Instant::now(),
             encode_lock: Mutex::new(()),

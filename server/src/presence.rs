@@ -31,6 +31,20 @@ const HELLO_EVERY: Duration = Duration::from_secs(5);
 pub const PEER_TTL: Duration = Duration::from_secs(15);
 /// Upper bound on a query when a known peer does not answer (it just died).
 const GATHER_TIMEOUT: Duration = Duration::from_millis(750);
+/// Peers remembered at most. Anyone who may publish `_RB.presence.hello` can announce
+/// peers (the shipped NATS permissions keep producers out of `_RB.>`); this bounds what they cost.
+const MAX_PEERS: usize = 256;
+/// Longest instance id accepted in a hello or a count reply (ours are 22 characters).
+const MAX_INSTANCE_LEN: usize = 64;
+/// Largest count reply read; ours are well under 100 bytes.
+const MAX_REPLY_BYTES: usize = 256;
+/// A peer that missed this many queries in a row is not waited for: a query then ends as
+/// soon as the peers that do answer have, instead of always taking [`GATHER_TIMEOUT`].
+const MAX_MISSED: u32 = 2;
+/// Once every trusted peer answered, how long the others still have.
+const SUSPECT_GRACE: Duration = Duration::from_millis(20);
+/// `realtime.presence.*` requests answered at the same time; more wait their turn.
+const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 /// The answer of a presence query (HTTP and NATS alike).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +61,23 @@ struct CountReply {
     streams: u64,
 }
 
+/// What we know of another instance.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    /// Its last hello.
+    seen: Instant,
+    /// Queries in a row it did not answer (reset by any answer).
+    missed: u32,
+}
+
+/// A valid instance id: short and from the token alphabet.
+fn instance_id(raw: &[u8]) -> Option<&str> {
+    if raw.is_empty() || raw.len() > MAX_INSTANCE_LEN || !raw.iter().all(|&b| realtime_bridge_wire::is_token_byte(b)) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()
+}
+
 /// Presence service of one instance.
 #[derive(Debug)]
 pub struct Presence {
@@ -55,7 +86,7 @@ pub struct Presence {
     /// Random per process, so a restarted instance is a new peer.
     instance: String,
     /// Other instances and when we last heard from them.
-    peers: Mutex<HashMap<String, Instant>>,
+    peers: Mutex<HashMap<String, Peer>>,
 }
 
 impl Presence {
@@ -80,11 +111,28 @@ impl Presence {
         let me = Arc::clone(self);
         tasks.push(tokio::spawn(async move {
             while let Some(msg) = hello.next().await {
-                let Ok(peer) = std::str::from_utf8(&msg.payload) else { continue };
+                let Some(peer) = instance_id(&msg.payload) else { continue };
                 if peer == me.instance {
                     continue;
                 }
-                let new = me.lock_peers().insert(peer.to_owned(), Instant::now()).is_none();
+                let new = {
+                    let mut peers = me.lock_peers();
+                    let full = peers.len() >= MAX_PEERS;
+                    match peers.get_mut(peer) {
+                        Some(p) => {
+                            p.seen = Instant::now();
+                            false
+                        }
+                        None if !full => {
+                            peers.insert(peer.to_owned(), Peer { seen: Instant::now(), missed: 0 });
+                            true
+                        }
+                        None => {
+                            tracing::debug!("presence: peer list full; hello ignored");
+                            false
+                        }
+                    }
+                };
                 if new {
                     // Answer a newcomer at once so it need not wait for our next hello.
                     me.announce().await;
@@ -94,7 +142,7 @@ impl Presence {
         let me = Arc::clone(self);
         tasks.push(tokio::spawn(async move {
             while let Some(msg) = bye.next().await {
-                if let Ok(peer) = std::str::from_utf8(&msg.payload) {
+                if let Some(peer) = instance_id(&msg.payload) {
                     me.lock_peers().remove(peer);
                 }
             }
@@ -111,19 +159,29 @@ impl Presence {
         }));
         let me = Arc::clone(self);
         tasks.push(tokio::spawn(async move {
+            // Answered concurrently (a query may wait for a peer), at most so many at once.
+            let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+            let mut running = tokio::task::JoinSet::new();
             while let Some(msg) = requests.next().await {
                 let Some(reply) = msg.reply else { continue };
-                let raw = msg.subject.strip_prefix(REQUEST_PREFIX).unwrap_or_default();
-                let body = match UserId::parse(raw) {
-                    Ok(user) => serde_json::to_vec(&me.query(&user).await),
-                    Err(e) => serde_json::to_vec(&crate::error::ErrorBody {
-                        error: format!("user id {raw:?} {e}"),
-                        code: "invalid_user_id",
-                    }),
-                };
-                if let Ok(json) = body {
-                    let _ = me.client.publish(reply, json.into()).await;
-                }
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+                // Finished answers are collected as we go, so the set stays small.
+                while running.try_join_next().is_some() {}
+                let me = Arc::clone(&me);
+                running.spawn(async move {
+                    let _slot = slot;
+                    let raw = msg.subject.strip_prefix(REQUEST_PREFIX).unwrap_or_default();
+                    let body = match UserId::parse(raw) {
+                        Ok(user) => serde_json::to_vec(&me.query(&user).await),
+                        Err(e) => serde_json::to_vec(&crate::error::ErrorBody {
+                            error: format!("user id {raw:?} {e}"),
+                            code: "invalid_user_id",
+                        }),
+                    };
+                    if let Ok(json) = body {
+                        let _ = me.client.publish(reply, json.into()).await;
+                    }
+                });
             }
         }));
         let me = Arc::clone(self);
@@ -133,7 +191,7 @@ impl Presence {
                 tick.tick().await;
                 me.announce().await;
                 let now = Instant::now();
-                me.lock_peers().retain(|_, seen| now.duration_since(*seen) < PEER_TTL);
+                me.lock_peers().retain(|_, p| now.duration_since(p.seen) < PEER_TTL);
             }
         }));
         Ok(tasks)
@@ -149,42 +207,71 @@ impl Presence {
         let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
     }
 
-    fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peer>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Open streams of `user` over every live instance.
     pub async fn query(&self, user: &UserId) -> PresenceInfo {
         let local = u64::from(self.hub.local_streams(user.as_str()));
-        let expected = {
+        // The peers to hear from: alive, and answering lately.
+        let expected: Vec<String> = {
             let now = Instant::now();
-            self.lock_peers().values().filter(|seen| now.duration_since(**seen) < PEER_TTL).count()
+            self.lock_peers()
+                .iter()
+                .filter(|(_, p)| now.duration_since(p.seen) < PEER_TTL)
+                .map(|(id, _)| id.clone())
+                .collect()
         };
-        let remote = if expected == 0 { 0 } else { self.gather(user, expected).await };
-        let streams = local + remote;
+        let remote = if expected.is_empty() { 0 } else { self.gather(user, &expected).await };
+        let streams = local.saturating_add(remote);
         PresenceInfo { user_id: user.to_string(), connected: streams > 0, streams }
     }
 
-    async fn gather(&self, user: &UserId, expected: usize) -> u64 {
+    /// Sums the counts of `peers` for `user`. Only known peers count, each once, and the sum
+    /// saturates: a stray or hostile reply cannot inflate or wrap it.
+    async fn gather(&self, user: &UserId, peers: &[String]) -> u64 {
         let inbox = self.client.new_inbox();
         let Ok(mut replies) = self.client.subscribe(inbox.clone()).await else { return 0 };
         if self.client.publish_with_reply(format!("{COUNT_PREFIX}{user}"), inbox, Bytes::new()).await.is_err() {
             return 0;
         }
+        // Peers that missed recent queries are not waited for (a fake or dead peer would
+        // otherwise make every query take the whole timeout); their answers still count if
+        // they come before the others'.
+        let trusted: Vec<&String> = {
+            let known = self.lock_peers();
+            peers.iter().filter(|id| known.get(*id).is_some_and(|p| p.missed < MAX_MISSED)).collect()
+        };
         let mut seen: HashMap<String, u64> = HashMap::new();
-        let deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
-        while seen.len() < expected {
+        let all_in = |seen: &HashMap<String, u64>| trusted.iter().all(|id| seen.contains_key(*id));
+        let mut deadline =
+            tokio::time::Instant::now() + if trusted.is_empty() { SUSPECT_GRACE } else { GATHER_TIMEOUT };
+        while seen.len() < peers.len() {
             match tokio::time::timeout_at(deadline, replies.next()).await {
                 Ok(Some(msg)) => {
-                    if let Ok(r) = serde_json::from_slice::<CountReply>(&msg.payload) {
-                        if r.instance != self.instance {
-                            seen.insert(r.instance, r.streams);
+                    if msg.payload.len() > MAX_REPLY_BYTES {
+                        continue;
+                    }
+                    let Ok(r) = serde_json::from_slice::<CountReply>(&msg.payload) else { continue };
+                    if peers.contains(&r.instance) {
+                        seen.insert(r.instance, r.streams);
+                        if all_in(&seen) {
+                            deadline = deadline.min(tokio::time::Instant::now() + SUSPECT_GRACE);
                         }
                     }
                 }
                 _ => break,
             }
         }
-        seen.values().sum()
+        // Who answered is trusted again; who did not is waited for less next time.
+        let mut known = self.lock_peers();
+        for id in peers {
+            if let Some(p) = known.get_mut(id) {
+                p.missed = if seen.contains_key(id) { 0 } else { p.missed.saturating_add(1) };
+            }
+        }
+        drop(known);
+        seen.values().fold(0u64, |sum, n| sum.saturating_add(*n))
     }
 }

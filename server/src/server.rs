@@ -20,6 +20,7 @@ use crate::frame::Framer;
 use crate::history::{History, HistoryConfig, HistoryError};
 use crate::http::{app, AppState, Shared};
 use crate::hub::{Hub, HubSettings};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::nats::{connect_server, NatsError};
 use crate::presence::Presence;
@@ -79,6 +80,10 @@ pub struct Config {
     pub head_timeout: Duration,
     /// Per-user NATS subscriptions, or one shared wildcard subscription (live mode only).
     pub subscribe: UserSubscription,
+    /// What one request or stream may cost.
+    pub limits: Limits,
+    /// Concurrent connections at most; `None`: derived from the open-file limit at start.
+    pub max_connections: Option<usize>,
 }
 
 impl Config {
@@ -98,6 +103,8 @@ impl Config {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
             subscribe: UserSubscription::PerUser,
+            limits: Limits::default(),
+            max_connections: None,
         }
     }
 
@@ -164,6 +171,15 @@ impl Config {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
             subscribe: args.subscribe,
+            limits: Limits {
+                max_filter_events: usize::try_from(args.max_filter_events).unwrap_or(usize::MAX),
+                max_request_target: args.max_request_target,
+                max_publish_users: usize::try_from(args.max_publish_users).unwrap_or(usize::MAX),
+                max_publish_bytes: args.max_publish_bytes,
+                request_timeout: args.request_timeout,
+                max_stream_lifetime: args.max_stream_lifetime,
+            },
+            max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         })
     }
 }
@@ -279,6 +295,8 @@ impl Bridge {
             max_event_bytes: config.max_event_bytes,
             queue_bytes: config.queue_bytes,
             cors_origins: config.cors_origins.clone(),
+            limits: config.limits.clone(),
+            readiness: tokio::sync::Mutex::new(None),
         }));
         Ok(Self { state, client, presence, tasks, stop })
     }
@@ -338,7 +356,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         }
     };
     let stop = bridge.stop_token();
-    tracing::info!(%addr, instance = bridge.instance(), "listening");
+    let open_files = crate::limits::raise_open_file_limit();
+    let max_connections = config.max_connections.unwrap_or_else(|| crate::limits::default_max_connections(open_files));
+    tracing::info!(%addr, instance = bridge.instance(), max_connections, open_files, "listening");
     let conn_config = Arc::new(ConnConfig {
         router: bridge.router(),
         // A client that stops reading for three heartbeats is cut off (see `stall`): the
@@ -346,6 +366,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         stall_limit: (config.heartbeat * 3).max(Duration::from_secs(1)),
         head_timeout: config.head_timeout,
         metrics: bridge.metrics(),
+        max_connections,
+        open_connections: std::sync::atomic::AtomicUsize::new(0),
     });
     let accept = tokio::spawn(serve_connections(listener, conn_config, stop.clone()));
 
@@ -379,7 +401,12 @@ async fn serve_connections(listener: TcpListener, config: Arc<ConnConfig>, stop:
         };
         match accepted {
             Ok((sock, _)) => {
-                connections.spawn(crate::conn::serve(sock, Arc::clone(&config), graceful.watcher()));
+                // Counted here, released by the connection's task when it ends.
+                let Some(slot) = crate::conn::ConnSlot::take(&config) else {
+                    crate::conn::refuse_busy(sock, &config);
+                    continue;
+                };
+                connections.spawn(crate::conn::serve(sock, slot, graceful.watcher()));
             }
             // The client gave up between SYN and accept: not ours to worry about.
             Err(e)

@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use realtime_bridge_wire::cursor::Cursor;
 use realtime_bridge_wire::subject::{parse_subject, Target};
-use realtime_bridge_wire::{sse, EventName, UserId};
+use realtime_bridge_wire::{sse, subject, EventName, UserId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,40 @@ pub struct StreamContext {
     /// A stream further behind its channel than this many bytes is cut off (the ring
     /// bounds the count of frames; this bounds their size).
     pub max_lag_bytes: u64,
+    /// The last Unix second of the stream's life (`u64::MAX`: no end), checked at
+    /// each heartbeat: a timer per stream would cost memory on every idle stream for a
+    /// precision nobody needs.
+    pub ends_at: u64,
+    /// Why it ends then.
+    pub end_reason: EndReason,
+}
+
+/// Why the bridge ends a stream with an `end` frame (its `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The token the stream was opened with expired (`exp` plus the leeway).
+    TokenExpired,
+    /// `--max-stream-lifetime` passed.
+    MaxLifetime,
+    /// The bridge is shutting down.
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenExpired => "token_expired",
+            Self::MaxLifetime => "max_lifetime",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The `end` control frame for `reason`.
+fn end_frame(reason: EndReason) -> Bytes {
+    let mut out = Vec::with_capacity(48);
+    sse::write_control(&mut out, sse::END, reason.as_str());
+    Bytes::from(out)
 }
 
 /// How a history-mode stream begins.
@@ -68,7 +102,6 @@ impl HistoryStart {
         history: &History,
         framer: &Arc<Framer>,
         user: &UserId,
-        filter: Option<&[EventName]>,
         requested: Option<&str>,
         attached: &Attached,
     ) -> Result<Self, AppError> {
@@ -88,12 +121,10 @@ impl HistoryStart {
         if from.min().saturating_add(1) < first {
             return fresh(Some("history_expired"));
         }
-        let filters: Vec<String> = match filter {
-            None => vec![format!("user.{user}.*"), "broadcast.*".to_owned()],
-            Some(events) => {
-                events.iter().flat_map(|e| [format!("user.{user}.{e}"), format!("broadcast.{e}")]).collect()
-            }
-        };
+        // Always the user's and the broadcast subjects whole, filtered here like the live
+        // flow: JetStream checks a consumer's filter subjects pairwise, so handing it one per
+        // requested name would let a long `events=` list cost the NATS server O(n²).
+        let filters = vec![subject::user_wildcard(user), subject::BROADCAST_WILDCARD.to_owned()];
         let to = live.user.max(live.broadcast);
         let items = history.read(filters, from.min() + 1, to).await.map_err(unavailable)?;
         Ok(Self {
@@ -121,6 +152,8 @@ struct StreamState {
     mode: Mode,
     /// Chunks to send before anything else (prelude, second half of a frame).
     pending: VecDeque<Bytes>,
+    /// The `end` frame went out: the next poll ends the body.
+    ended: bool,
     /// Released when the body is dropped, whatever the reason (client gone, shutdown, cut).
     _guard: StreamGuard,
 }
@@ -136,11 +169,7 @@ pub fn sse_body(attached: Attached, ctx: StreamContext, history: Option<HistoryS
             // fresh stream (or after a reset), its own while its catch-up runs.
             h.cursor.write_id_line(&mut prelude);
             match h.reset {
-                Some(reason) => {
-                    prelude.extend_from_slice(b"event: reset\ndata: {\"reason\":\"");
-                    prelude.extend_from_slice(reason.as_bytes());
-                    prelude.extend_from_slice(b"\"}\n\n");
-                }
+                Some(reason) => sse::write_control(&mut prelude, sse::RESET, reason),
                 // An `id:`-only block sets Last-Event-ID without dispatching an event, so even
                 // a stream that never gets an event can resume without a gap.
                 None => prelude.push(b'\n'),
@@ -159,6 +188,7 @@ pub fn sse_body(attached: Attached, ctx: StreamContext, history: Option<HistoryS
         ctx,
         mode,
         pending: VecDeque::from([Bytes::from(prelude)]),
+        ended: false,
         _guard: attached.guard,
     };
     futures::stream::unfold(state, |mut st| async move {
@@ -189,6 +219,9 @@ enum Ring {
 impl StreamState {
     /// The next chunk to write, or `None` to end the stream.
     async fn next(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
         if let Some(p) = self.pending.pop_front() {
             return Some(p);
         }
@@ -198,11 +231,16 @@ impl StreamState {
         loop {
             // Unbiased on purpose: a busy user ring must not starve the broadcast ring.
             let (ring, got) = tokio::select! {
-                () = self.ctx.shutdown.cancelled() => return None,
+                () = self.ctx.shutdown.cancelled() => return Some(self.end(EndReason::Shutdown)),
                 r = self.user_rx.recv() => (Ring::User, r),
                 r = self.broadcast_rx.recv() => (Ring::Broadcast, r),
                 r = self.ctx.heartbeat.changed() => {
                     r.ok()?;
+                    if crate::auth::unix_now() > self.ctx.ends_at {
+                        let reason = self.ctx.end_reason;
+                        self.ctx.metrics.stream_cut(reason.as_str());
+                        return Some(self.end(reason));
+                    }
                     return Some(self.heartbeat());
                 }
             };
@@ -233,6 +271,12 @@ impl StreamState {
                 }
             }
         }
+    }
+
+    /// The last frame: the client reconnects at once (with a fresh token if `reason` says so).
+    fn end(&mut self, reason: EndReason) -> Bytes {
+        self.ended = true;
+        end_frame(reason)
     }
 
     /// Decides whether a live frame goes out, and in history mode moves the cursor.
@@ -279,13 +323,19 @@ impl StreamState {
 
     /// During the catch-up: `Some(Some(chunk))` to send, `Some(None)` to end the stream
     /// (the catch-up failed: resuming later beats a gap), `None` once it is over.
+    /// Events the stream's `events=` filter leaves out are read too (the catch-up reads
+    /// the user's and the broadcast subjects whole) and move the cursor without a frame.
     async fn next_replayed(&mut self) -> Option<Option<Bytes>> {
         let Mode::History { cursor, catch_up } = &mut self.mode else { return None };
         loop {
             let cu = catch_up.as_mut()?;
             let item = tokio::select! {
-                () = self.ctx.shutdown.cancelled() => return Some(None),
-                item = cu.items.next() => item,
+                () = self.ctx.shutdown.cancelled() => None,
+                item = cu.items.next() => Some(item),
+            };
+            let Some(item) = item else {
+                self.ended = true;
+                return Some(Some(end_frame(EndReason::Shutdown)));
             };
             let stored = match item {
                 None => {
@@ -315,6 +365,9 @@ impl StreamState {
             }
             *pos = stored.seq;
             let Ok(event) = EventName::parse(event) else { continue };
+            if !wants(self.ctx.filter.as_deref(), &event) {
+                continue;
+            }
             let frame = match cu.framer.frame_stored(stored.seq, event, user, &stored.payload, stored.time) {
                 Ok(f) => f,
                 Err(reason) => {
@@ -349,6 +402,11 @@ impl StreamState {
     }
 
     fn wants(&self, event: &EventName) -> bool {
-        self.ctx.filter.as_ref().is_none_or(|f| f.iter().any(|e| e == event))
+        wants(self.ctx.filter.as_deref(), event)
     }
+}
+
+/// Whether a stream with `filter` (`None`: every event) delivers `event`.
+fn wants(filter: Option<&[EventName]>, event: &EventName) -> bool {
+    filter.is_none_or(|f| f.contains(event))
 }

@@ -257,6 +257,25 @@ token_newtype!(
     "message_new"
 );
 
+/// Event names the stream itself uses for control frames (`end`, `reset`; see
+/// [`crate::sse::write_control`]). A producer's event with one of these names is never
+/// delivered: a client could not tell it from the bridge's own frame.
+pub const RESERVED_EVENT_NAMES: [&str; 2] = [crate::sse::END, crate::sse::RESET];
+
+impl EventName {
+    /// Whether this name is one of [`RESERVED_EVENT_NAMES`].
+    ///
+    /// ```
+    /// use realtime_bridge_wire::EventName;
+    /// assert!(EventName::parse("end")?.is_reserved());
+    /// assert!(!EventName::parse("ended")?.is_reserved());
+    /// # Ok::<(), realtime_bridge_wire::IdError>(())
+    /// ```
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_EVENT_NAMES.contains(&self.as_str())
+    }
+}
+
 /// Parses the comma-separated value of an `events=a,b,c` query parameter.
 ///
 /// Strict on purpose (no trimming, no empty items) so that a typo is reported

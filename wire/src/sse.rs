@@ -12,6 +12,32 @@
 /// Identical to `write_comment(out, "hb")`.
 pub const HEARTBEAT: &[u8] = b": hb\n\n";
 
+/// Control frame: the stream is over; the client reconnects at once with its cursor.
+pub const END: &str = "end";
+/// Control frame: the client's cursor could not be honoured; it reloads its state.
+pub const RESET: &str = "reset";
+
+/// Writes a control frame: `event: <name>` with data `{"reason":"<reason>"}` and no `id:`
+/// line, so the client's resume cursor stays where the last event left it.
+///
+/// `name` is [`END`] or [`RESET`]; `reason` a fixed token the caller chose (written
+/// verbatim, like the names: never pass client input).
+///
+/// ```
+/// use realtime_bridge_wire::sse;
+/// let mut v = Vec::new();
+/// sse::write_control(&mut v, sse::END, "shutdown");
+/// assert_eq!(v, b"event: end\ndata: {\"reason\":\"shutdown\"}\n\n");
+/// ```
+pub fn write_control(out: &mut Vec<u8>, name: &str, reason: &str) {
+    debug_assert!(reason.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "reason must be a plain token");
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"reason\":\"");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\"}\n\n");
+}
+
 /// Writes `retry: <ms>\n\n`, telling the client how long to wait before
 /// reconnecting.
 ///
