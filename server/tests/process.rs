@@ -96,26 +96,30 @@ fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
     // (arguments after `base`, environment, words the error line must contain)
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a [&'a str]);
     let cases: Vec<Case<'_>> = vec![
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--heartbeat", "abc"], vec![], &["--heartbeat"]),
-        (vec!["--jwt-secret", "s", "--listen", "nope"], vec![], &["--listen"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--heartbeat", "abc"], vec![], &["--heartbeat"]),
+        (vec!["--jwt-secret", SECRET, "--listen", "nope"], vec![], &["--listen"]),
         (
-            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--max-streams-per-user", "0"],
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--max-streams-per-user", "0"],
             vec![],
             &["--max-streams-per-user"],
         ),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--history", "sometimes"], vec![], &["--history"]),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--cors-origin", "ftp:/x"], vec![], &["--cors-origin"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--history", "sometimes"], vec![], &["--history"]),
         (
-            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s"],
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--cors-origin", "ftp:/x"],
+            vec![],
+            &["--cors-origin"],
+        ),
+        (
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET],
             vec![("RB_HEARTBEAT", "abc")],
             &["--heartbeat", "RB_HEARTBEAT"],
         ),
         (vec!["--listen", "127.0.0.1:0"], vec![], &["--jwt-secret"]),
         (vec!["--no-auth", "--listen", "0.0.0.0:0"], vec![], &["--no-auth"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-public-key", "/nonexistent"], vec![], &["--jwt-public-key"]),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--subscribe", "each"], vec![], &["--subscribe"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--subscribe", "each"], vec![], &["--subscribe"]),
         (
-            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--subscribe", "shared", "--history", "on"],
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--subscribe", "shared", "--history", "on"],
             vec![],
             &["--subscribe"],
         ),
@@ -159,7 +163,17 @@ fn shared_subscription_refused_once_history_turns_out_on() {
     // and a shared subscription cannot fill per-user gaps.
     let nats = NatsServer::start();
     let ran = run_bin(
-        &["serve", "--nats-url", &nats.url(), "--listen", "127.0.0.1:0", "--jwt-secret", "s", "--subscribe", "shared"],
+        &[
+            "serve",
+            "--nats-url",
+            &nats.url(),
+            "--listen",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            SECRET,
+            "--subscribe",
+            "shared",
+        ],
         &[],
     );
     assert_eq!(ran.code(), Some(64), "stderr: {}", ran.stderr);
