@@ -488,10 +488,18 @@ fn rules_from_args(args: &KeyArgs) -> Result<TokenRules, ConfigError> {
     let audience: Vec<String> =
         args.jwt_audience.iter().map(|a| a.trim()).filter(|a| !a.is_empty()).map(str::to_owned).collect();
     if !args.jwt_audience.is_empty() && audience.is_empty() {
-        return Err(ConfigError { flag: "--jwt-audience", message: "is empty".into() });
+        return Err(ConfigError {
+            flag: "--jwt-audience",
+            message: "is empty: give the accepted aud values, or leave the flag out".into(),
+        });
     }
     let issuer = match args.jwt_issuer.as_deref().map(str::trim) {
-        Some("") => return Err(ConfigError { flag: "--jwt-issuer", message: "is empty".into() }),
+        Some("") => {
+            return Err(ConfigError {
+                flag: "--jwt-issuer",
+                message: "is empty: give the exact iss value, or leave the flag out".into(),
+            })
+        }
         other => other.map(str::to_owned),
     };
     Ok(TokenRules { audience, issuer, user_claim: args.user_claim.clone(), leeway: args.jwt_leeway })

@@ -230,11 +230,33 @@ fn signing_algorithms(jwk: &Jwk) -> Result<Vec<Algorithm>, &'static str> {
     }
 }
 
+/// Why a request asks for a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Its `kid` is not in the cached set (maybe a rotation).
+    UnknownKid,
+    /// No set was ever fetched.
+    FirstKeys,
+}
+
 /// Single-flight state, guarded by the fetch mutex.
 #[derive(Debug, Default)]
 struct FetchState {
-    /// When the last token-triggered fetch started (rate limit).
-    last_on_demand: Option<Instant>,
+    /// When the last fetch for an unknown `kid` started (rate limit).
+    last_unknown_kid: Option<Instant>,
+    /// When the last fetch for a request that found no keys at all started (rate limit). Kept
+    /// apart from the above: requests racing the first fetch at start-up must not use up the
+    /// slot a rotation right after start-up needs.
+    last_first_keys: Option<Instant>,
+}
+
+impl FetchState {
+    fn last(&mut self, want: Want) -> &mut Option<Instant> {
+        match want {
+            Want::UnknownKid => &mut self.last_unknown_kid,
+            Want::FirstKeys => &mut self.last_first_keys,
+        }
+    }
 }
 
 /// An identity provider's key set, cached and refreshed.
@@ -336,8 +358,12 @@ impl Jwks {
                         "the identity provider's keys are not available yet; retry shortly".into(),
                     ))
                 }
-                Some(Lookup::UnknownKid) | None => {
-                    self.refetch_on_demand(seen).await;
+                Some(Lookup::UnknownKid) => {
+                    self.refetch_on_demand(seen, Want::UnknownKid).await;
+                    refetched = true;
+                }
+                None => {
+                    self.refetch_on_demand(seen, Want::FirstKeys).await;
                     refetched = true;
                 }
             }
@@ -350,7 +376,7 @@ impl Jwks {
 
     /// A fetch on behalf of a request, shared with concurrent ones and rate-limited. Returns
     /// once a fetch finished (or was skipped); bounded by the fetch timeout, twice at worst.
-    async fn refetch_on_demand(self: &Arc<Self>, seen: u64) {
+    async fn refetch_on_demand(self: &Arc<Self>, seen: u64, want: Want) {
         let wait = self.options.fetch_timeout + Duration::from_secs(1);
         let Ok(mut state) = tokio::time::timeout(wait, Arc::clone(&self.fetch).lock_owned()).await else {
             return;
@@ -359,15 +385,20 @@ impl Jwks {
             return; // a fetch finished while we waited: its keys are the ones to look in
         }
         let now = Instant::now();
-        if state.last_on_demand.is_some_and(|t| now.duration_since(t) < self.options.min_refetch) {
+        let last = state.last(want);
+        if last.is_some_and(|t| now.duration_since(t) < self.options.min_refetch) {
             return;
         }
-        state.last_on_demand = Some(now);
+        *last = Some(now);
         // In its own task, holding the lock: a client that hangs up mid-fetch neither cancels
         // the fetch (wasting the rate-limit slot) nor lets a second one start alongside.
         let this = Arc::clone(self);
         let _ = tokio::spawn(async move {
-            this.fetch_and_install("unknown key id or no keys yet").await;
+            let why = match want {
+                Want::UnknownKid => "a token names an unknown kid",
+                Want::FirstKeys => "a request found no keys yet",
+            };
+            this.fetch_and_install(why).await;
             drop(state);
         })
         .await;
@@ -375,11 +406,15 @@ impl Jwks {
 
     async fn refresh_loop(&self) {
         let mut backoff = Duration::from_secs(1);
+        // The generation after this loop's last fetch: if it moved, a request fetched since,
+        // and the set is as fresh as a fetch now would make it.
+        let mut seen = 0;
         loop {
             let ok = {
                 let _one_at_a_time = self.fetch.lock().await;
-                self.fetch_and_install("scheduled").await
+                self.generation.load(Ordering::Acquire) != seen || self.fetch_and_install("scheduled").await
             };
+            seen = self.generation.load(Ordering::Acquire);
             let wait = if ok {
                 backoff = Duration::from_secs(1);
                 self.options.refresh_every
