@@ -11,7 +11,7 @@
 #   DEMO_PROFILE (release)          or debug: which build of the bridge to run
 #   DEMO_DEV=1                      serve the page with Vite's dev server (hot reload) instead
 #                                   of the built page: for working on examples/react-demo
-#   RB_JWT_SECRET                   the bridge's HS256 secret (default: a fresh random one)
+#   RB_JWT_SECRET                   the bridge's HS256 secret (default: a fresh random one; at least 32 bytes)
 #   DEMO_STATE (.tmp/demo)          logs and the JetStream store
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,7 +89,8 @@ fi
 
 # ---- 4. start nats-server, the bridge, the page server
 mkdir -p "$STATE"
-export RB_JWT_SECRET=${RB_JWT_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
+# 32 random bytes as 64 hex digits: the bridge refuses HS256 secrets under 32 bytes.
+export RB_JWT_SECRET=${RB_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 NATS_URL=nats://127.0.0.1:$NATS_PORT
 RB_URL=http://127.0.0.1:$RB_PORT
 WEB_URL=http://127.0.0.1:$WEB_PORT

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use realtime_bridge_wire::{subject, SseEvent, SseParser};
 
-use crate::auth::{sign_hs256, unix_now, Claims, Scopes};
+use crate::auth::{load_secret, sign_hs256, unix_now, Claims, Scopes};
 use crate::config::{ListenArgs, SendArgs, TokenArgs};
 use crate::nats::{connect_once, NatsError};
 
@@ -74,9 +74,10 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
 
 /// `realtime-bridge token`: prints an HS256 JWT.
 pub fn token(args: &TokenArgs, out: &mut impl Write) -> Result<(), CommandError> {
-    if args.jwt_secret.is_empty() {
-        return Err(CommandError::Usage("--jwt-secret: the secret is empty".into()));
-    }
+    // The same length rule as `serve`: a token signed with a guessable secret is no token.
+    let secret = load_secret(&args.secret).map_err(|e| CommandError::Usage(e.to_string()))?.ok_or_else(|| {
+        CommandError::Usage("--jwt-secret: give --jwt-secret or --jwt-secret-file to sign with".into())
+    })?;
     for s in &args.scope {
         if !matches!(s.as_str(), "publish" | "presence") {
             return Err(CommandError::Usage(format!("--scope: unknown scope {s:?} (known: publish, presence)")));
@@ -88,14 +89,18 @@ pub fn token(args: &TokenArgs, out: &mut impl Write) -> Result<(), CommandError>
         rb_admin: args.admin,
         rb_scope: Scopes(args.scope.iter().cloned().collect()),
     };
-    let t = sign_hs256(&args.jwt_secret, &claims).map_err(|e| CommandError::Usage(format!("cannot sign: {e}")))?;
+    let t = sign_hs256(&secret, &claims).map_err(|e| CommandError::Usage(format!("cannot sign: {e}")))?;
     writeln!(out, "{t}")?;
     Ok(())
 }
 
 /// `realtime-bridge listen`: prints a user's stream, reconnecting with the last id.
 pub async fn listen(args: ListenArgs, out: &mut (impl Write + Send)) -> Result<(), CommandError> {
-    let token = match (&args.token, &args.jwt_secret) {
+    let secret = match &args.token {
+        Some(_) => None,
+        None => load_secret(&args.secret).map_err(|e| CommandError::Usage(e.to_string()))?,
+    };
+    let token = match (&args.token, &secret) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(secret)) => {
             let claims = Claims {

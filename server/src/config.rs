@@ -18,13 +18,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the bridge server.
     Serve(ServeArgs),
     /// Publish one event to NATS (no nats CLI needed).
     Send(SendArgs),
-    /// Print a JWT signed with --jwt-secret, for local work and tests.
+    /// Print a JWT signed with --jwt-secret or --jwt-secret-file, for local work and tests.
     Token(TokenArgs),
     /// Print a user's stream from a running bridge in the terminal.
     Listen(ListenArgs),
@@ -165,15 +167,55 @@ pub struct NatsArgs {
     pub nats_url: String,
 }
 
+/// How tokens are verified. Exactly one key source (`--jwt-secret`, `--jwt-secret-file`,
+/// `--jwt-public-key`, `--jwks-url`) or `--no-auth` is required; `Auth::from_args` checks that,
+/// so an environment variable and a flag conflict as clearly as two flags do.
 #[derive(Debug, Clone, Args)]
 pub struct KeyArgs {
-    /// HS256 secret used to verify (and, for `token`, sign) JWTs.
-    #[arg(long, env = "RB_JWT_SECRET", hide_env_values = true, conflicts_with = "jwt_public_key")]
+    /// `--jwt-secret` / `--jwt-secret-file`.
+    #[command(flatten)]
+    pub secret: SecretArgs,
+
+    /// PEM public key (RSA, EC P-256/P-384 or Ed25519) used to verify JWTs.
+    #[arg(long, env = "RB_JWT_PUBLIC_KEY", value_name = "PATH")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS URL of an identity provider (Keycloak, Auth0, Cognito, Clerk, Supabase...): its RSA,
+    /// EC and Ed25519 signing keys verify JWTs, picked by `kid`, refreshed every 10 minutes and
+    /// when a token names an unknown key.
+    #[arg(long, env = "RB_JWKS_URL", value_name = "URL")]
+    pub jwks_url: Option<String>,
+
+    /// Accepted `aud` value (repeatable, or comma-separated): when given, a token must carry
+    /// an `aud` naming one of them.
+    #[arg(long = "jwt-audience", env = "RB_JWT_AUDIENCE", value_name = "AUD", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// Required `iss` value: when given, a token must carry exactly this issuer.
+    #[arg(long, env = "RB_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+
+    /// Claim holding the user id (e.g. `preferred_username` with Keycloak, or a custom claim):
+    /// a string or an integer that is a valid user id.
+    #[arg(long, env = "RB_USER_CLAIM", value_name = "NAME", default_value = "sub", value_parser = parse_claim_name)]
+    pub user_claim: String,
+
+    /// Clock-skew allowance for `exp` and `nbf`; an open stream ends at `exp` plus this.
+    #[arg(long, env = "RB_JWT_LEEWAY", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+}
+
+/// An HS256 secret given directly or as a file (the `token` and `listen` subcommands).
+#[derive(Debug, Clone, Args)]
+pub struct SecretArgs {
+    /// HS256 secret (at least 32 bytes). Visible in the process list: prefer
+    /// --jwt-secret-file or the environment variable.
+    #[arg(long, env = "RB_JWT_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
-    /// PEM public key (RSA, EC P-256 or Ed25519) used to verify JWTs.
-    #[arg(long, env = "RB_JWT_PUBLIC_KEY")]
-    pub jwt_public_key: Option<PathBuf>,
+    /// File holding the HS256 secret (at least 32 bytes; a trailing newline is ignored).
+    #[arg(long, env = "RB_JWT_SECRET_FILE", value_name = "PATH")]
+    pub jwt_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -219,9 +261,9 @@ pub struct TokenArgs {
     #[arg(long, value_delimiter = ',')]
     pub scope: Vec<String>,
 
-    /// HS256 secret to sign with.
-    #[arg(long, env = "RB_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    /// The secret to sign with (one of --jwt-secret, --jwt-secret-file).
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,9 +284,9 @@ pub struct ListenArgs {
     #[arg(long, env = "RB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// Secret to sign a short-lived token with when --token is absent.
-    #[arg(long, env = "RB_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    /// Secret to sign a token with when --token is absent (--jwt-secret or --jwt-secret-file).
+    #[command(flatten)]
+    pub secret: SecretArgs,
 
     /// Resume after this cursor.
     #[arg(long)]
@@ -265,6 +307,14 @@ fn parse_event_name(s: &str) -> Result<EventName, String> {
 
 fn parse_event_list(s: &str) -> Result<EventList, String> {
     realtime_bridge_wire::parse_event_list(s).map(EventList).map_err(|(item, e)| format!("event name {item:?} {e}"))
+}
+
+/// A JWT claim name: not empty, no control characters.
+fn parse_claim_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(char::is_control) {
+        return Err(format!("claim name {s:?} must be non-empty printable text, e.g. sub or preferred_username"));
+    }
+    Ok(s.to_owned())
 }
 
 /// Durations as `15s`, `500ms`, `24h`, `1h 30m`.

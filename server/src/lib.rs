@@ -14,6 +14,7 @@ pub mod frame;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod jwks;
 pub mod limits;
 pub mod metrics;
 pub mod nats;

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Auth, KeyError, Verifier};
+use crate::auth::Auth;
 use crate::config::{HistoryMode, ServeArgs, UserSubscription};
 use crate::conn::ConnConfig;
 use crate::frame::Framer;
@@ -110,35 +110,7 @@ impl Config {
 
     /// Checks the flags that clap cannot check alone.
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
-        let key_err = |flag| move |e: KeyError| ConfigError { flag, message: e.to_string() };
-        let auth = match (&args.keys.jwt_secret, &args.keys.jwt_public_key, args.no_auth) {
-            (Some(_) | None, Some(_), true) | (Some(_), None, true) => {
-                return Err(ConfigError {
-                    flag: "--no-auth",
-                    message: "cannot be combined with --jwt-secret or --jwt-public-key".into(),
-                })
-            }
-            (None, None, true) => Auth::Disabled,
-            (Some(secret), None, false) => {
-                Auth::Jwt(Box::new(Verifier::from_secret(secret).map_err(key_err("--jwt-secret"))?))
-            }
-            (None, Some(path), false) => {
-                Auth::Jwt(Box::new(Verifier::from_public_key_file(path).map_err(key_err("--jwt-public-key"))?))
-            }
-            (Some(_), Some(_), false) => {
-                return Err(ConfigError {
-                    flag: "--jwt-secret",
-                    message: "give --jwt-secret or --jwt-public-key, not both".into(),
-                })
-            }
-            (None, None, false) => {
-                return Err(ConfigError {
-                    flag: "--jwt-secret",
-                    message: "authentication needs --jwt-secret, --jwt-public-key FILE, or --no-auth (loopback only)"
-                        .into(),
-                })
-            }
-        };
+        let auth = Auth::from_args(&args.keys, args.no_auth)?;
         check_no_auth(&auth, args.listen)?;
         if args.subscribe == UserSubscription::Shared && args.history == HistoryMode::On {
             return Err(shared_needs_live_mode());
@@ -264,6 +236,7 @@ impl Bridge {
         tasks.extend(hub.start_user_dispatch());
         let presence = Presence::new(client.clone(), Arc::clone(&hub));
         tasks.extend(presence.start().await?);
+        tasks.extend(config.auth.start());
         if client.connection_state() != async_nats::connection::State::Connected {
             tracing::warn!(url = %config.nats_url, "NATS not reachable yet: is nats-server running? retrying in the background");
         }

@@ -96,26 +96,30 @@ fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
     // (arguments after `base`, environment, words the error line must contain)
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a [&'a str]);
     let cases: Vec<Case<'_>> = vec![
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--heartbeat", "abc"], vec![], &["--heartbeat"]),
-        (vec!["--jwt-secret", "s", "--listen", "nope"], vec![], &["--listen"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--heartbeat", "abc"], vec![], &["--heartbeat"]),
+        (vec!["--jwt-secret", SECRET, "--listen", "nope"], vec![], &["--listen"]),
         (
-            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--max-streams-per-user", "0"],
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--max-streams-per-user", "0"],
             vec![],
             &["--max-streams-per-user"],
         ),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--history", "sometimes"], vec![], &["--history"]),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--cors-origin", "ftp:/x"], vec![], &["--cors-origin"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--history", "sometimes"], vec![], &["--history"]),
         (
-            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s"],
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--cors-origin", "ftp:/x"],
+            vec![],
+            &["--cors-origin"],
+        ),
+        (
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET],
             vec![("RB_HEARTBEAT", "abc")],
             &["--heartbeat", "RB_HEARTBEAT"],
         ),
         (vec!["--listen", "127.0.0.1:0"], vec![], &["--jwt-secret"]),
         (vec!["--no-auth", "--listen", "0.0.0.0:0"], vec![], &["--no-auth"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-public-key", "/nonexistent"], vec![], &["--jwt-public-key"]),
-        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--subscribe", "each"], vec![], &["--subscribe"]),
+        (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--subscribe", "each"], vec![], &["--subscribe"]),
         (
-            vec!["--listen", "127.0.0.1:0", "--jwt-secret", "s", "--subscribe", "shared", "--history", "on"],
+            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--subscribe", "shared", "--history", "on"],
             vec![],
             &["--subscribe"],
         ),
@@ -151,6 +155,126 @@ fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 2b. HS256 secrets and key sources
+
+#[test]
+fn short_secrets_and_conflicting_key_sources_exit_64_naming_the_flag() {
+    let dead = dead_nats_url();
+    let dir = tempfile::tempdir().unwrap();
+    let short_file = dir.path().join("short-secret");
+    std::fs::write(&short_file, "0123456789abcdef0123456789\n").unwrap(); // 26 bytes + newline
+    let good_file = dir.path().join("secret");
+    std::fs::write(&good_file, format!("{SECRET}\n")).unwrap();
+    let (short_file, good_file) = (short_file.to_str().unwrap(), good_file.to_str().unwrap());
+    let short = "short-secret-0123456789"; // 23 bytes: what the bridge used to accept
+    let rsa_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rsa_public.pem");
+    let idp = "https://idp.example.com/jwks";
+    let serve = |extra: &[&str]| -> Vec<String> {
+        ["serve", "--nats-url", &dead, "--listen", "127.0.0.1:0"].iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let sub = |all: &[&str]| -> Vec<String> { all.iter().map(|s| (*s).to_owned()).collect() };
+    // (arguments, environment, words the error line must all contain)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case<'_>> = vec![
+        (serve(&["--jwt-secret", short]), vec![], &["--jwt-secret", "32", "brute-forced"]),
+        (serve(&[]), vec![("RB_JWT_SECRET", short)], &["--jwt-secret", "32"]),
+        (serve(&["--jwt-secret-file", short_file]), vec![], &["--jwt-secret-file", "32", "brute-forced"]),
+        (serve(&["--jwt-secret-file", "/nonexistent/secret"]), vec![], &["--jwt-secret-file", "cannot read"]),
+        // Exactly one key source.
+        (serve(&["--jwt-secret", SECRET, "--jwks-url", idp]), vec![], &["--jwks-url", "--jwt-secret"]),
+        (serve(&["--jwks-url", idp]), vec![("RB_JWT_SECRET", SECRET)], &["--jwks-url", "--jwt-secret"]),
+        (
+            serve(&["--jwt-secret-file", good_file, "--jwt-public-key", rsa_pem]),
+            vec![],
+            &["--jwt-public-key", "--jwt-secret-file"],
+        ),
+        (
+            serve(&["--jwt-secret", SECRET, "--jwt-secret-file", good_file]),
+            vec![],
+            &["--jwt-secret-file", "--jwt-secret"],
+        ),
+        (serve(&["--no-auth", "--jwks-url", idp]), vec![], &["--no-auth", "--jwks-url"]),
+        // The other new flags.
+        (serve(&["--jwks-url", "ftp://idp.example.com/jwks"]), vec![], &["--jwks-url", "https://"]),
+        (serve(&["--jwks-url", "not a url"]), vec![], &["--jwks-url"]),
+        (serve(&["--jwks-url", idp, "--jwt-issuer", ""]), vec![], &["--jwt-issuer"]),
+        (serve(&["--jwks-url", idp, "--jwt-leeway", "soon"]), vec![], &["--jwt-leeway"]),
+        (serve(&["--jwks-url", idp, "--user-claim", ""]), vec![], &["--user-claim"]),
+        // `token` and `listen` sign, under the same rule.
+        (sub(&["token", "--user", "42", "--jwt-secret", short]), vec![], &["--jwt-secret", "32"]),
+        (sub(&["token", "--user", "42"]), vec![("RB_JWT_SECRET", short)], &["--jwt-secret", "32"]),
+        (sub(&["token", "--user", "42", "--jwt-secret-file", short_file]), vec![], &["--jwt-secret-file", "32"]),
+        (
+            sub(&["token", "--user", "42", "--jwt-secret", SECRET, "--jwt-secret-file", good_file]),
+            vec![],
+            &["--jwt-secret-file", "--jwt-secret"],
+        ),
+        (sub(&["listen", "--user", "42", "--jwt-secret", short]), vec![], &["--jwt-secret", "32"]),
+    ];
+
+    let mut failures = Vec::new();
+    for (args, env, needles) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = run_bin(&args, env);
+        let err = ran.stderr.trim();
+        println!("{env:?} {args:?} -> {:?}: {err}", ran.code());
+        if ran.code() != Some(64) {
+            failures.push(format!("{env:?} {args:?}: exit {:?}, want 64; stderr: {err}", ran.code()));
+        }
+        if err.is_empty() || err.contains('\n') {
+            failures.push(format!("{env:?} {args:?}: stderr is not exactly one line:\n{err}"));
+        }
+        if let Some(missing) = needles.iter().find(|n| !err.contains(*n)) {
+            failures.push(format!("{env:?} {args:?}: stderr does not say {missing:?}: {err}"));
+        }
+        if !ran.stdout.trim().is_empty() {
+            failures.push(format!("{env:?} {args:?}: printed {:?}", ran.stdout.trim()));
+        }
+    }
+    assert!(failures.is_empty(), "secret and key-source handling:\n{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn jwt_secret_file_keeps_the_secret_out_of_the_process_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwt-secret");
+    // A trailing newline, as `echo` and editors leave it: not part of the secret.
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &["--jwt-secret-file", file]);
+
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", bridge.child.id())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    println!("bridge command line: {cmdline}");
+    assert!(cmdline.contains("--jwt-secret-file"), "the file flag is there: {cmdline}");
+    assert!(!cmdline.contains(SECRET), "the secret is in the process list: {cmdline}");
+
+    // Tokens signed with the file's secret (newline excluded) are accepted...
+    let mut sse = SseClient::open(&bridge.base(), "42", "", Some(&token("42"))).await;
+    publish(&nats.client().await, "user.42.message_new", r#"{"n":1}"#).await;
+    assert_eq!(envelope(&sse.next().await)["data"], json!({"n": 1}));
+    // ...and the newline is not part of the key.
+    let with_newline = realtime_bridge::auth::sign_hs256(
+        format!("{SECRET}\n"),
+        &realtime_bridge::auth::Claims {
+            sub: Some("42".into()),
+            exp: realtime_bridge::auth::unix_now() + 60,
+            rb_admin: false,
+            rb_scope: realtime_bridge::auth::Scopes::default(),
+        },
+    )
+    .unwrap();
+    assert_eq!(open_raw(&bridge.base(), "42", "", Some(&with_newline)).await.status(), 401);
+
+    // `token --jwt-secret-file` signs with the same secret.
+    let ran = run_bin(&["token", "--user", "43", "--jwt-secret-file", file], &[]);
+    assert_eq!(ran.code(), Some(0), "token --jwt-secret-file: {}", ran.stderr);
+    let jwt = ran.stdout.trim();
+    let _s43 = SseClient::open(&bridge.base(), "43", "", Some(jwt)).await;
+}
+
+// ---------------------------------------------------------------------------------------
 // 3. `token`
 
 #[test]
@@ -159,7 +283,17 @@ fn shared_subscription_refused_once_history_turns_out_on() {
     // and a shared subscription cannot fill per-user gaps.
     let nats = NatsServer::start();
     let ran = run_bin(
-        &["serve", "--nats-url", &nats.url(), "--listen", "127.0.0.1:0", "--jwt-secret", "s", "--subscribe", "shared"],
+        &[
+            "serve",
+            "--nats-url",
+            &nats.url(),
+            "--listen",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            SECRET,
+            "--subscribe",
+            "shared",
+        ],
         &[],
     );
     assert_eq!(ran.code(), Some(64), "stderr: {}", ran.stderr);

@@ -10,6 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -86,7 +87,8 @@ const pageErrors = [];
 before(async () => {
   const [natsPort, rbPort, webPort] = await freePorts(3);
   ports = { natsPort, rbPort, webPort };
-  secret = `demo-test-${Date.now().toString(36)}-secret`;
+  // At least 32 bytes: the bridge refuses shorter HS256 secrets.
+  secret = `demo-test-${Date.now().toString(36)}-secret-${randomBytes(16).toString('hex')}`;
   stateDir = mkdtempSync(join(tmpdir(), 'rb-demo-state-'));
   demo = spawn('bash', [join(root, 'scripts', 'demo.sh')], {
     cwd: root,

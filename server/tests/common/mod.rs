@@ -18,8 +18,8 @@ use eventsource_stream::{Event, Eventsource};
 use futures::{Stream, StreamExt};
 use realtime_bridge::auth::{sign_hs256, unix_now, Claims, Scopes};
 
-/// The HS256 secret every test bridge uses.
-pub const SECRET: &str = "test-secret-0123456789";
+/// The HS256 secret every test bridge uses (the bridge refuses secrets under 32 bytes).
+pub const SECRET: &str = "test-secret-0123456789-0123456789";
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -180,7 +180,8 @@ impl BridgeProcess {
             "--log-format".into(),
             "json".into(),
         ];
-        if !extra.iter().any(|a| *a == "--no-auth" || a.starts_with("--jwt")) {
+        let key_flags = ["--no-auth", "--jwt-secret", "--jwt-secret-file", "--jwt-public-key", "--jwks-url"];
+        if !extra.iter().any(|a| key_flags.contains(a)) {
             args.extend(["--jwt-secret".into(), SECRET.into()]);
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
