@@ -112,7 +112,11 @@ impl HistoryStart {
             // A live-mode id, or garbage: nothing to resume from.
             return fresh(Some("unknown_cursor"));
         };
-        let unavailable = |e: HistoryError| AppError::Unavailable(format!("history is not reachable right now: {e}"));
+        let unavailable = |e: HistoryError| {
+            // The client learns what failed; JetStream's own words go to the log.
+            tracing::warn!(error = %e, "cannot start a catch-up");
+            AppError::Unavailable("history is not reachable right now; retry shortly".into())
+        };
         let (first, last) = history.bounds().await.map_err(unavailable)?;
         if from.user > last || from.broadcast > last {
             // From another (or a re-created) history: its numbers mean nothing here.
