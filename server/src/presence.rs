@@ -47,6 +47,16 @@ struct CountReply {
     streams: u64,
 }
 
+/// Whether the bridge may answer a service's request on `reply`. The requester picks the
+/// reply subject, and the answer goes out with the bridge's own NATS permissions: a reply
+/// subject naming a JetStream API (`$JS.API.STREAM.PURGE.REALTIME`, say), the bridges' own
+/// subjects, or a subject that reaches users' streams would have the bridge do what the
+/// requester may not. No inbox looks like these.
+pub fn answerable(reply: &str) -> bool {
+    const RESERVED: [&str; 6] = ["$", "_RB.", "rt.", "user.", "broadcast.", "realtime."];
+    !RESERVED.iter().any(|p| reply.starts_with(p))
+}
+
 /// Presence service of one instance.
 #[derive(Debug)]
 pub struct Presence {
@@ -113,6 +123,10 @@ impl Presence {
         tasks.push(tokio::spawn(async move {
             while let Some(msg) = requests.next().await {
                 let Some(reply) = msg.reply else { continue };
+                if !answerable(&reply) {
+                    tracing::debug!(reply = %reply, "presence request with a reserved reply subject ignored");
+                    continue;
+                }
                 let raw = msg.subject.strip_prefix(REQUEST_PREFIX).unwrap_or_default();
                 let body = match UserId::parse(raw) {
                     Ok(user) => serde_json::to_vec(&me.query(&user).await),
