@@ -10,6 +10,10 @@
 //! Each refusal has its control: a user without restrictions (`admin`, added to a copy of the
 //! file for these tests only) does the same thing and it is observed.
 //!
+//! Also the bridge's NATS login: the URL, `--nats-user` with `--nats-password-file`, and
+//! `--nats-creds` on a nats-server in operator (JWT) mode; bad values stop start-up, and the
+//! password is never shown.
+//!
 //! Every test has its own nats-server; every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -131,6 +135,16 @@ fn start_bridge(nats: &NatsServer, login: Login<'_>, extra: &[&str]) -> BridgePr
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     BridgeProcess::start_args(&args, &env)
+}
+
+/// A bridge process with `extra` flags (its NATS login among them).
+fn start_bridge_args(extra: &[&str]) -> BridgeProcess {
+    let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--jwt-secret", SECRET]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    BridgeProcess::start_args(&args, &[])
 }
 
 fn password_file(dir: &Path) -> PathBuf {
@@ -611,4 +625,126 @@ fn bad_nats_credentials_stop_start_up_naming_the_flag_and_never_show_the_passwor
     let ran = run_bin(&["serve", "--help"], &[("RB_NATS_URL", url_with_password.as_str())]);
     assert_eq!(ran.code(), Some(0));
     assert!(ran.stdout.contains("RB_NATS_URL") && !ran.stdout.contains(SECRET_PW), "{}", ran.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Decentralized (JWT) authentication with --nats-creds
+
+/// A NATS JWT (ed25519-nkey) with `claims`, issued by `issuer` for `subject`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: Value) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = json!({
+        "jti": format!("{name}-{subject}-{iat}"),
+        "iat": iat,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(json!({"typ": "JWT", "alg": "ed25519-nkey"}).to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = issuer.sign(signing_input.as_bytes()).unwrap();
+    format!("{signing_input}.{}", b64(&signature))
+}
+
+/// A `.creds` file as nsc writes it.
+fn creds_file(path: &Path, jwt: &str, seed: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_bridge_logs_in_with_a_creds_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let op_jwt = nats_jwt(&operator, &operator.public_key(), "op", json!({"type": "operator", "version": 2}));
+    let limits = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1});
+    let acc_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "REALTIME",
+        json!({"type": "account", "version": 2, "limits": limits}),
+    );
+    let user = |name: &str| {
+        let key = nkeys::KeyPair::new_user();
+        let jwt = nats_jwt(
+            &account,
+            &key.public_key(),
+            name,
+            json!({"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1}),
+        );
+        let path = dir.path().join(format!("{name}.creds"));
+        creds_file(&path, &jwt, &key.seed().unwrap());
+        path
+    };
+    let (bridge_creds, producer_creds) = (user("bridge"), user("producer"));
+    // JetStream needs a system account in operator mode.
+    let system = nkeys::KeyPair::new_account();
+    let sys_jwt = nats_jwt(&operator, &system.public_key(), "SYS", json!({"type": "account", "version": 2}));
+    let conf = dir.path().join("operator.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "operator: \"{op_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {acc}: \"{acc_jwt}\"\n  {sys}: \"{sys_jwt}\"\n}}\n\
+             jetstream {{\n  store_dir: \"/unused\"\n}}\n",
+            sys = system.public_key(),
+            acc = account.public_key(),
+        ),
+    )
+    .unwrap();
+    let nats = NatsServer::start_with_config(&conf, &[]);
+
+    let creds_arg = bridge_creds.display().to_string();
+    let bridge = start_bridge_args(&["--nats-url", &nats.url(), "--nats-creds", &creds_arg, "--history", "on"]);
+    let producer = async_nats::ConnectOptions::new()
+        .credentials_file(&producer_creds)
+        .await
+        .unwrap()
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let mut s = SseClient::open(&bridge.base(), "42", "", Some(&token("42"))).await;
+    let seq = js_publish(&jetstream::new(producer.clone()), "user.42.creds", "1").await;
+    let e = s.next().await;
+    assert_eq!((e.event.as_str(), user_seq(&e.id)), ("creds", seq));
+    assert_ready("bridge", &bridge.base()).await;
+    // Without a valid creds file there is no login: a user the account never signed.
+    let stranger = dir.path().join("stranger.creds");
+    let key = nkeys::KeyPair::new_user();
+    creds_file(
+        &stranger,
+        &nats_jwt(&nkeys::KeyPair::new_account(), &key.public_key(), "x", json!({"type": "user", "version": 2})),
+        &key.seed().unwrap(),
+    );
+    let ran = run_bin(
+        &[
+            "send",
+            "--nats-url",
+            &nats.url(),
+            "--nats-creds",
+            &stranger.display().to_string(),
+            "--user",
+            "42",
+            "--event",
+            "e",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(ran.code(), Some(77), "{}", ran.stderr);
 }

@@ -802,7 +802,8 @@ impl NatsServer {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
                 let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-                panic!("nats-server -c {} exited ({status}): {err}", conf.display());
+                let log = std::fs::read_to_string(dir.path().join("nats-server.log")).unwrap_or_default();
+                panic!("nats-server -c {} exited ({status}): {err}{log}", conf.display());
             }
             assert!(Instant::now() < until, "nats-server did not write its ports file");
             std::thread::sleep(Duration::from_millis(20));
