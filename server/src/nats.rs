@@ -27,7 +27,9 @@ pub enum NatsError {
     BadUrl(String),
     #[error("{flag}: {message}")]
     Credentials { flag: &'static str, message: String },
-    #[error("NATS at {url} refused the connection ({source}): check the bridge's NATS user and its password, token or .creds file")]
+    #[error(
+        "NATS at {url} refused the connection ({source}): check the NATS user and its password, token or .creds file"
+    )]
     Refused { url: String, source: async_nats::ConnectError },
     #[error("NATS not reachable at {url}: is nats-server running? ({source})")]
     Unreachable { url: String, source: async_nats::ConnectError },
@@ -304,6 +306,10 @@ pub async fn connect_server(
                     // A refused login or a permissions violation: the operator's to fix.
                     async_nats::Event::ServerError(e) => {
                         tracing::error!(url = %shown, error = %e, "NATS refused an operation: check the bridge's NATS user and its permissions");
+                    }
+                    // A refused login comes this way (as text), once per reconnect attempt.
+                    async_nats::Event::ClientError(e) if e.to_string().contains("authorization") => {
+                        tracing::error!(url = %shown, error = %e, "NATS refused the login: check the NATS user and its password, token or .creds file");
                     }
                     other => tracing::info!(event = %other, "NATS event"),
                 }

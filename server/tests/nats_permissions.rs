@@ -538,6 +538,21 @@ async fn live_mode_shared_subscription_and_send_work_with_these_users() {
         assert_eq!(s.next().await.event, "after_refused", "a refused send reached a stream");
     }
 
+    // A bridge with a wrong password says so, and is not ready.
+    let wrong_url = nats.url_as("bridge", "not-the-password-Q9");
+    let wrong = BridgeProcess::start_args(
+        &["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--jwt-secret", SECRET, "--history", "off"]
+            .map(str::to_owned),
+        &[("RB_NATS_URL", wrong_url.as_str())],
+    );
+    eventually("the refused login in the log", WAIT, || {
+        let logs = wrong.logs();
+        async move { logs.contains("NATS refused the login").then_some(()) }
+    })
+    .await;
+    assert_eq!(reqwest::get(format!("{}/readyz", wrong.base())).await.unwrap().status(), 503);
+    assert!(!wrong.logs().contains("not-the-password-Q9"), "{}", wrong.logs());
+
     assert_clean_bridge("live", &live);
     assert_clean_bridge("shared", &shared);
     assert_no_bridge_violation(&nats).await;
