@@ -8,7 +8,7 @@ use realtime_bridge_wire::{subject, SseEvent, SseParser};
 
 use crate::auth::{load_secret, sign_hs256, unix_now, Claims, Scopes};
 use crate::config::{ListenArgs, SendArgs, TokenArgs};
-use crate::nats::{connect_once, NatsError};
+use crate::nats::{connect_once, NatsCredentials, NatsError, NatsUrl};
 
 /// A subcommand failed; `exit_code` follows sysexits (64 bad input, 69 unavailable).
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +28,10 @@ pub enum CommandError {
 impl CommandError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Usage(_) | Self::Nats(NatsError::BadUrl(_)) => 64,
+            Self::Usage(_) | Self::Nats(NatsError::BadUrl(_) | NatsError::Credentials { .. }) => 64,
+            // NATS refused the credentials: as EX_NOPERM, like a refused stream.
+            Self::Refused(_) | Self::Nats(NatsError::Refused { .. }) => 77,
             Self::Nats(_) | Self::Unavailable(_) => 69,
-            Self::Refused(_) => 77,
             Self::Io(_) => 74,
         }
     }
@@ -48,7 +49,9 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
     } else {
         args.users.iter().map(|u| subject::user_subject(u, &args.event)).collect()
     };
-    let client = connect_once(&args.nats.nats_url).await?;
+    let credentials = NatsCredentials::from_args(&args.nats)?;
+    let conn = connect_once(&NatsUrl::new(args.nats.nats_url.clone()), &credentials).await?;
+    let client = &conn.client;
     let payload = bytes::Bytes::from(args.data.into_bytes());
     for s in &subjects {
         let r = match &args.msg_id {
@@ -62,8 +65,13 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
         r.map_err(|e| CommandError::Unavailable(format!("publish to {s} failed: {e}")))?;
     }
     // A round trip, not just a flush: "published" must mean the server has it.
-    tokio::time::timeout(Duration::from_secs(5), crate::nats::round_trip(&client))
-        .await
+    let confirmed = tokio::time::timeout(Duration::from_secs(5), crate::nats::round_trip(client)).await;
+    // A publish the NATS user may not make is refused by the server, not by the client.
+    let refused = conn.refused();
+    if !refused.is_empty() {
+        return Err(CommandError::Refused(format!("NATS refused: {}", refused.join("; "))));
+    }
+    confirmed
         .map_err(|_| CommandError::Unavailable("NATS did not confirm the publish within 5s".into()))?
         .map_err(|e| CommandError::Unavailable(format!("NATS did not confirm the publish: {e}")))?;
     for s in &subjects {

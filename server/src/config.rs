@@ -162,9 +162,23 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated for a cluster.
-    #[arg(long, env = "RB_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    /// NATS server URL(s), comma-separated for a cluster. May carry credentials
+    /// (nats://user:password@host:4222, nats://token@host): set it through RB_NATS_URL then,
+    /// not as a flag, so the password stays out of the process list. Logs show it as ***.
+    #[arg(long, env = "RB_NATS_URL", hide_env_values = true, default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+
+    /// NATS .creds file (user JWT and nkey seed) for decentralized (JWT) authentication.
+    #[arg(long, env = "RB_NATS_CREDS", conflicts_with_all = ["nats_user", "nats_password_file"])]
+    pub nats_creds: Option<PathBuf>,
+
+    /// NATS user name; the password is read from --nats-password-file.
+    #[arg(long, env = "RB_NATS_USER", requires = "nats_password_file")]
+    pub nats_user: Option<String>,
+
+    /// File holding the NATS password of --nats-user (one trailing newline is ignored).
+    #[arg(long, env = "RB_NATS_PASSWORD_FILE", requires = "nats_user")]
+    pub nats_password_file: Option<PathBuf>,
 }
 
 /// How tokens are verified. Exactly one key source (`--jwt-secret`, `--jwt-secret-file`,
@@ -356,13 +370,4 @@ fn parse_origin(s: &str) -> Result<String, String> {
     }
     axum::http::HeaderValue::from_str(s).map_err(|_| format!("origin {s:?} is not a valid header value"))?;
     Ok(s.to_owned())
-}
-
-/// Splits `--nats-url` into the server list async-nats takes.
-pub fn nats_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
-    let list: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    if list.is_empty() {
-        return Err("no NATS URL given".into());
-    }
-    list.into_iter().map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| format!("NATS URL {u:?}: {e}"))).collect()
 }

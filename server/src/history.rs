@@ -266,11 +266,16 @@ impl Drop for DeleteOnDrop {
 }
 
 /// Reads `Nats-Sequence` and `Nats-Time-Stamp` from a republished message.
+///
+/// The last value of each: the stream appends its own headers to the ones the message was
+/// published with, and a producer may publish `user.42.x` with a `Nats-Sequence` of its
+/// choosing. The first value would be the producer's (a sequence far ahead makes the
+/// channel skip every real event up to it), the last one is the stream's.
 pub fn republished_meta(msg: &async_nats::Message) -> Option<(u64, SystemTime, &str)> {
     let headers = msg.headers.as_ref()?;
-    let seq = headers.get("Nats-Sequence")?.as_str().parse().ok()?;
+    let seq = headers.get_last("Nats-Sequence")?.as_str().parse().ok()?;
     let time = headers
-        .get("Nats-Time-Stamp")
+        .get_last("Nats-Time-Stamp")
         .and_then(|v| humantime::parse_rfc3339_weak(v.as_str()).ok())
         .unwrap_or_else(SystemTime::now);
     let subject = msg.subject.strip_prefix("rt.")?;

@@ -78,6 +78,16 @@ fn instance_id(raw: &[u8]) -> Option<&str> {
     std::str::from_utf8(raw).ok()
 }
 
+/// Whether the bridge may answer a service's request on `reply`. The requester picks the
+/// reply subject, and the answer goes out with the bridge's own NATS permissions: a reply
+/// subject naming a JetStream API (`$JS.API.STREAM.PURGE.REALTIME`, say), the bridges' own
+/// subjects, or a subject that reaches users' streams would have the bridge do what the
+/// requester may not. No inbox looks like these.
+pub fn answerable(reply: &str) -> bool {
+    const RESERVED: [&str; 6] = ["$", "_RB.", "rt.", "user.", "broadcast.", "realtime."];
+    !RESERVED.iter().any(|p| reply.starts_with(p))
+}
+
 /// Presence service of one instance.
 #[derive(Debug)]
 pub struct Presence {
@@ -164,6 +174,10 @@ impl Presence {
             let mut running = tokio::task::JoinSet::new();
             while let Some(msg) = requests.next().await {
                 let Some(reply) = msg.reply else { continue };
+                if !answerable(&reply) {
+                    tracing::debug!(reply = %reply, "presence request with a reserved reply subject ignored");
+                    continue;
+                }
                 let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
                 // Finished answers are collected as we go, so the set stays small.
                 while running.try_join_next().is_some() {}

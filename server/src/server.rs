@@ -22,7 +22,7 @@ use crate::http::{app, AppState, Shared};
 use crate::hub::{Hub, HubSettings};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::nats::{connect_server, NatsError};
+use crate::nats::{connect_server, NatsCredentials, NatsError, NatsUrl};
 use crate::presence::Presence;
 
 /// Frames a stream may fall behind before it is cut off as too slow.
@@ -63,7 +63,10 @@ pub enum ServerError {
 /// Validated server settings (what `serve`'s flags turn into).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub nats_url: String,
+    /// Shown (logs, `Debug`) without its password.
+    pub nats_url: NatsUrl,
+    /// NATS credentials read from files at start-up (`--nats-creds`, `--nats-password-file`).
+    pub nats_credentials: NatsCredentials,
     pub auth: Auth,
     pub history: HistoryConfig,
     pub heartbeat: Duration,
@@ -90,7 +93,8 @@ impl Config {
     /// Defaults of DESIGN.md section 5 with the given NATS and auth (handy in tests).
     pub fn new(nats_url: impl Into<String>, auth: Auth) -> Self {
         Self {
-            nats_url: nats_url.into(),
+            nats_url: NatsUrl::new(nats_url),
+            nats_credentials: NatsCredentials::None,
             auth,
             history: HistoryConfig::default(),
             heartbeat: Duration::from_secs(15),
@@ -123,8 +127,14 @@ impl Config {
                 message: format!("{:?} is not a JetStream stream name (letters, digits, _ and -)", args.stream_name),
             });
         }
+        let nats_url = NatsUrl::new(args.nats.nats_url.clone());
+        let nats_credentials = NatsCredentials::from_args(&args.nats).map_err(nats_config_error)?;
+        // A bad URL or clashing credentials are start-up errors, not a reconnect loop.
+        crate::nats::prepare(&nats_url, &nats_credentials, async_nats::ConnectOptions::new())
+            .map_err(nats_config_error)?;
         Ok(Self {
-            nats_url: args.nats.nats_url.clone(),
+            nats_url,
+            nats_credentials,
             auth,
             history: HistoryConfig {
                 mode: args.history,
@@ -153,6 +163,15 @@ impl Config {
             },
             max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         })
+    }
+}
+
+/// A NATS setting that cannot work, as the flag that names it.
+fn nats_config_error(e: NatsError) -> ConfigError {
+    match e {
+        NatsError::Credentials { flag, message } => ConfigError { flag, message },
+        NatsError::BadUrl(message) => ConfigError { flag: "--nats-url", message },
+        other => ConfigError { flag: "--nats-url", message: other.to_string() },
     }
 }
 
@@ -194,7 +213,8 @@ impl Bridge {
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::new());
         let (connections_tx, connections) = watch::channel(0u64);
-        let client = connect_server(&config.nats_url, Arc::clone(&metrics), connections_tx).await?;
+        let client =
+            connect_server(&config.nats_url, &config.nats_credentials, Arc::clone(&metrics), connections_tx).await?;
         // The first connection runs in the background; give it a moment so the broadcast
         // subscription is confirmed before we serve, without stalling start-up when NATS is away.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);

@@ -748,3 +748,93 @@ impl NatsCluster {
         v["connections"].as_array().map_or(0, |cs| cs.iter().filter(|c| c["name"] == name).count())
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// nats-server with a configuration file (tests/nats_permissions.rs): the shipped
+// deploy/nats/ configuration with its users and permissions, on ports chosen by the OS.
+
+impl NatsServer {
+    /// Starts `nats-server -c` on a copy of `conf`, with `env` set (the `$VAR`s the
+    /// configuration reads), on 127.0.0.1 with OS-chosen ports (`-p -1 -m -1`). The copy's
+    /// `store_dir` line points into a temporary directory (nats-server refuses `-sd`
+    /// beside one); the server logs to [`NatsServer::log_text`].
+    pub fn start_with_config(conf: &Path, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(conf).unwrap_or_else(|e| panic!("cannot read {}: {e}", conf.display()));
+        let store = dir.path().join("store");
+        let mut replaced = 0;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("store_dir") {
+                    replaced += 1;
+                    format!("  store_dir: {:?}", store.display().to_string())
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        assert_eq!(replaced, 1, "{} should have one store_dir line", conf.display());
+        let copy = dir.path().join("nats-server.conf");
+        std::fs::write(&copy, lines.join("\n")).unwrap();
+        let ports_dir = dir.path().join("ports");
+        std::fs::create_dir_all(&ports_dir).unwrap();
+        let mut cmd = Command::new("nats-server");
+        cmd.arg("-c")
+            .arg(&copy)
+            .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-l"])
+            .arg(dir.path().join("nats-server.log"))
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run nats-server ({e})"));
+        let file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    let (port, monitor_port) = (port_of(&v["nats"][0]), port_of(&v["monitoring"][0]));
+                    return Self { child: Some(child), dir, port, monitor_port };
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+                let log = std::fs::read_to_string(dir.path().join("nats-server.log")).unwrap_or_default();
+                panic!("nats-server -c {} exited ({status}): {err}{log}", conf.display());
+            }
+            assert!(Instant::now() < until, "nats-server did not write its ports file");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What a server started by [`NatsServer::start_with_config`] logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats-server.log")).unwrap_or_default()
+    }
+
+    /// `nats://user:password@127.0.0.1:port`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+}
+
+impl SseClient {
+    /// Opens `{base}/v1/users/{user}/events` resuming after `last_id` (the `Last-Event-ID`
+    /// header, as a browser sends it); panics unless 200.
+    pub async fn resume(base: &str, user: &str, last_id: &str, token: &str) -> Self {
+        let req = reqwest::Client::new()
+            .get(format!("{base}/v1/users/{user}/events"))
+            .bearer_auth(token)
+            .header("Last-Event-ID", last_id);
+        let resp = tokio::time::timeout(WAIT, req.send()).await.expect("stream response in time").unwrap();
+        assert_eq!(resp.status(), 200, "stream refused: {}", resp.text().await.unwrap_or_default());
+        let events = resp.bytes_stream().eventsource().map(|r| r.map_err(|e| e.to_string()));
+        Self { events: Box::pin(events) }
+    }
+}
