@@ -67,7 +67,7 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
     // A round trip, not just a flush: "published" must mean the server has it.
     let confirmed = tokio::time::timeout(Duration::from_secs(5), crate::nats::round_trip(client)).await;
     // A publish the NATS user may not make is refused by the server, not by the client.
-    let refused = conn.refused();
+    let refused = conn.refused().await;
     if !refused.is_empty() {
         return Err(CommandError::Refused(format!("NATS refused: {}", refused.join("; "))));
     }

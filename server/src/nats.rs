@@ -324,13 +324,26 @@ pub async fn connect_server(
 pub struct CliConnection {
     pub client: async_nats::Client,
     refused: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Woken when a refusal is recorded.
+    refusal: Arc<tokio::sync::Notify>,
 }
 
+/// How long, after a round trip, a refusal the server sent before it may take to reach us.
+/// async-nats hands server errors to a task of their own, so one sent before the round
+/// trip's echo can still be on its way when the echo has arrived.
+const REFUSAL_GRACE: Duration = Duration::from_millis(250);
+
 impl CliConnection {
-    /// The server's errors so far (a publish its permissions do not allow, say). The server
-    /// answers in order, so after a [`round_trip`] this holds every refusal of what was sent
-    /// before it.
-    pub fn refused(&self) -> Vec<String> {
+    /// The server's errors for what was sent before a [`round_trip`] that returned (a publish
+    /// its permissions do not allow, say): waits up to [`REFUSAL_GRACE`] for one when there
+    /// is none yet.
+    pub async fn refused(&self) -> Vec<String> {
+        let notified = self.refusal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.refused.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            let _ = tokio::time::timeout(REFUSAL_GRACE, notified).await;
+        }
         self.refused.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -339,21 +352,23 @@ impl CliConnection {
 /// It keeps the default inbox prefix: `send` runs as a service, with a service's permissions.
 pub async fn connect_once(urls: &NatsUrl, credentials: &NatsCredentials) -> Result<CliConnection, NatsError> {
     let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = Arc::clone(&refused);
+    let refusal = Arc::new(tokio::sync::Notify::new());
+    let (sink, wake) = (Arc::clone(&refused), Arc::clone(&refusal));
     let opts = ConnectOptions::new()
         .name("realtime-bridge-cli")
         .connection_timeout(Duration::from_secs(3))
         .event_callback(move |ev| {
-            let sink = Arc::clone(&sink);
+            let (sink, wake) = (Arc::clone(&sink), Arc::clone(&wake));
             async move {
                 if let async_nats::Event::ServerError(e) = ev {
                     sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+                    wake.notify_waiters();
                 }
             }
         });
     let (servers, opts) = prepare(urls, credentials, opts)?;
     let client = opts.connect(servers).await.map_err(|source| connect_error(urls, source))?;
-    Ok(CliConnection { client, refused })
+    Ok(CliConnection { client, refused, refusal })
 }
 
 /// Returns once the server has processed everything this client sent before (a SUB
