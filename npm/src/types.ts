@@ -94,9 +94,13 @@ export type TokenSource = () => string | null | undefined | Promise<string | nul
 export interface RealtimeOptions {
   /** Base URL of the bridge, e.g. `https://rt.example.com`. Defaults to the page's origin in a browser. */
   url?: string;
-  /** A fixed JWT, sent as `Authorization: Bearer`. */
+  /** A fixed JWT, sent as `Authorization: Bearer`. It cannot be renewed: prefer `getToken` when tokens expire. */
   token?: string | null;
-  /** Called before every (re)connection, and once more right after a 401. */
+  /**
+   * Called (and awaited) before every (re)connection, and once more right after a 401. That
+   * includes the immediate reconnection after the bridge ends a stream (`event: end`): after
+   * `token_expired` the stream's token has expired, so return a fresh one, not a cached copy.
+   */
   getToken?: TokenSource;
   /** Resume from this cursor (sent as `Last-Event-ID`). */
   lastEventId?: string | null;

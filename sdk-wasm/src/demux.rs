@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use realtime_bridge_wire::sse::{END, RESET};
 use realtime_bridge_wire::{EventName, IdError, SseEvent, SseParser};
 
 /// Identifies one listener (one `subscribe` call) within a [`Demux`].
@@ -20,8 +21,9 @@ pub type ListenerId = u32;
 /// The event names a listener wants; `None` means every event.
 pub type Filter = Option<BTreeSet<String>>;
 
-/// SSE event type of the bridge's "your cursor is too old" frame (DESIGN.md section 2).
-pub const RESET_EVENT: &str = "reset";
+/// The start of a control frame's data (`{"reason":"..."}`, the wire crate's
+/// `write_control`); an event envelope starts with `{"id":`.
+const CONTROL_DATA: &str = "{\"reason\":\"";
 
 /// How many recent envelope ids are remembered to suppress duplicates.
 ///
@@ -37,6 +39,69 @@ pub enum FrameKind {
     /// `event: reset`: the history no longer holds the cursor; the app should
     /// reload its state. Addressed to every listener.
     Reset,
+    /// `event: end`: the bridge closes the stream after this frame; the client
+    /// reconnects at once with its cursor. Addressed to no listener.
+    End(EndReason),
+}
+
+/// The `reason` of an `end` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The token the stream was opened with expired: get a fresh one first.
+    TokenExpired,
+    /// The bridge's longest stream lifetime passed (the token is still good).
+    MaxLifetime,
+    /// The bridge is draining.
+    Shutdown,
+    /// A reason this SDK does not know (a newer bridge): reconnect as for `max_lifetime`.
+    Other,
+}
+
+/// Longest random delay before reconnecting after `end` / `shutdown`, in ms.
+///
+/// Every client of a draining bridge gets its `end` in the same instant; spreading their
+/// reconnections over a quarter of a second keeps them from all reaching the remaining
+/// instances in the same millisecond, while staying far below any backoff delay.
+pub const SHUTDOWN_JITTER_MS: f64 = 250.0;
+
+impl EndReason {
+    /// The reason of an `end` frame from its data (`{"reason":"..."}`).
+    fn from_data(data: &str) -> Self {
+        // Whole-string matches of the bridge's exact output: smaller in wasm than parsing.
+        match data.strip_prefix(CONTROL_DATA).unwrap_or("") {
+            "token_expired\"}" => Self::TokenExpired,
+            "max_lifetime\"}" => Self::MaxLifetime,
+            "shutdown\"}" => Self::Shutdown,
+            _ => Self::Other,
+        }
+    }
+
+    /// How long to wait before reconnecting, in ms, given `random` uniform in `[0, 1)`:
+    /// nothing (no backoff: the bridge asked for the reconnection), except a small jitter
+    /// after a `shutdown`. The backoff's attempt count is left alone.
+    pub fn reconnect_delay_ms(self, random: f64) -> f64 {
+        match self {
+            Self::Shutdown if random.is_finite() => (SHUTDOWN_JITTER_MS * random.clamp(0.0, 1.0)).floor(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// What the bridge's frame `ev` is. Only a reserved name whose data is a
+/// `{"reason":...}` object is control: the bridge never delivers a producer's event
+/// under these names, and an envelope never has that shape, so neither can pass for
+/// the other. (`reset` may share its block with the stream's first `id:` line, so the
+/// `id:` is not part of the test.)
+fn classify(ev: &SseEvent) -> FrameKind {
+    if !ev.data.starts_with(CONTROL_DATA) {
+        FrameKind::Event
+    } else if ev.event == END {
+        FrameKind::End(EndReason::from_data(&ev.data))
+    } else if ev.event == RESET {
+        FrameKind::Reset
+    } else {
+        FrameKind::Event
+    }
 }
 
 /// One parsed SSE event and the listeners it must be delivered to.
@@ -125,6 +190,8 @@ pub struct Demux {
     observed: Option<String>,
     dedupe: Dedupe,
     scratch: Vec<SseEvent>,
+    /// The current stream sent `end`: whatever follows it is ignored until [`Demux::end_stream`].
+    ended: bool,
 }
 
 impl Demux {
@@ -139,6 +206,7 @@ impl Demux {
             observed: None,
             dedupe: Dedupe::default(),
             scratch: Vec::new(),
+            ended: false,
         }
     }
 
@@ -210,17 +278,32 @@ impl Demux {
     }
 
     /// Feeds bytes of the current stream; appends the frames they complete.
+    ///
+    /// An `end` frame comes out with no target (it is for the connection, not the
+    /// listeners), and anything after it on the same stream is ignored: the bridge
+    /// sends nothing more, and the next connection resumes from the cursor as it was.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Frame>) {
+        if self.ended {
+            return;
+        }
         let mut events = std::mem::take(&mut self.scratch);
         self.parser.push(chunk, &mut events);
         for ev in events.drain(..) {
+            if self.ended {
+                continue;
+            }
             // The cursor moves with every dispatched frame, delivered or not:
             // the bridge sent it, so a resume must start after it.
             if ev.id != self.observed {
                 self.observed.clone_from(&ev.id);
                 self.cursor.clone_from(&ev.id);
             }
-            let kind = if ev.event == RESET_EVENT { FrameKind::Reset } else { FrameKind::Event };
+            let kind = classify(&ev);
+            if let FrameKind::End(_) = kind {
+                self.ended = true;
+                out.push(Frame { kind, event: ev.event, data: ev.data, targets: Vec::new() });
+                continue;
+            }
             let targets: Vec<ListenerId> = self
                 .listeners
                 .iter()
@@ -232,6 +315,9 @@ impl Demux {
             }
         }
         self.scratch = events;
+        if self.ended {
+            return;
+        }
         // A block that only sets `id:` (no data) still moves the cursor; until the
         // bridge sends an id at all, the caller's initial cursor is kept.
         let now = self.parser.last_event_id();
@@ -245,6 +331,7 @@ impl Demux {
     /// frame is dropped; the cursor is kept for the next connection.
     pub fn end_stream(&mut self) {
         self.parser.finish();
+        self.ended = false;
     }
 
     /// The resume cursor to send as `Last-Event-ID`.
@@ -380,6 +467,93 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, FrameKind::Reset);
         assert_eq!(out[0].targets, [a, b]);
+    }
+
+    fn control(name: &str, reason: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        realtime_bridge_wire::sse::write_control(&mut v, name, reason);
+        v
+    }
+
+    #[test]
+    fn end_goes_to_nobody_and_closes_the_stream() {
+        let mut d = Demux::new(None);
+        let (all, _) = d.add(None);
+        let mut bytes = encode("1", "a");
+        bytes.extend(control(END, "token_expired"));
+        // Nothing follows an `end`; if something did, it would not count.
+        bytes.extend(encode("2", "a"));
+        bytes.extend(b"id: 3\n\n");
+        let out = push_all(&mut d, &bytes);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].kind, out[0].targets.clone()), (FrameKind::Event, vec![all]));
+        assert_eq!(out[1].kind, FrameKind::End(EndReason::TokenExpired));
+        assert!(out[1].targets.is_empty(), "never handed to a callback");
+        assert_eq!(d.cursor(), Some("1"), "`end` has no id: the cursor stays on the last event");
+        assert!(push_all(&mut d, &encode("4", "a")).is_empty());
+        assert_eq!(d.cursor(), Some("1"));
+        // The next connection is read normally, from that cursor.
+        d.end_stream();
+        let out = push_all(&mut d, &encode("2", "a"));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, FrameKind::Event);
+        assert_eq!(d.cursor(), Some("2"));
+    }
+
+    #[test]
+    fn end_split_across_chunks() {
+        let mut d = Demux::new(Some("7".into()));
+        d.add(filter(&["x"]));
+        let bytes = control(END, "shutdown");
+        let (head, tail) = bytes.split_at(9);
+        assert!(push_all(&mut d, head).is_empty());
+        let out = push_all(&mut d, tail);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, FrameKind::End(EndReason::Shutdown));
+        assert_eq!(d.cursor(), Some("7"));
+    }
+
+    #[test]
+    fn only_control_frames_are_control() {
+        let mut d = Demux::new(None);
+        let (all, _) = d.add(None);
+        let kind = |d: &mut Demux, bytes: &[u8]| push_all(d, bytes).iter().map(|f| f.kind).collect::<Vec<_>>();
+        for (reason, want) in [
+            ("token_expired", EndReason::TokenExpired),
+            ("max_lifetime", EndReason::MaxLifetime),
+            ("shutdown", EndReason::Shutdown),
+            ("something_new", EndReason::Other),
+        ] {
+            assert_eq!(kind(&mut d, &control(END, reason)), [FrameKind::End(want)]);
+            d.end_stream();
+        }
+        // Event envelopes under the reserved names (the bridge drops them; if one came
+        // through anyway) are plain events, delivered like any other.
+        let out = push_all(&mut d, &[encode("9", END), encode("10", RESET)].concat());
+        assert_eq!(
+            out.iter().map(|f| (f.kind, f.targets.clone())).collect::<Vec<_>>(),
+            [(FrameKind::Event, vec![all]), (FrameKind::Event, vec![all])]
+        );
+        // A reason body under another name is an event too.
+        assert_eq!(kind(&mut d, b"event: other\ndata: {\"reason\":\"shutdown\"}\n\n"), [FrameKind::Event]);
+        // `reset` shares its block with the stream's first cursor in history mode.
+        let mut prelude = b"retry: 2000\n\nid: 5:3\n".to_vec();
+        prelude.extend(control(RESET, "history_expired"));
+        assert_eq!(kind(&mut d, &prelude), [FrameKind::Reset]);
+        assert_eq!(d.cursor(), Some("5:3"));
+    }
+
+    #[test]
+    fn reconnect_after_end_without_backoff() {
+        for r in [EndReason::TokenExpired, EndReason::MaxLifetime, EndReason::Other] {
+            assert_eq!(r.reconnect_delay_ms(0.99), 0.0);
+        }
+        let s = EndReason::Shutdown;
+        assert_eq!(s.reconnect_delay_ms(0.0), 0.0);
+        assert_eq!(s.reconnect_delay_ms(0.5), 125.0);
+        assert!(s.reconnect_delay_ms(0.999_999) < SHUTDOWN_JITTER_MS);
+        assert_eq!(s.reconnect_delay_ms(7.0), SHUTDOWN_JITTER_MS);
+        assert_eq!(s.reconnect_delay_ms(f64::NAN), 0.0);
     }
 
     #[test]

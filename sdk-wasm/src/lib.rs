@@ -4,7 +4,8 @@
 //! stream per url + user, parses it with the wire crate's SSE parser, and calls
 //! the callback with each envelope `{id, event, data, timestamp, userId?}` as
 //! parsed by the JavaScript engine's own `JSON.parse`. It reconnects with
-//! exponential backoff and jitter, resumes with `Last-Event-ID`, and never
+//! exponential backoff and jitter (at once when the bridge ends the stream
+//! with an `end` frame), resumes with `Last-Event-ID`, and never
 //! delivers the same envelope id twice (DESIGN.md section 4).
 //!
 //! * [`backoff`] and [`demux`] are plain Rust (tested natively): reconnection

@@ -24,7 +24,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{AbortController, EventTarget, Headers, ReadableStream, RequestInit, Response, WritableStream};
 
 use crate::backoff::Backoff;
-use crate::demux::{parse_filter, Demux, FrameKind, ListenerId};
+use crate::demux::{parse_filter, Demux, EndReason, FrameKind, ListenerId};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -141,6 +141,8 @@ struct Shared {
     restart: bool,
     /// Reset the backoff (an explicit `reconnect()` or the browser came back online).
     reset_attempts: bool,
+    /// The current stream sent `end`: it is being closed, and reconnected without backoff.
+    end: Option<EndReason>,
     abort: Option<AbortController>,
     /// Resolves the pending backoff sleep early.
     wake: Option<Function>,
@@ -325,6 +327,7 @@ pub fn subscribe(
                 closed: false,
                 restart: false,
                 reset_attempts: false,
+                end: None,
                 abort: None,
                 wake: None,
                 sleep_timer: None,
@@ -490,6 +493,8 @@ enum Outcome {
     Closed,
     /// Connect again now, no backoff.
     Now,
+    /// The bridge ended the stream with `end`: connect again at once (see `EndReason`).
+    End(EndReason),
     /// Wait, then connect again.
     Retry,
     /// 400 / 403: the subscription is over.
@@ -523,7 +528,7 @@ async fn run(conn: Conn) {
         if closed {
             break;
         }
-        match outcome {
+        let delay = match outcome {
             Outcome::Closed => break,
             Outcome::Final => {
                 shutdown(&conn);
@@ -533,6 +538,14 @@ async fn run(conn: Conn) {
             }
             Outcome::Now => continue,
             Outcome::Retry if restart => continue,
+            Outcome::End(reason) => {
+                // The bridge asked for this reconnection: no backoff, and the attempt count
+                // stays as the successful open left it. `getToken()` is awaited before it, as
+                // before every connection: after `token_expired` that is the fresh token (a
+                // fixed `token` is sent again and a 401 is handled as usual).
+                set_status(&conn, Status::Reconnecting);
+                reason.reconnect_delay_ms(js_sys::Math::random())
+            }
             Outcome::Retry => {
                 set_status(&conn, Status::Reconnecting);
                 let delay = {
@@ -540,9 +553,12 @@ async fn run(conn: Conn) {
                     st.backoff.delay_ms(attempt, js_sys::Math::random())
                 };
                 attempt = attempt.saturating_add(1);
-                sleep(&conn, f64::from(delay)).await;
+                f64::from(delay)
             }
-        }
+        };
+        // One sleep for both (each await point costs wasm size); woken early by `close()`,
+        // `reconnect()`, `online` or a grown filter.
+        sleep(&conn, delay).await;
     }
 }
 
@@ -568,6 +584,7 @@ async fn connect_once(conn: &Conn, attempt: &mut u32, retried_401: &mut bool) ->
         if st.restart {
             return Outcome::Now;
         }
+        st.end = None;
         let mut url = st.endpoint.clone();
         if let Some(q) = st.demux.begin_request() {
             url.push_str("?events=");
@@ -646,8 +663,14 @@ async fn connect_once(conn: &Conn, attempt: &mut u32, retried_401: &mut bool) ->
     // Ends the body if it is still open (no-op otherwise). Not `reader.cancel()`: its
     // promise rejects on an errored stream, an unhandled rejection in Node.
     ctrl.abort();
-    conn.borrow_mut().demux.end_stream();
-    Outcome::Retry
+    let mut st = conn.borrow_mut();
+    st.demux.end_stream();
+    // After `end` the close that follows is expected: one immediate reconnection, not
+    // that and a backoff one.
+    match st.end.take() {
+        Some(reason) => Outcome::End(reason),
+        None => Outcome::Retry,
+    }
 }
 
 /// `{error, code}` of a JSON error body, if it is one.
@@ -722,7 +745,10 @@ async fn read_stream(conn: &Conn, body: &ReadableStream, ctrl: &AbortController)
         }
         if chunk.is_object() {
             deliver(&c, &Uint8Array::new(&chunk).to_vec());
-            if c.borrow().closed {
+            // Closed, or the bridge said `end`: close our side now rather than wait for
+            // the bridge's close (the reconnection need not wait for it).
+            let stop = c.try_borrow().is_ok_and(|st| st.closed || st.end.is_some());
+            if stop {
                 abort.abort();
             }
         }
@@ -752,6 +778,11 @@ fn deliver(conn: &Conn, bytes: &[u8]) {
         let mut frames = Vec::new();
         st.demux.push(bytes, &mut frames);
         for f in frames {
+            if let FrameKind::End(reason) = f.kind {
+                // For the connection only: never handed to a callback.
+                st.end = Some(reason);
+                continue;
+            }
             // The engine's own JSON.parse: no Rust JSON round trip.
             let value = match JSON::parse(&f.data) {
                 Ok(v) => v,
@@ -787,6 +818,7 @@ fn deliver(conn: &Conn, bytes: &[u8]) {
                     let cb = match kind {
                         FrameKind::Event => Some(l.callback.clone()),
                         FrameKind::Reset => l.on_reset.clone(),
+                        FrameKind::End(_) => None,
                     };
                     (cb, l.on_error.clone())
                 }

@@ -68,6 +68,19 @@ function Feed({ userId, events, maxEvents, onEvent }) {
   );
 }
 
+/** Every event's name, and the hook's status and error. */
+function Kinds({ userId }) {
+  const rt = useRealtime({ userId });
+  return (
+    <div>
+      <span data-testid="status">{rt.status}</span>
+      <span data-testid="count">{rt.events.length}</span>
+      <span data-testid="kinds">{rt.events.map((e) => e.event).join(',')}</span>
+      <span data-testid="error">{rt.error ? rt.error.message : ''}</span>
+    </div>
+  );
+}
+
 describe('useRealtime against the bridge', () => {
   test('receives events, calls onEvent(event, data), keeps at most maxEvents', async () => {
     const user = 'hook-basic';
@@ -129,6 +142,38 @@ describe('useRealtime against the bridge', () => {
     act(() => screen.getByText('reconnect').click());
     await waitFor(() => fetchesFor(user).length === n + 1, { what: 'reconnected' });
     await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
+  });
+
+  test('streams ended by the bridge (`end`): reconnected at once, nothing added to events', async () => {
+    // Streams live 1 s (checked at each 250 ms heartbeat); a backoff would take 30 s.
+    const own = await startBridge({ natsUrl: nats.url, heartbeat: '250ms', args: ['--max-stream-lifetime', '1s'] });
+    const user = 'hook-end';
+    const statuses = [];
+    try {
+      render(
+        <RealtimeProvider
+          url={own.url}
+          getToken={async () => token(user)}
+          backoff={{ initialMs: 30000, maxMs: 30000, jitter: 0 }}
+          onStatus={(s) => statuses.push(s)}
+        >
+          <Kinds userId={user} />
+        </RealtimeProvider>,
+      );
+      await publishUntilShown(user, 'tick', { n: 1 }, 'count');
+      const shown = screen.getByTestId('count').textContent;
+      const opens = () => statuses.filter((s) => s === 'open').length;
+      const before = opens();
+      await waitFor(() => opens() >= before + 2, { what: 'two ends and reconnections', timeoutMs: 10000 });
+      await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 5000 });
+      expect(statuses).toContain('reconnecting');
+      expect(screen.getByTestId('count').textContent).toBe(shown);
+      expect(new Set(screen.getByTestId('kinds').textContent.split(','))).toEqual(new Set(['tick']));
+      expect(screen.getByTestId('error').textContent).toBe('');
+    } finally {
+      cleanup();
+      await own.kill('SIGKILL');
+    }
   });
 });
 

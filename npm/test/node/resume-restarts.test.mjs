@@ -6,12 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'nats';
 import { subscribe } from 'realtime-bridge';
-import { startBridge, token, openStreams, waitFor, sleep, collector } from '../helpers.mjs';
+import { startBridge, token, openStreams, waitFor, sleep, collector, jsProducer, probe, verify, forwarder } from '../helpers.mjs';
 
 /** Records every fetch the SDK makes (a spy around the real fetch, not a mock). */
 const fetchLog = [];
@@ -68,108 +66,6 @@ async function restartableNats() {
   };
 }
 
-/** Races `p` against a timer: every await on the network is bounded. */
-function bounded(p, ms, what) {
-  let t;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
-/**
- * A nats.js JetStream producer that keeps reconnecting. Each event gets a unique key (`k`, in
- * its data, also its Nats-Msg-Id) so a publish retried after a failure is stored once; the
- * sequence of every acked event is recorded.
- */
-async function jsProducer(natsUrl) {
-  const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 100, timeout: 2000 });
-  const js = nc.jetstream({ timeout: 2000 });
-  const acked = new Map(); // `${user}/${key}` -> sequence
-  return {
-    acked,
-    /** Publishes once; resolves to the sequence or throws (NATS away, no ack in time). */
-    async publish(user, event, key, extra = {}, timeoutMs = 2000) {
-      const id = `${user}/${key}`;
-      const ack = await bounded(
-        js.publish(`user.${user}.${event}`, JSON.stringify({ k: key, ...extra }), { msgID: id, timeout: timeoutMs }),
-        timeoutMs + 1000,
-        `publish ${id}`,
-      );
-      assert.ok(!acked.has(id) || acked.get(id) === ack.seq, `${id}: two sequences`);
-      acked.set(id, ack.seq);
-      return ack.seq;
-    },
-    /** Publishes, retrying (same Nats-Msg-Id) until acked or `timeoutMs` is over. */
-    async publishRetrying(user, event, key, extra = {}, timeoutMs = 20000) {
-      const end = Date.now() + timeoutMs;
-      for (;;) {
-        try {
-          return await this.publish(user, event, key, extra, 1000);
-        } catch (e) {
-          if (Date.now() > end) throw new Error(`publish ${key} never acked: ${e.message}`);
-          await sleep(100);
-        }
-      }
-    },
-    async close() {
-      await bounded(nc.close(), 5000, 'nats close').catch(() => {});
-    },
-  };
-}
-
-
-/**
- * Publishes probe events until one reaches the callback: the bridge's live subscription may lag
- * the stream's "open", and a first connection has no cursor to catch up from.
- */
-async function probe(p, user, c, prefix, timeoutMs = 15000) {
-  const end = Date.now() + timeoutMs;
-  for (let n = 0; Date.now() < end; n++) {
-    const key = `${prefix}-${n}`;
-    await p.publishRetrying(user, 'probe', key, {}, 5000);
-    const ok = await waitFor(() => c.keys().includes(key), { timeoutMs: 300, intervalMs: 10 }).catch(() => false);
-    if (ok) return;
-  }
-  throw new Error(`no probe of ${prefix} arrived in ${timeoutMs} ms`);
-}
-
-/**
- * Checks that every acked event of `keys` was delivered exactly once with its sequence as the
- * envelope id, that ids only go up, and that no id came twice; prints the counts.
- */
-function verify(name, c, p, user, keys) {
-  const want = new Set(keys);
-  const deliveredCount = new Map();
-  for (const e of c.events) {
-    const k = e.data?.k;
-    if (want.has(k)) deliveredCount.set(k, (deliveredCount.get(k) ?? 0) + 1);
-  }
-  const published = keys.filter((k) => p.acked.has(`${user}/${k}`)).length;
-  const delivered = [...deliveredCount.values()].reduce((a, b) => a + b, 0);
-  const lost = keys.filter((k) => !deliveredCount.has(k));
-  const duplicated = [...deliveredCount.values()].reduce((a, n) => a + (n - 1), 0);
-  const ids = c.events.map((e) => Number(e.id));
-  let outOfOrder = 0;
-  for (let i = 1; i < ids.length; i++) if (!(ids[i] > ids[i - 1])) outOfOrder++;
-  const dupIds = ids.length - new Set(ids).size;
-  const line =
-    `${name}: published=${published} delivered=${delivered} lost=${lost.length} ` +
-    `duplicated=${duplicated} out_of_order=${outOfOrder} duplicate_ids=${dupIds} (all deliveries incl. probes: ${c.events.length})`;
-  console.log(line);
-  assert.equal(published, keys.length, 'every event was acked by JetStream');
-  assert.deepEqual(lost, [], 'lost events');
-  assert.equal(duplicated, 0, 'events delivered twice');
-  assert.equal(dupIds, 0, 'envelope ids delivered twice');
-  assert.equal(outOfOrder, 0, `envelope ids not ascending: ${ids.join(',')}`);
-  for (const e of c.events) {
-    const k = e.data?.k;
-    if (want.has(k)) assert.equal(e.id, String(p.acked.get(`${user}/${k}`)), `${k}: envelope id is its JetStream sequence`);
-  }
-  return { published, delivered, lost: lost.length, duplicated, outOfOrder };
-}
 
 /** GET /readyz status (0 when the bridge does not answer). */
 async function readyz(bridge) {
@@ -180,43 +76,6 @@ async function readyz(bridge) {
   } catch {
     return 0;
   }
-}
-
-/** A loopback TCP forwarder whose target can be switched: the SDK's url stays the same. */
-async function forwarder(target) {
-  const conns = new Set();
-  const counts = new Map();
-  let to = target;
-  const server = createServer((client) => {
-    const dest = to;
-    counts.set(dest, (counts.get(dest) ?? 0) + 1);
-    const [host, port] = dest.split(':');
-    const upstream = tcpConnect({ host, port: Number(port) });
-    conns.add(client);
-    conns.add(upstream);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      conns.delete(client);
-      conns.delete(upstream);
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    counts,
-    setTarget(t) {
-      to = t;
-    },
-    async close() {
-      for (const s of conns) s.destroy();
-      await bounded(new Promise((r) => server.close(r)), 5000, 'forwarder close').catch(() => {});
-    },
-  };
 }
 
 for (const signal of ['SIGTERM', 'SIGKILL']) {
