@@ -57,6 +57,9 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
         let r = match &args.msg_id {
             Some(id) => {
                 let mut h = async_nats::HeaderMap::new();
+                // JetStream de-duplicates per stream, not per subject: one id per subject, or
+                // every user after the first would be dropped (as `POST /v1/publish` does).
+                let id = if subjects.len() > 1 { format!("{id}:{s}") } else { id.clone() };
                 h.insert("Nats-Msg-Id", id.as_str());
                 client.publish_with_headers(s.clone(), h, payload.clone()).await
             }

@@ -249,7 +249,8 @@ pub struct SendArgs {
     #[arg(long, value_parser = parse_event_name)]
     pub event: EventName,
 
-    /// Set the Nats-Msg-Id header (JetStream drops duplicates with the same id).
+    /// Set the Nats-Msg-Id header (JetStream drops duplicates with the same id); with several
+    /// users each subject gets `<id>:<subject>`.
     #[arg(long)]
     pub msg_id: Option<String>,
 
