@@ -16,7 +16,7 @@ export interface RealtimeEventDto<T = any> {
   userId?: string;
 }
 
-/** One event as delivered: the bridge's JSON envelope (DESIGN.md section 2). */
+/** One event as delivered: the bridge's JSON envelope (docs/protocol.md §2.5). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export interface RealtimeEvent<T = any> extends RealtimeEventDto<T> {
   /** Identifies the event; never delivered twice to the same callback. */

@@ -2,7 +2,7 @@
 //!
 //! Pure arithmetic (the random number is passed in), so it is tested natively.
 
-/// Backoff settings (DESIGN.md section 4: `backoff: {initialMs, maxMs, multiplier, jitter}`).
+/// Backoff settings (docs/protocol.md §6.1: `backoff: {initialMs, maxMs, multiplier, jitter}`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// Delay before the first retry, in milliseconds.

@@ -6,7 +6,7 @@
 //! parsed by the JavaScript engine's own `JSON.parse`. It reconnects with
 //! exponential backoff and jitter (at once when the bridge ends the stream
 //! with an `end` frame), resumes with `Last-Event-ID`, and never
-//! delivers the same envelope id twice (DESIGN.md section 4).
+//! delivers the same envelope id twice (docs/protocol.md §6).
 //!
 //! * [`backoff`] and [`demux`] are plain Rust (tested natively): reconnection
 //!   delays, listener registry, routing, cursor tracking and de-duplication.

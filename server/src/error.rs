@@ -71,7 +71,7 @@ impl AppError {
     }
 }
 
-/// The JSON error body of DESIGN.md section 2.
+/// The JSON error body (docs/protocol.md §3).
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
     pub error: String,

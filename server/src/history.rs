@@ -1,4 +1,4 @@
-//! JetStream history (DESIGN.md section 3): the stream that keeps `user.>` and
+//! JetStream history (docs/protocol.md §5.2): the stream that keeps `user.>` and
 //! `broadcast.>`, and short-lived reads from it for catch-ups.
 //!
 //! The live path never uses a consumer: the stream's RePublish setting re-emits every

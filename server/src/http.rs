@@ -1,4 +1,4 @@
-//! Routes and handlers (DESIGN.md section 2). `app(state)` builds the whole router, so
+//! Routes and handlers (docs/protocol.md §2 and §4). `app(state)` builds the whole router, so
 //! tests drive it with `oneshot` exactly as the server does.
 
 use std::sync::Arc;
@@ -247,7 +247,7 @@ async fn stream_events(
     }
     let (ends_at, end_reason) = stream_end(principal.map(|p| p.expires_at), s.limits.max_stream_lifetime);
     // Resume cursors (`Last-Event-ID`, else `lastEventId`) only mean something with
-    // history; in live mode the stream starts from now (DESIGN.md section 3).
+    // history; in live mode the stream starts from now (docs/protocol.md §5.3).
     let cursor = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned).or(q.last_event_id);
 
     let attached = s.hub.attach(&user).await?;

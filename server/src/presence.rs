@@ -21,7 +21,7 @@ use crate::hub::Hub;
 const HELLO: &str = "_RB.presence.hello";
 const BYE: &str = "_RB.presence.bye";
 const COUNT_PREFIX: &str = "_RB.presence.count.";
-/// Subject services use (DESIGN.md section 2): `realtime.presence.<userId>`.
+/// Subject services use (docs/protocol.md §4.2): `realtime.presence.<userId>`.
 pub const REQUEST_PREFIX: &str = "realtime.presence.";
 /// Queue group so exactly one instance answers a service's request.
 const QUEUE: &str = "realtime-bridge";

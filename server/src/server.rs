@@ -90,7 +90,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults of DESIGN.md section 5 with the given NATS and auth (handy in tests).
+    /// Defaults of docs/protocol.md §7.1 with the given NATS and auth (handy in tests).
     pub fn new(nats_url: impl Into<String>, auth: Auth) -> Self {
         Self {
             nats_url: NatsUrl::new(nats_url),

@@ -1,4 +1,4 @@
-//! Chaos test of the delivery guarantees in history mode (DESIGN.md section 3, issue 4):
+//! Chaos test of the delivery guarantees in history mode (docs/protocol.md §5):
 //! nothing lost, nothing duplicated, nothing out of order, whatever happens to the bridges
 //! and to NATS while events flow.
 //!

@@ -1,4 +1,4 @@
-//! History mode (DESIGN.md section 3, issue 4), end to end with a real nats-server
+//! History mode (docs/protocol.md §5), end to end with a real nats-server
 //! (JetStream, file store) and real bridge processes: resume with `Last-Event-ID` on the same
 //! bridge, on one restarted after SIGKILL and on another instance; the seam between catch-up
 //! and live; filtered resume; `reset`; slow clients; NATS restarts and a cut NATS link;

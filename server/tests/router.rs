@@ -1,5 +1,5 @@
 //! The HTTP API driven in-process with `tower::ServiceExt::oneshot` on `Bridge::router()`,
-//! over a real nats-server (one per test). DESIGN.md sections 1, 2 and 5.
+//! over a real nats-server (one per test). docs/protocol.md §1–§4 and §7.
 
 #![allow(clippy::unwrap_used)]
 
@@ -295,7 +295,7 @@ async fn invalid_user_ids_are_400_and_subscribe_nothing() {
 }
 
 /// A percent-encoded byte sequence that is not UTF-8 is still an invalid user id, answered
-/// with the JSON error of DESIGN.md section 2 (not the framework's plain-text rejection).
+/// with the JSON error of docs/protocol.md §3 (not the framework's plain-text rejection).
 #[tokio::test]
 async fn non_utf8_user_id_is_400_json() {
     let nats = NatsServer::start();
@@ -949,7 +949,7 @@ async fn very_large_publish_body_gets_a_json_error() {
     assert!(got.is_err(), "an oversized publish reached NATS");
 }
 
-/// A known path with the wrong method: 405 with the JSON error body of DESIGN.md section 2.
+/// A known path with the wrong method: 405 with the JSON error body of docs/protocol.md §3.
 #[tokio::test]
 async fn wrong_method_is_405_json() {
     let nats = NatsServer::start();

@@ -180,7 +180,7 @@ async fn events_filter_passes_only_listed_user_events_and_broadcasts() {
     assert_eq!(e.event, "message_new");
     assert_eq!(envelope(&e)["data"]["n"], 9);
     // The unfiltered control stream gets all five. A user's events keep their order; a
-    // broadcast comes through another subscription and may interleave (DESIGN.md section 3).
+    // broadcast comes through another subscription and may interleave (docs/protocol.md §5.2).
     let mut got = Vec::new();
     for _ in 0..5 {
         got.push(all.next().await.event);
@@ -659,7 +659,7 @@ async fn fill_until_stalled(base: &str, client: &async_nats::Client, subject: &s
     }
 }
 
-/// DESIGN.md section 3: "A client that cannot keep up is cut off". A client that stopped
+/// docs/protocol.md §5.5: a client that cannot keep up is cut off. A client that stopped
 /// reading is the extreme case: its stream must be cut within a bounded time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_client_that_never_reads_is_cut_off() {
@@ -795,8 +795,8 @@ async fn presence_streams(base: &str, user: &str) -> f64 {
     v["streams"].as_f64().unwrap()
 }
 
-/// DESIGN.md section 3: "exits within --shutdown-grace ... An open SSE body must not hold
-/// the process up", even a body whose client stopped reading (hyper no longer polls it).
+/// docs/protocol.md §5.7: shutdown is bounded by --shutdown-grace and an open SSE body never
+/// holds it up, even a body whose client stopped reading (hyper no longer polls it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_a_stalled_client_still_finishes_within_grace() {
     let nats = NatsServer::start();

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Publish events to Realtime Bridge with nats-py (DESIGN.md section 1).
+"""Publish events to Realtime Bridge with nats-py (docs/protocol.md §1).
 
     python3 tests/producers/publish.py --url nats://127.0.0.1:4222 \
         --user 42 --event message_new --data '{"text":"from python"}' [--count N] [--msg-id ID]

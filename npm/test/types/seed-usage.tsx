@@ -28,7 +28,7 @@ declare const userId: string;
 declare function Message(props: { data: RealtimeMessageDto }): ReactElement;
 declare function refetchBalance(): void;
 
-// DESIGN.md section 4
+// docs/protocol.md §6
 configure({ url: 'https://rt.example.com', getToken: async () => 'jwt' });
 const sub: Subscription<RealtimeMessageDto> = subscribe<RealtimeMessageDto>('42', ['message_new', 'typing_start'], (e) => {
   const id: string = e.id;
