@@ -148,7 +148,10 @@ impl HeadReader {
     /// serves the request; `None` while more bytes are needed.
     pub fn advance(&mut self, buf: &[u8]) -> Option<Head> {
         if !self.line_checked {
-            if let Some(eol) = buf.iter().position(|&b| b == b'\n') {
+            // From `scanned` on: the bytes before it held no line end, and searching from 0 made
+            // a request line trickled a byte per read cost O(n²) in its length.
+            let from = self.scanned.min(buf.len());
+            if let Some(eol) = buf[from..].iter().position(|&b| b == b'\n').map(|i| from + i) {
                 self.line_checked = true;
                 self.parses += 1;
                 let mut headers = [httparse::EMPTY_HEADER; 0];
