@@ -94,6 +94,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   fi
 fi
 
+# Coverage instrumentation for the code under test only (see fuzz/rustc-wrapper.sh).
+export FUZZ_NEXT_RUSTC_WRAPPER=${RUSTC_WRAPPER:-}
+export RUSTC_WRAPPER="$PWD/fuzz/rustc-wrapper.sh"
+
 build_flag=(--dev)
 [ "$build" = release ] && build_flag=(--release)
 log "building ${targets[*]} (cargo fuzz build, $build, sanitizer $sanitizer)"
