@@ -54,9 +54,10 @@ done
 [ -n "$build" ] || { if [ "$seconds" -ge 120 ]; then build=release; else build=dev; fi; }
 
 # The proptest companions: the same checks, on generated inputs, and on the files of
-# fuzz/corpus/ and fuzz/regressions/. About 200 cases a second per property.
+# fuzz/corpus/ and fuzz/regressions/; as many cases as make it last about as long as the
+# fuzzing would have (some 40 ms per case for all the properties together, debug build).
 run_proptests() {
-  local cases=$((seconds * 200))
+  local cases=$((seconds * 60))
   [ "$cases" -ge 256 ] || cases=256
   log "proptests instead of cargo-fuzz: PROPTEST_CASES=$cases"
   PROPTEST_CASES=$cases cargo test --locked -p realtime-bridge-wire \
@@ -75,7 +76,7 @@ toolchain=()  # the default toolchain
 if [ "$sanitizer" != none ]; then
   if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     log "installing the nightly toolchain (minimal profile) for --sanitizer $sanitizer"
-    if ! rustup toolchain install nightly --profile minimal >&2; then
+    if ! timeout 600 rustup toolchain install nightly --profile minimal >&2; then
       log "FALLBACK: no nightly toolchain here; fuzzing without a sanitizer"
       sanitizer=none
     fi
