@@ -15,6 +15,16 @@ fi
 echo "== cargo test (wire crate, bridge server: unit, router, end-to-end, process, history, chaos; SDK native units)"
 cargo test --workspace --locked
 
+# A few seconds per target on top of the proptests and replays cargo test just ran; the
+# first run also installs cargo-fuzz and builds the targets (about 3 minutes on 2 cores).
+fuzz_seconds=${FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" = 0 ]; then
+  echo "== fuzzing: skipped (FUZZ_SECONDS=0)"
+else
+  echo "== fuzzing: every cargo-fuzz target for $fuzz_seconds s (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it, FUZZ_SECONDS=600 is a long run)"
+  bash scripts/fuzz.sh --seconds "$fuzz_seconds"
+fi
+
 echo "== SDK (sdk-wasm + npm package): build, Rust/Node/hook/browser tests"
 bash scripts/test-sdk.sh
 

@@ -196,8 +196,13 @@ fn raw_line() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `default` cases, or `PROPTEST_CASES` for a long run (`scripts/fuzz.sh --proptest`).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
 
     /// Streams produced by our writer.
     #[test]

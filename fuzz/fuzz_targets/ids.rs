@@ -1,0 +1,10 @@
+//! `ids`: the properties are in `wire/tests/properties/ids.rs` (input layout there too),
+//! shared with `cargo test`, which replays `fuzz/regressions/ids/` through them.
+
+#![no_main]
+#![allow(clippy::unwrap_used)] // a failing unwrap is a finding
+
+#[path = "../../wire/tests/properties/ids.rs"]
+mod check;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));
