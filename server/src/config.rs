@@ -101,6 +101,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RB_STREAM_NAME", default_value = "REALTIME")]
     pub stream_name: String,
 
+    /// Take the sequence of every re-published `rt.>` message as JetStream's, without
+    /// checking it against the stream (which costs new messages one JetStream round trip).
+    /// Only where NATS permissions let nobody but JetStream publish on `rt.>` (deploy/nats/).
+    #[arg(long, env = "RB_TRUST_REPUBLISHED")]
+    pub trust_republished: bool,
+
     /// Interval of the `: hb` comment that keeps proxies and watchdogs happy.
     #[arg(long, env = "RB_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,

@@ -28,6 +28,9 @@ pub struct HistoryConfig {
     pub max_age: Duration,
     pub max_bytes: u64,
     pub replicas: u8,
+    /// `--trust-republished`: take `rt.>` messages' sequences as JetStream's without asking
+    /// the stream (only where NATS permissions keep everyone else off `rt.>`).
+    pub trust_republished: bool,
 }
 
 impl Default for HistoryConfig {
@@ -38,6 +41,7 @@ impl Default for HistoryConfig {
             max_age: Duration::from_secs(24 * 3600),
             max_bytes: 1 << 30,
             replicas: 1,
+            trust_republished: false,
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct History {
     config: stream::Config,
     /// The highest sequence the stream is known to hold, shared by every channel.
     watermark: Arc<Watermark>,
+    /// `--trust-republished`: no check of re-published sequences.
+    trust_republished: bool,
 }
 
 /// What the bridge knows of the stream's last sequence, to tell a re-published message from
@@ -124,7 +130,13 @@ impl History {
             allow_direct: true,
             ..Default::default()
         };
-        let history = Self { js, stream_name: cfg.stream_name.clone(), config, watermark: Arc::default() };
+        let history = Self {
+            js,
+            stream_name: cfg.stream_name.clone(),
+            config,
+            watermark: Arc::default(),
+            trust_republished: cfg.trust_republished,
+        };
         history.ensure().await?;
         tracing::info!(
             stream = %cfg.stream_name,
@@ -164,9 +176,10 @@ impl History {
     }
 
     /// Whether `seq` is known to be stored already (no request): the common case for a
-    /// message that arrives while others are being checked.
+    /// message that arrives while others are being checked, and every message with
+    /// `--trust-republished`.
     pub fn known_to_hold(&self, seq: u64) -> bool {
-        seq <= self.watermark.known.load(Ordering::Acquire)
+        self.trust_republished || seq <= self.watermark.known.load(Ordering::Acquire)
     }
 
     /// Whether the stream holds (or held) sequence `seq` of a message the caller received

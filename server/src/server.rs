@@ -142,6 +142,7 @@ impl Config {
                 max_age: args.history_max_age,
                 max_bytes: args.history_max_bytes,
                 replicas: args.history_replicas,
+                trust_republished: args.trust_republished,
             },
             heartbeat: args.heartbeat,
             retry_ms: args.retry,

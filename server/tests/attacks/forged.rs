@@ -52,3 +52,17 @@ async fn a_forged_sequence_is_dropped_and_real_events_still_flow() {
     let text = String::from_utf8_lossy(&first).into_owned();
     assert!(text.contains("id: ") && !text.contains(HUGE), "{text:?}");
 }
+
+/// The control: with `--trust-republished` (for deployments whose NATS permissions keep
+/// everyone but JetStream off `rt.>`), the same forgery is taken as JetStream's. This shows
+/// the check above is what stops it.
+#[tokio::test]
+async fn with_trust_republished_the_forgery_is_taken() {
+    let (nats, bridge) = history_bridge(|c| c.history.trust_republished = true).await;
+    let client = nats.client().await;
+    let mut sse = SseClient::open(&bridge.base(), "42", "", Some(&token("42"))).await;
+    forge(&client, "user.42.evil", HUGE).await;
+    let e = sse.next().await;
+    assert_eq!(e.event, "evil");
+    assert!(e.id.starts_with(HUGE), "{}", e.id);
+}
