@@ -73,7 +73,7 @@ pub struct ServeArgs {
     pub keys: KeyArgs,
 
     /// Serve without authentication. Refused unless --listen is a loopback address.
-    #[arg(long, env = "RB_NO_AUTH")]
+    #[arg(long, env = "RB_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_auth: bool,
 
     /// How users' events are subscribed: per-user (NATS filters) or shared (one wildcard
@@ -104,7 +104,7 @@ pub struct ServeArgs {
     /// Take the sequence of every re-published `rt.>` message as JetStream's, without
     /// checking it against the stream (which costs new messages one JetStream round trip).
     /// Only where NATS permissions let nobody but JetStream publish on `rt.>` (deploy/nats/).
-    #[arg(long, env = "RB_TRUST_REPUBLISHED")]
+    #[arg(long, env = "RB_TRUST_REPUBLISHED", value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_republished: bool,
 
     /// Interval of the `: hb` comment that keeps proxies and watchdogs happy.

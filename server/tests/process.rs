@@ -116,6 +116,9 @@ fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
         ),
         (vec!["--listen", "127.0.0.1:0"], vec![], &["--jwt-secret"]),
         (vec!["--no-auth", "--listen", "0.0.0.0:0"], vec![], &["--no-auth"]),
+        // Boolean flags take 1/true/yes from the environment too.
+        (vec!["--listen", "0.0.0.0:0"], vec![("RB_NO_AUTH", "1")], &["--no-auth"]),
+        (vec!["--listen", "0.0.0.0:0"], vec![("RB_NO_AUTH", "yes")], &["--no-auth"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-public-key", "/nonexistent"], vec![], &["--jwt-public-key"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--subscribe", "each"], vec![], &["--subscribe"]),
         (
