@@ -10,40 +10,18 @@
 
 #[path = "properties/head.rs"]
 mod head;
+#[path = "../../fuzz/replay.rs"]
+mod replay;
 #[path = "properties/token.rs"]
 mod token;
 
-use std::path::Path;
-
 use proptest::prelude::*;
-
-/// Runs `check` on every file of `fuzz/{regressions,corpus}/<target>/`; returns how many.
-fn replay(target: &str, check: fn(&[u8])) -> usize {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut n = 0;
-    for kind in ["regressions", "corpus"] {
-        let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else { continue };
-        let mut files: Vec<_> = dir.map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
-        files.sort();
-        for file in files {
-            let input = std::fs::read(&file).unwrap();
-            // Name the file if the check panics.
-            let result = std::panic::catch_unwind(|| check(&input));
-            assert!(result.is_ok(), "{} fails (see the panic above)", file.display());
-            n += 1;
-        }
-    }
-    n
-}
+use replay::{cases, replay};
 
 #[test]
 fn fuzz_files_replay() {
-    assert!(replay("head", head::check) > 0, "no seed found for head");
-    assert!(replay("token", token::check) > 0, "no seed found for token");
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    assert!(replay(env!("CARGO_MANIFEST_DIR"), "head", head::check) > 0, "no seed found for head");
+    assert!(replay(env!("CARGO_MANIFEST_DIR"), "token", token::check) > 0, "no seed found for token");
 }
 
 /// Request heads, mostly near-valid: the pieces a stream request is made of, and others.

@@ -12,41 +12,19 @@
 mod cursor;
 #[path = "properties/ids.rs"]
 mod ids;
+#[path = "../../fuzz/replay.rs"]
+mod replay;
 #[path = "properties/sse_parser.rs"]
 mod sse_parser;
 
-use std::path::Path;
-
 use proptest::prelude::*;
-
-/// Runs `check` on every file of `fuzz/{regressions,corpus}/<target>/`; returns how many.
-fn replay(target: &str, check: fn(&[u8])) -> usize {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut n = 0;
-    for kind in ["regressions", "corpus"] {
-        let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else { continue };
-        let mut files: Vec<_> = dir.map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
-        files.sort();
-        for file in files {
-            let input = std::fs::read(&file).unwrap();
-            // Name the file if the check panics.
-            let result = std::panic::catch_unwind(|| check(&input));
-            assert!(result.is_ok(), "{} fails (see the panic above)", file.display());
-            n += 1;
-        }
-    }
-    n
-}
+use replay::{cases, replay};
 
 #[test]
 fn fuzz_files_replay() {
-    assert!(replay("sse_parser", sse_parser::check) > 0, "no seed found for sse_parser");
-    assert!(replay("cursor", cursor::check) > 0, "no seed found for cursor");
-    assert!(replay("ids", ids::check) > 0, "no seed found for ids");
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    assert!(replay(env!("CARGO_MANIFEST_DIR"), "sse_parser", sse_parser::check) > 0, "no seed found for sse_parser");
+    assert!(replay(env!("CARGO_MANIFEST_DIR"), "cursor", cursor::check) > 0, "no seed found for cursor");
+    assert!(replay(env!("CARGO_MANIFEST_DIR"), "ids", ids::check) > 0, "no seed found for ids");
 }
 
 /// Bytes rich in what SSE gives meaning to.
