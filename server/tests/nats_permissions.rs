@@ -203,23 +203,9 @@ async fn post_publish(base: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-async fn presence_http(base: &str, user: &str) -> Value {
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/v1/presence/{user}"))
-        .bearer_auth(token_with("svc", false, &["presence"]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "presence refused");
-    resp.json().await.unwrap()
-}
-
-async fn presence_nats(client: &async_nats::Client, user: &str) -> Value {
-    let msg = tokio::time::timeout(WAIT, client.request(format!("realtime.presence.{user}"), bytes::Bytes::new()))
-        .await
-        .expect("presence request answered in time")
-        .expect("presence request answered");
-    serde_json::from_slice(&msg.payload).unwrap()
+/// Presence over HTTP with a presence-scoped token.
+async fn presence(base: &str, user: &str) -> Value {
+    presence_http(base, user, &token_with("svc", false, &["presence"])).await
 }
 
 async fn assert_ready(name: &str, base: &str) {
@@ -301,10 +287,10 @@ async fn history_mode_works_with_the_bridge_and_producer_users() {
     let (base_a, want) = (a.base(), two.clone());
     eventually("A to count both bridges' streams", WAIT, || {
         let (base_a, want) = (base_a.clone(), want.clone());
-        async move { (presence_http(&base_a, "42").await == want).then_some(()) }
+        async move { (presence(&base_a, "42").await == want).then_some(()) }
     })
     .await;
-    assert_eq!(presence_http(&b.base(), "42").await, two);
+    assert_eq!(presence(&b.base(), "42").await, two);
     assert_eq!(presence_nats(&producer.client, "42").await, two);
 
     assert_ready("A", &a.base()).await;
@@ -417,7 +403,7 @@ async fn a_producer_cannot_forge_or_read_the_bridges_traffic() {
     assert_eq!(kept, 4, "the stream keeps every event (nothing purged)");
     // The bridge still knows itself alone (no fake peer, no bye taken for real): presence
     // answers from its own count.
-    assert_eq!(presence_http(&bridge.base(), "42").await, one);
+    assert_eq!(presence(&bridge.base(), "42").await, one);
 
     // Controls, as admin. The producer's request was seen by a subscriber of
     // realtime.presence.*, which could have answered it.

@@ -526,20 +526,6 @@ async fn tokens_never_appear_in_debug_logs() {
 // ---------------------------------------------------------------------------------------
 // 7. Presence across two instances
 
-async fn presence_http(base: &str, user: &str, tok: &str) -> Value {
-    let resp = reqwest::Client::new().get(format!("{base}/v1/presence/{user}")).bearer_auth(tok).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "presence refused");
-    resp.json().await.unwrap()
-}
-
-async fn presence_nats(client: &async_nats::Client, user: &str) -> Value {
-    let msg = tokio::time::timeout(WAIT, client.request(format!("realtime.presence.{user}"), bytes::Bytes::new()))
-        .await
-        .expect("presence request answered in time")
-        .expect("presence request answered");
-    serde_json::from_slice(&msg.payload).unwrap()
-}
-
 async fn until_presence(what: &str, timeout: Duration, base: &str, tok: &str, want: &Value) -> Duration {
     let start = Instant::now();
     eventually(what, timeout, || {

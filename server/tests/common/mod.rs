@@ -838,3 +838,22 @@ impl SseClient {
         Self { events: Box::pin(events) }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Presence, asked over HTTP (with a presence-scoped token) and over NATS.
+
+/// `GET /v1/presence/{user}` with `tok`; panics unless 200.
+pub async fn presence_http(base: &str, user: &str, tok: &str) -> serde_json::Value {
+    let resp = reqwest::Client::new().get(format!("{base}/v1/presence/{user}")).bearer_auth(tok).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "presence refused");
+    resp.json().await.unwrap()
+}
+
+/// The NATS request `realtime.presence.{user}`, answered in time.
+pub async fn presence_nats(client: &async_nats::Client, user: &str) -> serde_json::Value {
+    let msg = tokio::time::timeout(WAIT, client.request(format!("realtime.presence.{user}"), bytes::Bytes::new()))
+        .await
+        .expect("presence request answered in time")
+        .expect("presence request answered");
+    serde_json::from_slice(&msg.payload).unwrap()
+}
