@@ -112,6 +112,24 @@ function checkImmediateReconnects(c, user, maxMs) {
   return delays;
 }
 
+/**
+ * Stops the producer, waits (bounded) for every event it published, gives a repeat the time to
+ * show up, closes the subscription, and checks each event arrived once and in order. Returns the
+ * keys published and when the last one had arrived.
+ */
+async function finish(label, c, p, user, run, sub) {
+  const keys = await run.stop();
+  await waitFor(() => keys.every((k) => c.keys().includes(k)), { what: 'every event', timeoutMs: 10000 }).catch((e) => {
+    verify(label, c, p, user, keys);
+    throw e;
+  });
+  const arrived = Date.now();
+  await sleep(300); // anything delivered twice would come now
+  await closeWhenOpen(sub);
+  verify(label, c, p, user, keys);
+  return { keys, arrived };
+}
+
 test('end / token_expired: getToken gives a fresh token before each immediate reconnection; every event once, in order', { timeout: 90000 }, async () => {
   const nats = await startNats();
   let bridge;
@@ -142,15 +160,8 @@ test('end / token_expired: getToken gives a fresh token before each immediate re
     run = pump(p, user, 'tok');
     // Three token expiries, each an `end` and a reconnection.
     await waitFor(() => fetchesFor(user).length >= 4, { what: 'three ends and reconnections', timeoutMs: 20000 });
-    const keys = await run.stop();
-    await waitFor(() => keys.every((k) => c.keys().includes(k)), { what: 'every event', timeoutMs: 10000 }).catch((e) => {
-      verify('sdk-end token_expired', c, p, user, keys);
-      throw e;
-    });
-    const elapsed = Date.now() - started;
-    await sleep(300); // anything delivered twice would come now
-    await closeWhenOpen(sub);
-    verify('sdk-end token_expired', c, p, user, keys);
+    const { keys, arrived } = await finish('sdk-end token_expired', c, p, user, run, sub);
+    const elapsed = arrived - started;
     assert.ok(keys.length > 100, `events published across the expiries (${keys.length})`);
     assert.ok(await streamsCut(bridge, 'token_expired') >= 3, 'the bridge ended the streams for token_expired');
     const fetches = fetchesFor(user);
@@ -194,15 +205,8 @@ test('end / max_lifetime: immediate reconnection with the same (still valid) tok
     const started = Date.now();
     run = pump(p, user, 'life');
     await waitFor(() => fetchesFor(user).length >= 3, { what: 'two ends and reconnections', timeoutMs: 15000 });
-    const keys = await run.stop();
-    await waitFor(() => keys.every((k) => c.keys().includes(k)), { what: 'every event', timeoutMs: 10000 }).catch((e) => {
-      verify('sdk-end max_lifetime', c, p, user, keys);
-      throw e;
-    });
-    const elapsed = Date.now() - started;
-    await sleep(300);
-    await closeWhenOpen(sub);
-    verify('sdk-end max_lifetime', c, p, user, keys);
+    const { keys, arrived } = await finish('sdk-end max_lifetime', c, p, user, run, sub);
+    const elapsed = arrived - started;
     assert.ok(await streamsCut(bridge, 'max_lifetime') >= 2, 'the bridge ended the streams for max_lifetime');
     const delays = checkImmediateReconnects(c, user, 1000);
     assert.ok(fetchesFor(user).every((f) => f.auth === `Bearer ${fixed}`), 'the same token every time');
@@ -256,14 +260,7 @@ test('end / shutdown: SIGTERM to the bridge, another instance takes over the url
     const reopenedIn = Date.now() - killedAt;
     assert.equal(await openStreams(b.url), 1, 'the stream is now on bridge B');
     await sleep(500); // more events, on B
-    const keys = await run.stop();
-    await waitFor(() => keys.every((k) => c.keys().includes(k)), { what: 'every event', timeoutMs: 10000 }).catch((e) => {
-      verify('sdk-end shutdown', c, p, user, keys);
-      throw e;
-    });
-    await sleep(300);
-    await closeWhenOpen(sub);
-    verify('sdk-end shutdown', c, p, user, keys);
+    const { keys } = await finish('sdk-end shutdown', c, p, user, run, sub);
     assert.ok(a.logs.some((l) => l.includes('shutting down')), 'A went through its graceful shutdown');
     assert.equal(fwd.counts.get(b.addr), 1, 'one connection to B: one reconnection, not two');
     // The jitter after a shutdown is under 250 ms; the backoff would have been 30 s.
