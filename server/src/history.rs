@@ -100,6 +100,11 @@ struct Watermark {
 impl History {
     /// Creates or updates the stream. `Ok(None)` means live mode (`off`, or `auto`
     /// without JetStream); with `on`, a missing JetStream is an error.
+    ///
+    /// `client` is the bridge's JetStream connection (`nats::connect_jetstream`), not the one
+    /// the live flow arrives on: on that one, the answers to API requests (a sequence check, a
+    /// catch-up's consumer) would queue behind every message NATS has already sent the bridge,
+    /// and a burst of events would delay the very requests those events wait for.
     pub async fn setup(client: &async_nats::Client, cfg: &HistoryConfig) -> Result<Option<Self>, HistoryError> {
         if cfg.mode == HistoryMode::Off {
             return Ok(None);

@@ -319,6 +319,19 @@ pub async fn connect_server(
     opts.connect(servers).await.map_err(|source| connect_error(urls, source))
 }
 
+/// The server's second connection, history mode only: JetStream requests and the catch-ups
+/// they open (see `History::setup` for why not on the connection the live flow uses).
+pub async fn connect_jetstream(urls: &NatsUrl, credentials: &NatsCredentials) -> Result<async_nats::Client, NatsError> {
+    let opts = ConnectOptions::new()
+        .name("realtime-bridge-jetstream")
+        .custom_inbox_prefix(INBOX_PREFIX)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(3));
+    let (servers, opts) = prepare(urls, credentials, opts)?;
+    opts.connect(servers).await.map_err(|source| connect_error(urls, source))
+}
+
 /// A short-lived connection (`send`) and what the server refused on it.
 #[derive(Debug)]
 pub struct CliConnection {

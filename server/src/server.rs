@@ -235,7 +235,21 @@ impl Bridge {
                 waited += 1;
             }
         }
-        let history = History::setup(&client, &config.history).await?;
+        let history = match config.history.mode {
+            HistoryMode::Off => None,
+            _ => {
+                let js = crate::nats::connect_jetstream(&config.nats_url, &config.nats_credentials).await?;
+                // The first connection is up: this one follows within moments (bounded, so a
+                // second login that fails cannot hold start-up; history then says why).
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+                while js.connection_state() != async_nats::connection::State::Connected
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                History::setup(&js, &config.history).await?
+            }
+        };
         let shared = config.subscribe == UserSubscription::Shared;
         if shared && history.is_some() {
             // `--history auto` found JetStream: the operator asked for something we cannot do.
