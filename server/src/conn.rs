@@ -34,6 +34,7 @@ use hyper_util::service::TowerToHyperService;
 use realtime_bridge_wire::sse;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
@@ -67,6 +68,9 @@ pub struct ConnConfig {
     pub max_connections: usize,
     /// Connections being served now.
     pub open_connections: AtomicUsize,
+    /// Cancelled at shutdown. A write waiting on a client that stopped reading gives up at
+    /// once then: it would otherwise hold shutdown for `stall_limit`, past any sane grace.
+    pub stop: CancellationToken,
 }
 
 /// One counted connection; gives its place back when dropped (whatever ends the task).
@@ -152,7 +156,12 @@ pub async fn serve(mut sock: TcpStream, config: ConnSlot, graceful: Watcher) {
 
 /// Serves the connection with hyper (HTTP/1.1, keep-alive), replaying `read` first.
 async fn serve_with_hyper(sock: TcpStream, read: Vec<u8>, config: &ConnConfig, graceful: Watcher) {
-    let io = StallGuard::new(Prefixed::new(Bytes::from(read), sock), config.stall_limit, Arc::clone(&config.metrics));
+    let io = StallGuard::new(
+        Prefixed::new(Bytes::from(read), sock),
+        config.stall_limit,
+        Arc::clone(&config.metrics),
+        config.stop.clone(),
+    );
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(config.head_timeout)
@@ -435,10 +444,18 @@ async fn write_all(sock: &TcpStream, queue: &mut VecDeque<Bytes>, config: &ConnC
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if tokio::time::timeout(config.stall_limit, sock.writable()).await.is_err() {
-                    config.metrics.stream_cut("write_stalled");
-                    tracing::info!(limit = ?config.stall_limit, "connection cut off: client stopped reading");
-                    return Err(io::ErrorKind::TimedOut.into());
+                tokio::select! {
+                    r = tokio::time::timeout(config.stall_limit, sock.writable()) => if r.is_err() {
+                        config.metrics.stream_cut("write_stalled");
+                        tracing::info!(limit = ?config.stall_limit, "connection cut off: client stopped reading");
+                        return Err(io::ErrorKind::TimedOut.into());
+                    },
+                    // Shutting down: a client with a full socket will not read the `end`
+                    // frame in time anyway, and waiting would hold the whole process.
+                    () = config.stop.cancelled() => {
+                        tracing::debug!("connection closed at shutdown with unwritten bytes: client not reading");
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
                 }
             }
             Err(e) => return Err(e),

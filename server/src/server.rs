@@ -376,6 +376,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         metrics: bridge.metrics(),
         max_connections,
         open_connections: std::sync::atomic::AtomicUsize::new(0),
+        stop: stop.clone(),
     });
     let accept = tokio::spawn(serve_connections(listener, conn_config, stop.clone()));
 

@@ -6,6 +6,8 @@
 //! shutdown waiting out its grace. The per-stream ring cannot notice (it is never
 //! polled), so the check lives in the socket: a write that makes no progress for
 //! `limit` fails the connection, hyper drops the body, and the stream is released.
+//! At shutdown a write that waits fails at once: the stream's `end` frame cannot reach a
+//! client that does not read, and graceful shutdown would wait for it.
 
 use std::future::Future;
 use std::io;
@@ -15,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::metrics::Metrics;
 
@@ -25,17 +28,27 @@ pub struct StallGuard<T> {
     limit: Duration,
     /// Armed when a write first returns Pending; disarmed by any progress.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Armed with `stalled`: wakes the waiting write when shutdown begins.
+    stopping: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     metrics: Arc<Metrics>,
+    /// The process's shutdown token.
+    stop: CancellationToken,
 }
 
 impl<T> StallGuard<T> {
-    pub fn new(io: T, limit: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { io, limit, stalled: None, metrics }
+    pub fn new(io: T, limit: Duration, metrics: Arc<Metrics>, stop: CancellationToken) -> Self {
+        Self { io, limit, stalled: None, stopping: None, metrics, stop }
     }
 
     fn check<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         match r {
             Poll::Pending => {
+                let stop = &self.stop;
+                let stopping = self.stopping.get_or_insert_with(|| Box::pin(stop.clone().cancelled_owned()));
+                if stopping.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("connection closed at shutdown with unwritten bytes: client not reading");
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "shutting down")));
+                }
                 let limit = self.limit;
                 let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
                 if timer.as_mut().poll(cx).is_ready() {
@@ -47,6 +60,7 @@ impl<T> StallGuard<T> {
             }
             ready => {
                 self.stalled = None;
+                self.stopping = None;
                 ready
             }
         }

@@ -84,6 +84,53 @@ async fn sigint_with_open_streams_exits_0_quickly_and_ends_every_stream() {
     shutdown_with_open_streams("INT").await;
 }
 
+/// A client that stopped reading (its socket full) must not hold shutdown: its write gives
+/// up as soon as shutdown begins, and the process drains NATS and says "shutdown complete"
+/// well inside a grace chosen far above that bound (and above the 60 s write-stall limit,
+/// so that the guard cannot be what ends it).
+async fn shutdown_with_a_stalled_stream(keep_alive: bool) {
+    let nats = NatsServer::start();
+    let grace = Duration::from_secs(120);
+    let mut bridge = BridgeProcess::start(&nats.url(), &["--shutdown-grace", "120s", "--heartbeat", "20s"]);
+    let base = bridge.base();
+    let client = nats.client().await;
+    let stalled = common::raw::open_unread_stream(bridge.addr, "42", keep_alive).await;
+    let mut reading = SseClient::open(&base, "43", "", Some(&token("43"))).await;
+    let filled = fill_until_stalled(&base, &client, "user.42.bulk").await;
+    println!("keep-alive {keep_alive}: the socket of user 42's stream is full after {filled} events of 4 KiB");
+
+    bridge.signal("TERM");
+    let bound = Duration::from_secs(10);
+    let Some((status, took)) = wait_exit_async(&mut bridge, bound + WAIT).await else {
+        panic!(
+            "still running {:?} after SIGTERM with a stalled client (grace {grace:?}); logs:\n{}",
+            bound + WAIT,
+            bridge.logs()
+        );
+    };
+    println!("keep-alive {keep_alive}: exited with {status} {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status}; logs:\n{}", bridge.logs());
+    assert!(took < bound, "shutdown took {took:?} with a stalled client; logs:\n{}", bridge.logs());
+    reading.expect_end(WAIT).await;
+    let logs = eventually("the shutdown log lines", WAIT, || {
+        let logs = bridge.logs();
+        async move { logs.contains("shutdown complete").then_some(logs) }
+    })
+    .await;
+    assert!(!logs.contains("grace elapsed"), "shutdown hit the grace limit:\n{logs}");
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_does_not_hold_shutdown() {
+    shutdown_with_a_stalled_stream(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_on_a_keep_alive_connection_does_not_hold_shutdown() {
+    shutdown_with_a_stalled_stream(true).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. Bad configuration: exit 64, one line naming the flag
 

@@ -166,6 +166,8 @@ pub struct BridgeProcess {
     pub addr: SocketAddr,
     /// Every line the process wrote to stderr (JSON logs), for assertions.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The thread copying stderr into `logs`; joined on Drop so the last lines are seen.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl BridgeProcess {
@@ -202,7 +204,7 @@ impl BridgeProcess {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = listening_addr(&line) {
@@ -220,7 +222,7 @@ impl BridgeProcess {
                 panic!("bridge did not start listening; logs:\n{}", logs.lock().unwrap().join("\n"));
             }
         };
-        Self { child, addr, logs }
+        Self { child, addr, logs, reader: Some(reader) }
     }
 
     pub fn base(&self) -> String {
@@ -254,6 +256,15 @@ impl Drop for BridgeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        // A panic in a task does not stop the process or change its exit code, so every test
+        // that ran a bridge process also checks that none happened.
+        let logs = self.logs();
+        if !std::thread::panicking() && logs.contains("panicked at") {
+            panic!("the bridge process panicked; logs:\n{logs}");
+        }
     }
 }
 
@@ -856,4 +867,59 @@ pub async fn presence_nats(client: &async_nats::Client, user: &str) -> serde_jso
         .expect("presence request answered in time")
         .expect("presence request answered");
     serde_json::from_slice(&msg.payload).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients that stop reading (stream.rs, process.rs)
+
+pub const DELIVERED: &str = "realtime_bridge_events_delivered_total";
+
+/// Publishes `n` events of ~4 KiB to `subject`, then flushes.
+pub async fn flood(client: &async_nats::Client, subject: &str, n: u64) {
+    let payload = bytes::Bytes::from(format!("\"{}\"", "x".repeat(4096 - 2)));
+    for _ in 0..n {
+        client.publish(subject.to_owned(), payload.clone()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+}
+
+/// Fills the socket of a stream whose client does not read, without ever letting the
+/// stream's ring (16) overflow: publishes 8 events of 4 KiB at a time and waits until the
+/// bridge handed them all to the connection (`events_delivered`). When that stops happening,
+/// the socket is full and the stream is no longer polled. Returns the number published.
+///
+/// Then a flood of more than `queue_len` events makes the stream lag while it is not polled:
+/// the situation of a client that stopped reading (tab frozen, reader not consumed, half-dead peer).
+pub async fn fill_until_stalled(base: &str, client: &async_nats::Client, subject: &str) -> u64 {
+    let base_delivered = metric(base, DELIVERED).await;
+    let mut published = 0u64;
+    loop {
+        assert!(published < 10_000, "the stream never stalled after {published} events of 4 KiB");
+        flood(client, subject, 8).await;
+        published += 8;
+        let target = base_delivered + published as f64;
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        let mut caught_up = false;
+        while Instant::now() < deadline {
+            if metric(base, DELIVERED).await >= target {
+                caught_up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !caught_up {
+            // Make sure it is a stall, not a hiccup: nothing more is taken for another second.
+            let before = metric(base, DELIVERED).await;
+            let moved = tokio::time::timeout(Duration::from_secs(1), async {
+                while metric(base, DELIVERED).await == before {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .is_ok();
+            if !moved {
+                return published;
+            }
+        }
+    }
 }

@@ -175,6 +175,26 @@ pub async fn open_stream(addr: SocketAddr, request: &str) -> (Conn, Head) {
     (conn, head)
 }
 
+/// Opens a stream for `user` and reads only its head and `retry:` line. With `keep_alive`
+/// the connection first carries a `GET /healthz`, so hyper (not the bridge's own writer)
+/// serves the stream that follows on it.
+pub async fn open_unread_stream(addr: SocketAddr, user: &str, keep_alive: bool) -> Conn {
+    let mut conn = Conn::connect(addr).await;
+    if keep_alive {
+        conn.send(HEALTHZ.as_bytes()).await;
+        let head = conn.head().await;
+        assert_eq!(head.status, 200, "{}", head.text);
+        let len: usize = head.header("content-length").and_then(|v| v.parse().ok()).expect("healthz has a length");
+        conn.read_until("the healthz body", |b| b.len() >= len).await;
+        conn.buf.drain(..len);
+    }
+    conn.send(stream_get(user, "1.1", &[&bearer(user)]).as_bytes()).await;
+    let head = conn.expect_stream().await;
+    // hyper frames its bodies in chunks; the bridge's own writer does not.
+    assert_eq!(conn.chunked, keep_alive, "{}", head.text);
+    conn
+}
+
 /// `GET /healthz` on a new connection answers 200 `ok`.
 pub async fn expect_healthy(addr: SocketAddr) {
     let mut conn = Conn::connect(addr).await;
