@@ -27,6 +27,26 @@ pub struct Frame {
     /// Bytes pushed on its channel up to and including this frame (set when pushed), so a
     /// stream can tell how many bytes it lags behind without any per-stream accounting.
     pub end_offset: u64,
+    /// History mode: the incarnation of the stream `seq` belongs to (`History::epoch`, set
+    /// when pushed). A stream drops frames of an older one: their sequences mean nothing now.
+    pub epoch: u64,
+    /// History mode: not an event but the channel saying it starts again at sequence 0 in
+    /// `epoch` (the history was re-created); streams answer with `reset`.
+    pub restart: bool,
+}
+
+impl Frame {
+    /// The marker a channel pushes when it starts again in a re-created history.
+    pub fn restart() -> Self {
+        Frame {
+            event: EventName::parse(sse::RESET).unwrap_or_else(|_| unreachable!("a valid name")),
+            seq: 0,
+            bytes: Bytes::new(),
+            end_offset: 0,
+            epoch: 0,
+            restart: true,
+        }
+    }
 }
 
 pub type SharedFrame = Arc<Frame>;
@@ -128,7 +148,7 @@ pub fn build(
     env.push('}');
     let mut out = Vec::with_capacity(env.len() + 32 + cursor.map_or(0, str::len) + event.as_str().len());
     sse::write_event(&mut out, cursor, Some(event.as_str()), &env);
-    Frame { event, seq, bytes: Bytes::from(out), end_offset: 0 }
+    Frame { event, seq, bytes: Bytes::from(out), end_offset: 0, epoch: 0, restart: false }
 }
 
 /// JSON allows U+2028, U+2029 (and U+0085) raw inside strings, but some clients split lines

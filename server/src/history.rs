@@ -78,6 +78,20 @@ pub struct History {
     watermark: Arc<Watermark>,
     /// `--trust-republished`: no check of re-published sequences.
     trust_republished: bool,
+    /// Which incarnation of the stream the bridge is following.
+    identity: Arc<Identity>,
+}
+
+/// The stream's identity, to notice it was re-created (NATS restarted without its store, or
+/// the stream deleted and created again): its sequences then start again at 1, and every
+/// position the bridge holds belongs to a numbering that no longer exists.
+#[derive(Debug, Default)]
+struct Identity {
+    /// Creation time (Unix nanoseconds) of the stream last seen; `None` before the first look.
+    created: std::sync::Mutex<Option<i128>>,
+    /// Bumped each time the stream turns out to be another one. Channels compare it with
+    /// theirs and start again from the new stream's beginning (docs/protocol.md §5.8).
+    epoch: AtomicU64,
 }
 
 /// What the bridge knows of the stream's last sequence, to tell a re-published message from
@@ -141,6 +155,7 @@ impl History {
             config,
             watermark: Arc::default(),
             trust_republished: cfg.trust_republished,
+            identity: Arc::default(),
         };
         history.ensure().await?;
         tracing::info!(
@@ -155,11 +170,55 @@ impl History {
 
     /// Creates the stream, or updates it to our settings.
     pub async fn ensure(&self) -> Result<(), HistoryError> {
-        self.js
+        let info = self
+            .js
             .create_or_update_stream(self.config.clone())
             .await
-            .map(|_| ())
-            .map_err(|e| HistoryError::Stream { stream: self.stream_name.clone(), reason: e.to_string() })
+            .map_err(|e| HistoryError::Stream { stream: self.stream_name.clone(), reason: e.to_string() })?;
+        self.observe(&info);
+        Ok(())
+    }
+
+    /// Notes what a look at the stream showed: its last sequence, and whether it is still
+    /// the stream the bridge was following.
+    fn observe(&self, info: &stream::Info) {
+        let created = info.created.unix_timestamp_nanos();
+        let last = info.state.last_sequence;
+        let mut seen = self.identity.created.lock().unwrap_or_else(|p| p.into_inner());
+        match *seen {
+            Some(before) if before != created => {
+                // Sequences start again: what was known of the old stream says nothing now.
+                self.watermark.known.store(last, Ordering::Release);
+                let epoch = self.identity.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                tracing::error!(
+                    stream = %self.stream_name,
+                    last,
+                    epoch,
+                    "the history stream was re-created (NATS lost its store, or it was deleted): \
+                     open streams get `reset` (history_recreated) and continue in the new numbering"
+                );
+            }
+            _ => {
+                self.watermark.known.fetch_max(last, Ordering::AcqRel);
+            }
+        }
+        *seen = Some(created);
+    }
+
+    /// How many times the stream has been found re-created since start-up.
+    pub fn epoch(&self) -> u64 {
+        self.identity.epoch.load(Ordering::Acquire)
+    }
+
+    /// A channel found the stream's last sequence below its own position while the stream
+    /// kept its creation time (e.g. a position taken from a forged sequence with
+    /// `--trust-republished`): start every channel again, once for all that notice.
+    pub fn went_backwards(&self, seen_epoch: u64, last: u64) {
+        if self.identity.epoch.compare_exchange(seen_epoch, seen_epoch + 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            self.watermark.known.store(last, Ordering::Release);
+            tracing::error!(stream = %self.stream_name, "the history stream's last sequence is behind the bridge's position: starting over from it");
+        }
     }
 
     /// How often a channel confirms its position when it has no events: well inside
@@ -175,9 +234,9 @@ impl History {
     /// `(first, last)` sequence held by the stream now (one JetStream API request).
     pub async fn bounds(&self) -> Result<(u64, u64), HistoryError> {
         let s = self.js.get_stream(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
-        let state = &s.cached_info().state;
-        self.watermark.known.fetch_max(state.last_sequence, Ordering::AcqRel);
-        Ok((state.first_sequence, state.last_sequence))
+        let info = s.cached_info();
+        self.observe(info);
+        Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
     /// Whether `seq` is known to be stored already (no request): the common case for a

@@ -101,6 +101,9 @@ pub struct Channel {
     pushed_bytes: AtomicU64,
     /// Shared dispatch: whose channel this is (the envelope names the user).
     user: Option<UserId>,
+    /// History mode: the incarnation of the stream `upto` counts in (`History::epoch`).
+    /// Changed with `upto` locked; every frame pushed carries it.
+    epoch: AtomicU64,
 }
 
 impl Channel {
@@ -111,7 +114,14 @@ impl Channel {
 
     /// A channel whose readiness another task reports (the shared dispatch).
     fn with_ready(queue_len: usize, ready: watch::Receiver<bool>, user: Option<UserId>) -> Arc<Self> {
-        Arc::new(Self { ring: Ring::new(queue_len), upto: Mutex::new(0), ready, pushed_bytes: AtomicU64::new(0), user })
+        Arc::new(Self {
+            ring: Ring::new(queue_len),
+            upto: Mutex::new(0),
+            ready,
+            pushed_bytes: AtomicU64::new(0),
+            user,
+            epoch: AtomicU64::new(0),
+        })
     }
 
     /// Hands a frame to every receiver. Called by the channel's own task only (in history
@@ -119,6 +129,7 @@ impl Channel {
     fn push(&self, mut frame: Frame) {
         let len = u64::try_from(frame.bytes.len()).unwrap_or(u64::MAX);
         frame.end_offset = self.pushed_bytes.fetch_add(len, Ordering::Relaxed).saturating_add(len);
+        frame.epoch = self.epoch.load(Ordering::Relaxed);
         // No receiver is not an error: nobody is connected.
         self.ring.send(Arc::new(frame));
     }
@@ -130,19 +141,36 @@ impl Channel {
 
     /// How far `rx` is known complete: the channel's position if `rx` has taken every frame
     /// pushed so far (pushes take the same lock), else `None`.
-    pub fn position_if_drained(&self, rx: &Receiver<SharedFrame>) -> Option<u64> {
+    /// `epoch` is the stream's: a position counted in another incarnation of the history
+    /// means nothing to it.
+    pub fn position_if_drained(&self, rx: &Receiver<SharedFrame>, epoch: u64) -> Option<u64> {
         let upto = self.lock();
-        rx.is_empty().then_some(*upto)
+        (rx.is_empty() && self.epoch.load(Ordering::Relaxed) == epoch).then_some(*upto)
     }
 
     fn lock(&self) -> MutexGuard<'_, u64> {
         self.upto.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A receiver positioned at the next push, and the sequence everything before it covers.
-    fn subscribe(&self) -> (Receiver<SharedFrame>, u64) {
+    /// A receiver positioned at the next push, the sequence everything before it covers,
+    /// and the history incarnation that sequence belongs to.
+    fn subscribe(&self) -> (Receiver<SharedFrame>, u64, u64) {
         let upto = self.lock();
-        (self.ring.subscribe(), *upto)
+        (self.ring.subscribe(), *upto, self.epoch.load(Ordering::Relaxed))
+    }
+
+    /// Follows a re-created history (`epoch` is `History::epoch`): the position counted in
+    /// the old numbering is dropped, and streams are told by a restart marker. Returns
+    /// whether it did (the channel must then read the new stream from its beginning).
+    fn follow(&self, epoch: u64) -> bool {
+        let mut upto = self.lock();
+        if self.epoch.load(Ordering::Relaxed) == epoch {
+            return false;
+        }
+        self.epoch.store(epoch, Ordering::Relaxed);
+        *upto = 0;
+        self.push(Frame::restart());
+        true
     }
 
     async fn wait_ready(&self) -> bool {
@@ -211,6 +239,8 @@ pub struct Attached {
     pub user_upto: u64,
     /// History mode: the broadcast ring holds every broadcast after this sequence.
     pub broadcast_upto: u64,
+    /// History mode: the incarnation of the stream both positions count in.
+    pub epoch: u64,
     /// The channels behind the rings, so the stream can move its cursor on when idle.
     pub user_channel: Arc<Channel>,
     pub broadcast_channel: Arc<Channel>,
@@ -287,13 +317,24 @@ impl Hub {
             // Without a confirmed position the stream could not promise "no gap".
             return Err(AppError::Unavailable("NATS/JetStream is not reachable right now; retry shortly".into()));
         }
-        let (user_rx, user_upto) = channel.subscribe();
-        let (broadcast_rx, broadcast_upto) = self.broadcasts.subscribe();
+        let (user_rx, mut user_upto, user_epoch) = channel.subscribe();
+        let (broadcast_rx, mut broadcast_upto, broadcast_epoch) = self.broadcasts.subscribe();
+        // Right after a re-creation one channel may have followed it and the other not yet:
+        // the stream starts in the newer numbering, where the other has not begun (its
+        // restart marker, still to come, says so again).
+        let epoch = user_epoch.max(broadcast_epoch);
+        if user_epoch < epoch {
+            user_upto = 0;
+        }
+        if broadcast_epoch < epoch {
+            broadcast_upto = 0;
+        }
         Ok(Attached {
             user_rx,
             broadcast_rx,
             user_upto,
             broadcast_upto,
+            epoch,
             user_channel: channel,
             broadcast_channel: Arc::clone(&self.broadcasts),
             guard,
@@ -441,7 +482,11 @@ impl Hub {
                 }
             }
         };
-        *channel.lock() = base;
+        {
+            let mut upto = channel.lock();
+            *upto = base;
+            channel.epoch.store(history.epoch(), Ordering::Relaxed);
+        }
         let _ = ready.send(true);
         let mut connections = self.connections.clone();
         connections.mark_unchanged();
@@ -474,6 +519,15 @@ impl Hub {
                     let now = connects();
                     if now != generation {
                         generation = now;
+                        // The first message over a new connection. NATS may have come back
+                        // without its store, and then this message's sequence, counted
+                        // again from 1, would pass for a duplicate: look at the stream first.
+                        synced = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
+                        if !synced {
+                            verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
+                        }
+                    }
+                    if channel.follow(history.epoch()) {
                         synced = false;
                     }
                     let upto = *channel.lock();
@@ -550,20 +604,15 @@ impl Hub {
     async fn fill_to_end(&self, history: &History, kind: &Kind, channel: &Channel) -> bool {
         match history.bounds().await {
             Ok((_, last)) => {
+                // `bounds` noticed a re-created stream if there is one: start again in it.
+                channel.follow(history.epoch());
                 let upto = *channel.lock();
                 if last < upto {
-                    // The stream was re-created (e.g. NATS lost its store): sequences start
-                    // again, and cursors from before mean nothing. Follow the new numbering;
-                    // clients resuming with old cursors get `reset` (unknown_cursor).
-                    tracing::error!(
-                        upto,
-                        last,
-                        subject = kind.stored_subject(),
-                        "history stream went backwards (re-created?)"
-                    );
-                    *channel.lock() = last;
-                    return true;
+                    // Behind this channel, yet not re-created: the position cannot be right.
+                    history.went_backwards(channel.epoch.load(Ordering::Relaxed), last);
+                    channel.follow(history.epoch());
                 }
+                let upto = *channel.lock();
                 self.fill(history, kind, channel, upto + 1, last).await
             }
             Err(e) => {

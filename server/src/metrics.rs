@@ -61,6 +61,8 @@ pub struct Metrics {
     pub events_received: Counter,
     dropped: Family<ReasonLabel, Counter>,
     streams_cut: Family<ReasonLabel, Counter>,
+    /// `reset` frames sent: a cursor that could not be honoured, or a re-created history.
+    streams_reset: Family<ReasonLabel, Counter>,
     pub nats_connected: Gauge,
     /// Successful (re)connections to NATS, the first one included.
     pub nats_connects: Counter,
@@ -91,6 +93,7 @@ impl Metrics {
         let events_received = Counter::default();
         let dropped = Family::<ReasonLabel, Counter>::default();
         let streams_cut = Family::<ReasonLabel, Counter>::default();
+        let streams_reset = Family::<ReasonLabel, Counter>::default();
         let nats_connected = Gauge::default();
         let nats_connects = Counter::default();
         let replayed_events = Counter::default();
@@ -102,6 +105,7 @@ impl Metrics {
         registry.register("events_received", "Messages received from NATS", events_received.clone());
         registry.register("events_dropped", "Events not delivered, by reason", dropped.clone());
         registry.register("streams_cut", "Streams closed by the bridge, by reason", streams_cut.clone());
+        registry.register("streams_reset", "reset frames sent to streams, by reason", streams_reset.clone());
         registry.register("nats_connected", "1 while connected to NATS, else 0", nats_connected.clone());
         registry.register("nats_connects", "Successful connections to NATS, the first included", nats_connects.clone());
         registry.register("replayed_events", "Events replayed from history on resume", replayed_events.clone());
@@ -123,6 +127,7 @@ impl Metrics {
             events_received,
             dropped,
             streams_cut,
+            streams_reset,
             nats_connected,
             nats_connects,
             replayed_events,
@@ -150,6 +155,10 @@ impl Metrics {
 
     pub fn stream_cut(&self, reason: &'static str) {
         self.streams_cut.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn stream_reset(&self, reason: &'static str) {
+        self.streams_reset.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Prometheus text exposition.

@@ -142,8 +142,9 @@ impl HistoryStart {
 enum Mode {
     /// Core NATS: frames carry their own `id:` line.
     Live,
-    /// JetStream: each frame is preceded by this stream's cursor.
-    History { cursor: Cursor, catch_up: Option<CatchUp> },
+    /// JetStream: each frame is preceded by this stream's cursor, counted in the
+    /// incarnation `epoch` of the history (see `Frame::epoch`).
+    History { cursor: Cursor, catch_up: Option<CatchUp>, epoch: u64 },
 }
 
 /// State of one open stream, moved through `futures::stream::unfold`.
@@ -173,12 +174,15 @@ pub fn sse_body(attached: Attached, ctx: StreamContext, history: Option<HistoryS
             // fresh stream (or after a reset), its own while its catch-up runs.
             h.cursor.write_id_line(&mut prelude);
             match h.reset {
-                Some(reason) => sse::write_control(&mut prelude, sse::RESET, reason),
+                Some(reason) => {
+                    ctx.metrics.stream_reset(reason);
+                    sse::write_control(&mut prelude, sse::RESET, reason);
+                }
                 // An `id:`-only block sets Last-Event-ID without dispatching an event, so even
                 // a stream that never gets an event can resume without a gap.
                 None => prelude.push(b'\n'),
             }
-            Mode::History { cursor: h.cursor, catch_up: h.catch_up }
+            Mode::History { cursor: h.cursor, catch_up: h.catch_up, epoch: attached.epoch }
         }
     };
     let mut heartbeat = ctx.heartbeat.clone();
@@ -294,7 +298,39 @@ impl StreamState {
                 self.ctx.metrics.events_delivered.inc();
                 Some(frame.bytes.clone())
             }
-            Mode::History { cursor, .. } => {
+            Mode::History { cursor, epoch, .. } => {
+                if frame.epoch < *epoch {
+                    // From a history that is gone: its sequence would poison the cursor.
+                    return None;
+                }
+                let mut restarted = None;
+                if frame.epoch > *epoch {
+                    // The history was re-created: positions start again from nothing, and
+                    // the client learns that events may be missing (what it held is gone).
+                    *epoch = frame.epoch;
+                    *cursor = Cursor { user: 0, broadcast: 0 };
+                    let mut out = Vec::with_capacity(64);
+                    cursor.write_id_line(&mut out);
+                    sse::write_control(&mut out, sse::RESET, "history_recreated");
+                    restarted = Some(Bytes::from(out));
+                    self.ctx.metrics.stream_reset("history_recreated");
+                }
+                if frame.restart {
+                    // This ring starts again at 0 (already so if the other ring's marker came first).
+                    match ring {
+                        Ring::User => cursor.user = 0,
+                        Ring::Broadcast => cursor.broadcast = 0,
+                    }
+                    return restarted;
+                }
+                if let Some(reset) = restarted {
+                    // An event of the new history before its marker (not how channels push,
+                    // but cheap to get right): the reset goes first, then the event as usual.
+                    if let Some(id) = self.accept(ring, frame) {
+                        self.pending.push_front(id);
+                    }
+                    return Some(reset);
+                }
                 let pos = match ring {
                     Ring::User => &mut cursor.user,
                     Ring::Broadcast => &mut cursor.broadcast,
@@ -315,7 +351,7 @@ impl StreamState {
                     Ring::User => (&self.broadcast_channel, &self.broadcast_rx, &mut cursor.broadcast),
                     Ring::Broadcast => (&self.user_channel, &self.user_rx, &mut cursor.user),
                 };
-                if let Some(p) = other_channel.position_if_drained(other_rx) {
+                if let Some(p) = other_channel.position_if_drained(other_rx, *epoch) {
                     *other_pos = (*other_pos).max(p);
                 }
                 self.pending.push_back(frame.bytes.clone());
@@ -330,7 +366,7 @@ impl StreamState {
     /// Events the stream's `events=` filter leaves out are read too (the catch-up reads
     /// the user's and the broadcast subjects whole) and move the cursor without a frame.
     async fn next_replayed(&mut self) -> Option<Option<Bytes>> {
-        let Mode::History { cursor, catch_up } = &mut self.mode else { return None };
+        let Mode::History { cursor, catch_up, .. } = &mut self.mode else { return None };
         loop {
             let cu = catch_up.as_mut()?;
             let item = tokio::select! {
@@ -389,14 +425,14 @@ impl StreamState {
     /// The heartbeat comment, plus an `id:`-only block when the cursor moved on without
     /// events (the channels confirmed a later position and this stream has taken all they pushed).
     fn heartbeat(&mut self) -> Bytes {
-        let Mode::History { cursor, catch_up: None } = &mut self.mode else {
+        let Mode::History { cursor, catch_up: None, epoch } = &mut self.mode else {
             return Bytes::from_static(sse::HEARTBEAT);
         };
         let before = *cursor;
-        if let Some(u) = self.user_channel.position_if_drained(&self.user_rx) {
+        if let Some(u) = self.user_channel.position_if_drained(&self.user_rx, *epoch) {
             cursor.user = cursor.user.max(u);
         }
-        if let Some(b) = self.broadcast_channel.position_if_drained(&self.broadcast_rx) {
+        if let Some(b) = self.broadcast_channel.position_if_drained(&self.broadcast_rx, *epoch) {
             cursor.broadcast = cursor.broadcast.max(b);
         }
         if *cursor != before {

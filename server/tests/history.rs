@@ -1182,6 +1182,76 @@ async fn nats_restart_readyz_follows_and_no_event_is_lost_or_repeated() {
     assert_exactly_once("NATS restart", user, &sess.got, &expected);
 }
 
+/// docs/protocol.md §5.8: NATS comes back without its store (no persistent volume). The
+/// bridge re-creates the stream, whose sequences start again at 1, below every position it
+/// held. An open stream gets `reset` (`history_recreated`) and then the new history's events,
+/// once each; it used to take them for duplicates and stay silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_get_reset_then_the_new_history_when_nats_loses_its_store() {
+    let mut nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &[]);
+    let base = bridge.base();
+    let user = "wanda";
+    let js = jetstream::new(nats.client().await);
+
+    let mut open = Sse::open(&base, user, "", None).await;
+    open.expect_id_only().await;
+    let mut tab = Sse::open(&base, user, "?events=msg", None).await;
+    tab.expect_id_only().await;
+    // Broadcasts too, so that both of the bridge's positions are well ahead of the new stream.
+    let items = (0..60)
+        .map(|i| match i % 6 {
+            5 => ("broadcast.news".to_owned(), format!(r#"{{"b":{i}}}"#)),
+            _ => (format!("user.{user}.msg"), format!(r#"{{"n":{i}}}"#)),
+        })
+        .collect();
+    let before = js_pub_all(&js, items).await;
+    let seen = read_n(&mut open, 60).await;
+    assert_eq!(seen.iter().map(Ev::seq).max(), before.last().map(|p| p.seq));
+    read_n(&mut tab, 50).await;
+    let old_cursor = seen.last().unwrap().cursor.clone();
+
+    tokio::task::block_in_place(|| nats.restart_empty());
+    // Publish as soon as the bridge has re-created the stream (until then JetStream refuses).
+    let js = jetstream::new(nats.client().await);
+    let mut after = Vec::new();
+    for i in 0..5 {
+        let subject = format!("user.{user}.msg");
+        after.push(js_pub_retrying(&js, &subject, format!(r#"{{"n":"after-{i}"}}"#), &format!("after-{i}")).await);
+    }
+    after.push(js_pub(&js, "broadcast.news", r#""after""#.into()).await);
+    assert!(after[0].seq <= 5, "the store was wiped, sequences start again; first is {}", after[0].seq);
+
+    for (name, sse, filter) in [("open stream", &mut open, None), ("filtered tab", &mut tab, Some(&["msg"][..]))] {
+        let reset = loop {
+            match sse.next().await {
+                Item::Event(e) => break e,
+                Item::IdOnly(_) => {}
+                Item::End => panic!("{name}: the stream ended instead of a reset"),
+            }
+        };
+        assert_eq!(reset.event, "reset", "{name}: the first frame after the wipe must be a reset, got {reset:?}");
+        assert_eq!(reset.env, serde_json::json!({ "reason": "history_recreated" }), "{name}");
+        assert_eq!(parse_cursor(&reset.cursor), (0, 0), "{name}: the cursor starts again");
+        let expected = expected_for(&after, user, filter);
+        let got = read_n(sse, expected.len()).await;
+        assert_exactly_once(name, user, &got, &expected);
+        // The sentinel: nothing else came in between or after.
+        let last = js_pub(&js, &format!("user.{user}.msg"), r#"{"n":"sentinel"}"#.into()).await;
+        let next = read_n(sse, 1).await;
+        assert_eq!(next[0].seq(), last.seq, "{name}: the sentinel is the next event");
+        after.push(last);
+    }
+    // The new cursors resume in the new numbering; an old one is reset.
+    let mut again = Sse::open(&base, user, "", Some(&format!("{}:0", after[0].seq))).await;
+    let first = read_n(&mut again, 1).await;
+    assert_eq!(first[0].seq(), after[1].seq, "a resume in the new numbering starts right after its cursor");
+    let mut old = Sse::open(&base, user, "", Some(&old_cursor)).await;
+    expect_reset(&mut old, "unknown_cursor").await;
+    assert_eq!(metric_or_zero(&base, r#"realtime_bridge_streams_reset_total{reason="history_recreated"}"#).await, 2.0);
+    assert!(bridge.logs().contains("history stream was re-created"), "the bridge says why");
+}
+
 /// A TCP proxy whose link can be cut (every connection closed, new ones refused) and restored.
 struct CutProxy {
     port: u16,

@@ -76,6 +76,20 @@ impl NatsServer {
         self.monitor_port = monitor_port;
     }
 
+    /// Starts it again on the same ports with an empty store: NATS run without a persistent
+    /// volume, or its disk lost. JetStream streams are gone; sequences start again.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        let store = self.dir.path().join("store");
+        if store.exists() {
+            std::fs::remove_dir_all(&store).unwrap();
+        }
+        let (child, port, monitor_port) = spawn_nats(self.dir.path(), Some((self.port, self.monitor_port)));
+        assert_eq!(port, self.port);
+        self.child = Some(child);
+        self.monitor_port = monitor_port;
+    }
+
     /// Subscriptions on the server whose subject is `subject` (from the monitoring endpoint).
     pub async fn subscriptions_on(&self, subject: &str) -> usize {
         let url = format!("http://127.0.0.1:{}/subsz?subs=1&limit=100000", self.monitor_port);
