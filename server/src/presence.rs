@@ -153,7 +153,9 @@ impl Presence {
         tasks.push(tokio::spawn(async move {
             while let Some(msg) = bye.next().await {
                 if let Some(peer) = instance_id(&msg.payload) {
-                    me.lock_peers().remove(peer);
+                    if me.lock_peers().remove(peer).is_some() {
+                        tracing::debug!(peer, "presence: a peer said bye; queries no longer wait for it");
+                    }
                 }
             }
         }));

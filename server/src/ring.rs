@@ -267,11 +267,11 @@ mod tests {
             .into_iter()
             .map(|mut rx| {
                 tokio::spawn(async move {
-                    let mut sum = 0u64;
+                    let mut got = Vec::with_capacity(10_000);
                     for _ in 0..10_000 {
-                        sum += rx.recv().await.unwrap();
+                        got.push(rx.recv().await.unwrap());
                     }
-                    sum
+                    got
                 })
             })
             .collect();
@@ -282,8 +282,9 @@ mod tests {
             }
         }
         for r in readers {
-            let sum = tokio::time::timeout(Duration::from_secs(10), r).await.unwrap().unwrap();
-            assert_eq!(sum, 10_000 * 9_999 / 2);
+            // Every value, once, in the order sent (a sum would let a reordering pass).
+            let got = tokio::time::timeout(Duration::from_secs(10), r).await.unwrap().unwrap();
+            assert!(got.iter().copied().eq(0..10_000u64), "out of order or missing: {:?}", &got[..20]);
         }
         assert!(ring.read().slots.is_empty());
     }

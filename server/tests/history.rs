@@ -281,20 +281,39 @@ impl Session {
         .await;
     }
 
-    /// Nothing more may be delivered within `d` (duplicates or strays would show up here).
-    async fn assert_quiet(&mut self, d: Duration) {
+    /// Nothing more is delivered before two sentinels published now, one for the user and a
+    /// broadcast: a duplicate or a stray still on its way would show up before them (each
+    /// ring is delivered in stored order). The sentinels are taken out of `got` again. Named
+    /// after the first event the session's `events=` filter wants.
+    /// Reads for `d`, keeping `id:`-only blocks; an event meanwhile fails the test.
+    async fn drain_for(&mut self, d: Duration) {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.sse.next_within(left).await {
-                None => return,
+                None | Some(Item::End) => return,
                 Some(Item::IdOnly(c)) => self.markers.push((self.got.len(), c)),
-                Some(Item::End) => return,
-                Some(Item::Event(e)) => {
-                    panic!("unexpected extra event after all were delivered: {} {}", e.event, e.data)
-                }
+                Some(Item::Event(e)) => panic!("unexpected event: {} {}", e.event, e.data),
             }
         }
+    }
+
+    async fn expect_only_sentinels(&mut self, js: &jetstream::Context) {
+        let event = self
+            .query
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("events="))
+            .and_then(|list| list.split(',').next())
+            .unwrap_or("sentinel")
+            .to_owned();
+        let user = js_pub(js, &format!("user.{}.{event}", self.user), r#"{"sentinel":"user"}"#.into()).await;
+        let broadcast = js_pub(js, &format!("broadcast.{event}"), r#"{"sentinel":"broadcast"}"#.into()).await;
+        let before = self.got.len();
+        self.read_all("the sentinels", WAIT, &[user.clone(), broadcast.clone()]).await;
+        // Another session of the same test may have sent sentinels of its own: those pass too.
+        let strays: Vec<&Ev> = self.got[before..].iter().filter(|e| e.env["data"].get("sentinel").is_none()).collect();
+        assert!(strays.is_empty(), "events delivered after the expected ones: {strays:?}");
+        self.got.truncate(before);
     }
 }
 
@@ -578,7 +597,7 @@ async fn live_after(
 ) -> Vec<Pub> {
     let live = js_pub_all(js, items).await;
     sess.read_all("live events after the catch-up", WAIT, &expected_for(&live, user, filter)).await;
-    sess.assert_quiet(Duration::from_millis(500)).await;
+    sess.expect_only_sentinels(&js).await;
     live
 }
 
@@ -635,7 +654,7 @@ async fn resume_next_to_an_open_tab_of_the_same_user_gets_exactly_the_missed_eve
     let expected = expected_for(&pubs, user, None);
     assert_exactly_once("resume next to an open tab", user, &all, &expected);
     tab.read_all("the other tab", WAIT, &expected).await;
-    tab.assert_quiet(Duration::from_millis(300)).await;
+    tab.expect_only_sentinels(&js).await;
     assert_eq!(tab.markers[0], (0, "0:0".to_owned()), "a fresh stream on an empty history opens at 0:0");
     assert_exactly_once("the other tab", user, &tab.got, &expected);
 }
@@ -773,7 +792,7 @@ async fn seam(with_tab: bool) {
     pubs.extend(during.iter().cloned());
     let expected = expected_for(&pubs, user, None);
     sess.read_all("every event", Duration::from_secs(30), &expected).await;
-    sess.assert_quiet(Duration::from_millis(500)).await;
+    sess.expect_only_sentinels(&js).await;
 
     let (marker_at, _) = sess.markers[1];
     let catch_up = &sess.got[..marker_at];
@@ -802,7 +821,7 @@ async fn seam(with_tab: bool) {
         assert_eq!(tab.markers[0].0, 0, "a fresh stream opens with its cursor");
         let want = expected_after(&pubs, user, &tab.markers[0].1.clone());
         tab.read_all("the other tab", WAIT, &want).await;
-        tab.assert_quiet(Duration::from_millis(300)).await;
+        tab.expect_only_sentinels(&js).await;
         assert_exactly_once("the other tab", user, &tab.got, &want);
     }
 }
@@ -972,7 +991,7 @@ async fn connected_client_back_after_a_moment_is_not_reset_when_older_history_ex
         tokio::time::sleep(Duration::from_millis(100)).await; // traffic pacing, not synchronisation
     }
     // Whatever the quiet stream sent meanwhile (heartbeats, id:-only blocks) has been read.
-    quiet.assert_quiet(Duration::from_millis(1200)).await;
+    quiet.drain_for(Duration::from_millis(1200)).await;
     assert_eq!(steady.reconnects() + quiet.reconnects(), 0);
     let first = stream_state(&js, "SHORT2").await.first_sequence;
 
@@ -1030,7 +1049,14 @@ fn big_events(user: &str) -> Vec<(String, String)> {
 }
 
 /// Reads what the cut-off connection still delivers, then resumes with its last cursor.
-async fn finish_after_cut(base: &str, user: &str, mut old: Sse, mut first: Vec<Ev>, expected: &[Pub]) {
+async fn finish_after_cut(
+    js: &jetstream::Context,
+    base: &str,
+    user: &str,
+    mut old: Sse,
+    mut first: Vec<Ev>,
+    expected: &[Pub],
+) {
     loop {
         match old.next_within(WAIT).await.expect("the cut-off stream ends") {
             Item::Event(e) => first.push(e),
@@ -1049,7 +1075,7 @@ async fn finish_after_cut(base: &str, user: &str, mut old: Sse, mut first: Vec<E
     let seen: BTreeSet<u64> = first.iter().map(Ev::seq).collect();
     let rest: Vec<Pub> = expected.iter().filter(|p| !seen.contains(&p.seq)).cloned().collect();
     sess.read_all("the missed events", Duration::from_secs(30), &rest).await;
-    sess.assert_quiet(Duration::from_millis(500)).await;
+    sess.expect_only_sentinels(js).await;
     println!("cut after {} events; resumed from {cursor}, got {} more", first.len(), sess.got.len());
     assert_no_reset("slow client", &sess);
     first.extend(sess.got);
@@ -1080,7 +1106,7 @@ async fn slow_reader_is_cut_off_as_slow_client_and_catches_up_from_history() {
         tokio::time::sleep(Duration::from_millis(20)).await; // simulated slow reader, not synchronisation
     }
     assert!(metric_or_zero(&base, "realtime_bridge_streams_cut_total{reason=\"slow_client\"}").await >= 1.0);
-    finish_after_cut(&base, user, s, first, &pubs).await;
+    finish_after_cut(&js, &base, user, s, first, &pubs).await;
     bridge.stop().await;
 }
 
@@ -1102,7 +1128,7 @@ async fn stalled_reader_is_cut_off_and_catches_up_from_history() {
         (cut >= 1.0).then_some(())
     })
     .await;
-    finish_after_cut(&base, user, s, Vec::new(), &pubs).await;
+    finish_after_cut(&js, &base, user, s, Vec::new(), &pubs).await;
     bridge.stop().await;
 }
 
@@ -1167,7 +1193,7 @@ async fn nats_restart_readyz_follows_and_no_event_is_lost_or_repeated() {
     pubs.extend(after);
     let expected = expected_for(&pubs, user, None);
     sess.read_all("every event across the NATS restart", Duration::from_secs(30), &expected).await;
-    sess.assert_quiet(Duration::from_millis(500)).await;
+    sess.expect_only_sentinels(&js).await;
     println!(
         "NATS restart: stream reconnected {} time(s); bridge log: {} gap fill(s), {} history warning(s)",
         sess.reconnects(),
@@ -1335,7 +1361,7 @@ async fn events_stored_while_the_bridge_was_cut_from_nats_reach_the_open_stream(
     pubs.extend(log.lock().unwrap().iter().cloned());
     let expected = expected_for(&pubs, user, None);
     sess.read_all("every event across the cut", Duration::from_secs(30), &expected).await;
-    sess.assert_quiet(Duration::from_millis(500)).await;
+    sess.expect_only_sentinels(&js).await;
     println!(
         "NATS link cut: {} stored during the cut, {} around the restore; bridge log: {} gap fill(s)",
         30,
@@ -1609,7 +1635,7 @@ async fn http_publish_answers_after_jetstream_stored_it_and_msg_id_dedupes() {
         ]
     );
     let mut sess = Session::wrap(base, user, s);
-    sess.assert_quiet(Duration::from_millis(500)).await;
+    sess.expect_only_sentinels(&js).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1658,9 +1684,6 @@ async fn same_nats_msg_id_published_twice_is_delivered_once() {
     );
     assert_eq!(got[1].seq(), first.seq);
     assert_eq!(got[3].seq(), marker.seq);
-    let mut sess = Session::wrap(base.clone(), user, s);
-    sess.assert_quiet(Duration::from_millis(500)).await;
-
     // And a resume from before them replays each once.
     let expected: Vec<Pub> = got
         .iter()
@@ -1668,4 +1691,7 @@ async fn same_nats_msg_id_published_twice_is_delivered_once() {
         .collect();
     let r = resume_checked("resume over duplicates", &base, user, "", &cursor, &expected, &[]).await;
     assert_eq!(seqs_of(&r.got), seqs_of(&got));
+    // Nothing more on the first stream either (a late duplicate would come before these).
+    let mut sess = Session::wrap(base.clone(), user, s);
+    sess.expect_only_sentinels(&js).await;
 }

@@ -380,6 +380,21 @@ pub async fn open_raw(base: &str, user: &str, query: &str, token: Option<&str>) 
     req.send().await.unwrap()
 }
 
+/// Publishes a sentinel to `subject` (an event `sse` wants) and checks it is the next event:
+/// anything unwanted still on its way would arrive first. Beats waiting a while for nothing.
+pub async fn expect_sentinel_next(sse: &mut SseClient, client: &async_nats::Client, subject: &str) {
+    publish(client, subject, r#"{"sentinel":true}"#).await;
+    let e = sse.next().await;
+    let event = subject.rsplit('.').next().unwrap();
+    assert_eq!(
+        (e.event.as_str(), &envelope(&e)["data"]),
+        (event, &serde_json::json!({"sentinel": true})),
+        "expected the sentinel next, got {} {}",
+        e.event,
+        e.data
+    );
+}
+
 /// Parses the envelope carried in an event's `data`.
 pub fn envelope(e: &Event) -> serde_json::Value {
     serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("data is not JSON ({err}): {}", e.data))
