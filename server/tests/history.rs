@@ -597,7 +597,7 @@ async fn live_after(
 ) -> Vec<Pub> {
     let live = js_pub_all(js, items).await;
     sess.read_all("live events after the catch-up", WAIT, &expected_for(&live, user, filter)).await;
-    sess.expect_only_sentinels(&js).await;
+    sess.expect_only_sentinels(js).await;
     live
 }
 
