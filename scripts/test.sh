@@ -5,12 +5,15 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 echo "== cargo fmt --check and clippy (warnings are errors)"
-if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all --check; else echo "(rustfmt not installed: skipped)"; fi
-if cargo clippy --version >/dev/null 2>&1; then
-  cargo clippy --workspace --all-targets --locked -- -D warnings
-else
-  echo "(clippy not installed: skipped)"
-fi
+# Both must run: a missing component is installed, and if that fails, so does the test.
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "(installing the $component component)"
+    rustup component add "$component"
+  fi
+done
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test (wire crate, bridge server: unit, router, end-to-end, process, history, chaos; SDK native units)"
 cargo test --workspace --locked

@@ -129,6 +129,10 @@ impl Conn {
         let head = self.head().await;
         assert_eq!(head.status, 200, "{}\n{}", head.text, self.text());
         head.expect_header("content-type", "text/event-stream");
+        // What keeps proxies from buffering or rewriting the stream (docs/protocol.md §2),
+        // on whichever path served it.
+        head.expect_header("cache-control", "no-cache, no-transform");
+        head.expect_header("x-accel-buffering", "no");
         self.read_body_until("the retry line", |b| find(b, b"\n\n").is_some()).await;
         let body = self.body();
         assert!(body.starts_with(b"retry: 2000\n\n"), "the body starts with the retry line: {:?}", self.text());
