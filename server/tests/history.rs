@@ -1278,6 +1278,76 @@ async fn open_streams_get_reset_then_the_new_history_when_nats_loses_its_store()
     assert!(bridge.logs().contains("history stream was re-created"), "the bridge says why");
 }
 
+/// A nats-server whose account may hold at most two JetStream consumers: with two taken by
+/// the test, every history read of the bridge fails (deterministically, where a chaos run
+/// reaches that path only by chance).
+const TWO_CONSUMERS_CONF: &str = r#"
+jetstream {
+  store_dir: "replaced by the harness"
+}
+accounts {
+  APP {
+    jetstream { max_consumers: 2 }
+    users: [ { user: app, password: app } ]
+  }
+}
+no_auth_user: app
+"#;
+
+/// docs/protocol.md §5.8: when the history cannot be read to fill a gap (here: the account's
+/// consumer limit is taken), the channel holds back what comes after the gap instead of
+/// delivering around it, and retries; once reads work again the open stream gets every
+/// event once, in order, without reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_gap_fill_holds_events_back_and_delivers_them_in_order_once_history_reads_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("two-consumers.conf");
+    std::fs::write(&conf, TWO_CONSUMERS_CONF).unwrap();
+    let nats = NatsServer::start_with_config(&conf, &[]);
+    let proxy = CutProxy::start(nats.port).await;
+    let bridge = BridgeProcess::start(&proxy.url(), &[]);
+    let base = bridge.base();
+    let ready = format!("{base}/readyz");
+    wait_status(&ready, 200, WAIT).await;
+    let js = jetstream::new(nats.client().await);
+    let user = "gap";
+
+    let mut sess = Session::open(&base, user, "", None).await;
+    sess.read_until("the opening cursor", WAIT, |s| !s.markers.is_empty()).await;
+    let mut pubs = js_pub_all(&js, mixed(user, 6, "before")).await;
+    sess.read_all("events before the cut", WAIT, &expected_for(&pubs, user, None)).await;
+
+    // Take every consumer the account may have.
+    let stream = js.get_stream("REALTIME").await.unwrap();
+    for name in ["held-1", "held-2"] {
+        let config = jetstream::consumer::pull::Config { durable_name: Some(name.into()), ..Default::default() };
+        stream.create_consumer(config).await.unwrap();
+    }
+
+    // A gap: stored while the bridge is away.
+    proxy.cut();
+    wait_status(&ready, 503, WAIT).await;
+    pubs.extend(js_pub_all(&js, mixed(user, 12, "gap")).await);
+    proxy.restore();
+    wait_status(&ready, 200, Duration::from_secs(20)).await;
+    pubs.extend(js_pub_all(&js, mixed(user, 6, "after")).await);
+    eventually("the bridge to fail filling the gap", WAIT, || {
+        let failed = bridge.logs().contains("reading history to fill a gap failed");
+        async move { failed.then_some(()) }
+    })
+    .await;
+
+    // Reads work again: the retry fills the gap, then everything held back follows.
+    stream.delete_consumer("held-1").await.unwrap();
+    let expected = expected_for(&pubs, user, None);
+    sess.read_all("every event once the gap is filled", Duration::from_secs(20), &expected).await;
+    assert_eq!(sess.reconnects(), 0, "the stream stayed open");
+    assert_no_reset("failed gap fill", &sess);
+    assert_exactly_once("failed gap fill", user, &sess.got, &expected);
+    sess.expect_only_sentinels(&js).await;
+    assert!(metric_or_zero(&base, "realtime_bridge_replayed_events_total").await >= 1.0);
+}
+
 /// A TCP proxy whose link can be cut (every connection closed, new ones refused) and restored.
 struct CutProxy {
     port: u16,
