@@ -18,6 +18,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (wire crate, bridge server: unit, router, end-to-end, process, history, chaos; SDK native units)"
 cargo test --workspace --locked
 
+# Memory per idle stream, against a budget: the benchmarks' figures (BENCHMARKS.md) say what a
+# stream costs, this notices when that grows. Debug build, 2,000 streams, one user each;
+# measured 11.4-11.7 KB (live) and 13.3-14.7 KB (history) on 2 cores; budgets about 40% above.
+echo "== idle memory per stream, debug build, 2,000 streams (fails over budget)"
+./target/debug/realtime-bridge-bench --history off idle --streams 2000 --settle 1 --max-bytes-per-stream 16384 | tail -1
+./target/debug/realtime-bridge-bench --history on idle --streams 2000 --settle 1 --max-bytes-per-stream 20480 | tail -1
+
 # A few seconds per target on top of the proptests and replays cargo test just ran; the
 # first run also installs cargo-fuzz and builds the targets (about 3 minutes on 2 cores).
 fuzz_seconds=${FUZZ_SECONDS:-10}

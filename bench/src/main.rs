@@ -130,5 +130,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     report.set("loadavg_end", serde_json::json!(harness::loadavg()));
     report.print();
+    if report.get("over_budget") == Some(&serde_json::Value::Bool(true)) {
+        anyhow::bail!("a stream costs more memory than --max-bytes-per-stream allows (figures above)");
+    }
     Ok(())
 }

@@ -44,6 +44,11 @@ impl Report {
         self.json.insert(key.to_owned(), value);
     }
 
+    /// A figure set earlier.
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.json.get(key)
+    }
+
     /// An extra table (e.g. bridge vs NATS latencies).
     pub(crate) fn table(&mut self, title: &str, header: &[&str], rows: Vec<Vec<String>>) {
         self.tables.push((title.to_owned(), header.iter().map(|s| (*s).to_owned()).collect(), rows));

@@ -67,6 +67,10 @@ pub(crate) struct IdleArgs {
     /// Seconds to wait before reading RSS.
     #[arg(long, default_value_t = 3.0)]
     settle: f64,
+    /// Fail (exit 1, after printing the figures) when a stream costs more than this many
+    /// bytes: how the test command notices a memory regression.
+    #[arg(long)]
+    max_bytes_per_stream: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -530,6 +534,10 @@ pub(crate) async fn idle(setup: &Setup, common: &Common, mut a: IdleArgs, r: &mu
     r.set("rss_after_kib", json!(after));
     r.set("rss_after_close_kib", json!(after_close));
     r.set("bytes_per_stream", json!(per_stream.round()));
+    if let Some(budget) = a.max_bytes_per_stream {
+        r.set("max_bytes_per_stream", json!(budget));
+        r.set("over_budget", json!(per_stream > budget as f64));
+    }
     r.set("open_all_s", json!(round2(open_time.as_secs_f64())));
     r.set("opens_per_s", json!((n as f64 / open_time.as_secs_f64().max(1e-9)).round()));
     r.set("open_mean_ms", json!(round2(mean_open_ms)));
