@@ -122,10 +122,13 @@ mod tests {
         ) {
             let b = Backoff { initial_ms: initial, max_ms: max, multiplier: mult, jitter };
             let base = b.base_ms(attempt);
+            // The base is exactly the documented formula (max below initial: initial wins)...
+            let expected = (initial * mult.powi(i32::try_from(attempt).unwrap_or(i32::MAX))).min(max.max(initial));
+            prop_assert!((base - expected).abs() <= 1e-9 * expected.max(1.0), "base {} vs {}", base, expected);
+            // ...and jitter only ever shortens it, by at most `jitter` of it.
             let d = f64::from(b.delay_ms(attempt, r));
-            prop_assert!(d <= base.max(initial.max(max)) + 0.5);
+            prop_assert!(d <= base + 0.5, "delay {} above its base {}", d, base);
             prop_assert!(d >= base * (1.0 - jitter) - 0.5);
-            prop_assert!(base <= max.max(initial) + 1e-9);
         }
 
         #[test]

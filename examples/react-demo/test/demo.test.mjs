@@ -324,4 +324,9 @@ test('Ctrl-C (SIGINT to demo.sh) stops nats-server, the bridge and the page serv
   for (const [name, port] of Object.entries(ports)) {
     assert.equal(await portOpen(port), false, `${name} ${port} still open after Ctrl-C`);
   }
+  // The bridge stopped cleanly: no task panicked (a panic does not change its exit code),
+  // and it finished its shutdown inside the grace.
+  const bridgeLog = readFileSync(join(stateDir, 'bridge.log'), 'utf8');
+  assert.doesNotMatch(bridgeLog, /panicked at/, `the bridge panicked:\n${bridgeLog.slice(-4000)}`);
+  assert.match(bridgeLog, /shutdown complete/, `no clean shutdown in the bridge's log:\n${bridgeLog.slice(-4000)}`);
 });
