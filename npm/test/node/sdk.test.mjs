@@ -4,7 +4,7 @@
 // arrive. "Nothing else arrived" is checked with a sentinel event published last.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { subscribe, configure, resetConfig, wasmMemoryBytes } from 'realtime-bridge';
+import { subscribe as sdkSubscribe, configure, resetConfig, wasmMemoryBytes } from 'realtime-bridge';
 import { startNats, startBridge, token, openStreams, producer, waitFor, sleep, collector } from '../helpers.mjs';
 
 let nats;
@@ -21,6 +21,17 @@ globalThis.fetch = (input, init) => {
 };
 const fetchesFor = (user) => fetchLog.filter((f) => f.url.includes(`/v1/users/${user}/events`));
 
+/**
+ * Every subscription a test opens, closed again after the file: a test that fails before its
+ * own close() must not leave a stream open (it would keep the process, and the run, alive).
+ */
+const opened = new Set();
+const subscribe = (...args) => {
+  const sub = sdkSubscribe(...args);
+  opened.add(sub);
+  return sub;
+};
+
 before(async () => {
   nats = await startNats();
   bridge = await startBridge({ natsUrl: nats.url });
@@ -28,6 +39,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const sub of opened) sub.close();
   await pub?.close();
   await bridge?.kill('SIGTERM');
   await nats?.stop();
@@ -80,15 +92,23 @@ test('filter: only the requested events, broadcasts included', async () => {
   await pub.send(user, 'message_new', { a: 2 });
   await pub.broadcast('system_alert', { a: 3 });
   await pub.broadcast('other_broadcast', { a: 4 });
-  await pub.send(user, 'message_new', { a: 5 }); // the sentinel
-  await waitFor(() => onlyMsg.events.some((e) => e.data.a === 5), { what: 'the sentinel' });
-  await waitFor(() => all.events.length >= 5, { what: 'all events' });
-  assert.deepEqual(
-    all.events.map((e) => e.event),
-    ['typing_start', 'message_new', 'system_alert', 'other_broadcast', 'message_new'],
-  );
-  assert.deepEqual(onlyMsg.events.map((e) => e.event), ['message_new', 'system_alert', 'message_new']);
-  assert.equal(onlyMsg.events[1].userId, undefined, 'broadcasts carry no userId');
+  // User events and broadcasts come through two subscriptions, ordered per kind only (§5.2):
+  // one sentinel of each kind, wanted by both subscriptions.
+  await pub.send(user, 'message_new', { a: 5 });
+  await pub.broadcast('system_alert', { a: 6 });
+  const got = (c, a) => c.events.some((e) => e.data.a === a);
+  await waitFor(() => [onlyMsg, all].every((c) => got(c, 5) && got(c, 6)), { what: 'the sentinels' });
+  const perKind = (c) => ({
+    user: c.events.filter((e) => e.userId === user).map((e) => `${e.event}:${e.data.a}`),
+    broadcast: c.events.filter((e) => e.userId === undefined).map((e) => `${e.event}:${e.data.a}`),
+  });
+  assert.deepEqual(perKind(all), {
+    user: ['typing_start:1', 'message_new:2', 'message_new:5'],
+    broadcast: ['system_alert:3', 'other_broadcast:4', 'system_alert:6'],
+  });
+  assert.deepEqual(perKind(onlyMsg), { user: ['message_new:2', 'message_new:5'], broadcast: ['system_alert:3', 'system_alert:6'] });
+  assert.equal(all.events.length, 6);
+  assert.equal(onlyMsg.events.length, 4, 'broadcasts carry no userId; nothing else arrived');
   // The shared request asked for everything (one listener wants all).
   assert.ok(!fetchesFor(user).at(-1).url.includes('events='));
   s1.close();
@@ -366,8 +386,8 @@ test('closed subscriptions leak nothing: WebAssembly memory stays flat over many
   const user = 'node-leak';
   const t = token(user);
   const cycle = async (connect) => {
-    const a = subscribe(user, ['a'], () => {}, { url: bridge.url, token: t });
-    const b = subscribe(user, ['b'], () => {}, { url: bridge.url, token: t, onStatus() {}, onError() {} });
+    const a = sdkSubscribe(user, ['a'], () => {}, { url: bridge.url, token: t });
+    const b = sdkSubscribe(user, ['b'], () => {}, { url: bridge.url, token: t, onStatus() {}, onError() {} });
     if (connect) await waitFor(() => a.status === 'open', { what: 'open' });
     a.close();
     b.close();
