@@ -59,7 +59,9 @@ test('live mode: an event published once after open arrives once; a reconnection
     // reconnect(): the cursor is sent, the bridge ignores it (nothing replayed), new events flow.
     const cursor = sub.lastEventId;
     sub.reconnect();
-    await waitFor(() => fetchesFor(user).length === 2 && sub.status === 'open', { what: 'reopened' });
+    await waitFor(() => fetchesFor(user).length === 2 && sub.status === 'open', { what: 'reopened' }).catch((e) => {
+      throw new Error(`${e.message}; statuses ${c.statuses.join(',')}; requests ${fetchesFor(user).length}; errors ${c.errors.map((x) => x.message).join('; ')}`);
+    });
     assert.equal(fetchesFor(user)[1].lastEventId, cursor);
     await pub.send(user, 'message_new', { k: 'third' });
     await waitFor(() => c.keys().includes('third'), { what: 'the third event' });
