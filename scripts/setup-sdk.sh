@@ -46,11 +46,16 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg_version
   cargo install wasm-bindgen-cli --version "$wbg_version" --force
 fi
 
-# 4. Node.js 18+ and npm.
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 18 ] || ! command -v npm >/dev/null 2>&1; then
+# 4. Node.js 20+ and npm (the package's engines field: the tests run on 20, nothing older).
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if [ "$(node_major)" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
   sdk_log "installing nodejs and npm (Debian)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  hash -r
+fi
+if [ "$(node_major)" -lt 20 ]; then
+  sdk_log "Node.js 20 or newer is needed; found $(node --version 2>/dev/null || echo none)"
+  exit 1
 fi
 
 # 5. npm dependencies, from the lock files (binaryen@132's wasm-opt, typescript, vitest,

@@ -2,7 +2,10 @@
 # Builds the SDK package and runs every SDK test: Rust unit tests of sdk-wasm (native),
 # the npm build (wasm-pack + wasm-opt + tsc, prints the gzipped .wasm size), type tests,
 # Node tests and React hook tests against a real bridge and nats-server, and the browser
-# end-to-end test in headless Chromium. Each runner ends with a "N passed, N failed" line.
+# end-to-end test in headless Chromium. Each runner ends with a "N passed, N failed" line, and
+# fails when it ran fewer tests than expected: a runner that found no test (or lost a file)
+# passes on its own. The expected counts are the tests in the files today; raise them with
+# the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-sdk.sh
@@ -10,53 +13,92 @@ source scripts/setup-sdk.sh
 results="$PWD/npm/test-results"
 mkdir -p "$results"
 
+# Fails (after printing why) unless `pass` is at least `want` and nothing failed.
+expect_count() {
+  local name=$1 pass=$2 fail=$3 want=$4
+  if [ "$fail" != 0 ] || [ "$pass" -lt "$want" ]; then
+    echo "$name: expected at least $want tests to pass and none to fail; got $pass passed, $fail failed" >&2
+    return 1
+  fi
+}
+
 echo "== sdk: cargo test -p realtime-bridge-sdk (native: backoff, routing, dedupe, cursor, chunking)"
-cargo test -p realtime-bridge-sdk --locked
+set +e
+cargo test -p realtime-bridge-sdk --locked 2>&1 | tee "$results/sdk-rust.log"
+rc=${PIPESTATUS[0]}
+set -e
+# One "test result:" line per test binary (unit tests, doc-tests): add them up.
+read -r rust_pass rust_fail < <(awk '/^test result:/{for(i=1;i<=NF;i++){if($(i+1)~/^passed/)p+=$i; if($(i+1)~/^failed/)f+=$i}} END{print p+0, f+0}' "$results/sdk-rust.log")
+echo "sdk-rust: $rust_pass passed, $rust_fail failed"
+[ "$rc" = 0 ]
+expect_count sdk-rust "$rust_pass" "$rust_fail" 20
 
 echo "== sdk: build the npm package (wasm-pack --mode no-install, wasm-opt -Oz from binaryen@132, tsc)"
 (cd npm && node scripts/build.mjs)
 
 echo "== sdk: type-check (package sources; the original system's examples against the .d.ts)"
-(cd npm && npx tsc -p tsconfig.json --noEmit && npx tsc -p test/types/tsconfig.json)
-echo "sdk-types: 2 passed, 0 failed"
+# Each run counts only if tsc (the package's own, not whatever npx would fetch) passed and its
+# program held the file it exists for.
+typecheck() {
+  local project=$1 must_list=$2 out
+  if ! out=$(cd npm && node_modules/.bin/tsc -p "$project" --noEmit --listFiles); then
+    printf '%s\n' "$out" | grep -v '^/' >&2
+    return 1
+  fi
+  printf '%s\n' "$out" | grep -q "/npm/$must_list\$" || { echo "tsc -p $project did not check $must_list" >&2; return 1; }
+}
+types_pass=0
+types_fail=0
+for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/seed-usage.tsx"; do
+  # shellcheck disable=SC2086 # two words: project, file
+  if typecheck $check; then types_pass=$((types_pass + 1)); else types_fail=$((types_fail + 1)); fi
+done
+echo "sdk-types: $types_pass passed, $types_fail failed"
+expect_count sdk-types "$types_pass" "$types_fail" 2
 
 echo "== sdk: bridge binary for the integration tests"
 cargo build -p realtime-bridge --locked
 
-# node --test prints TAP ("# pass N", "# fail N"); echo the plain closing line too.
+# node --test prints TAP ("# pass N", "# fail N"); echo the plain closing line too. It exits 0
+# having run no test at all, hence the expected count (`want`). Bounded: each test by
+# --test-timeout, the whole run by `timeout` (a stream left open keeps a test file alive).
 node_test() {
-  local name=$1; shift
+  local name=$1 want=$2; shift 2
   local log="$results/$name.tap"
   set +e
-  node --test --test-concurrency=1 --test-reporter=tap "$@" | tee "$log"
+  timeout 1800 node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=tap "$@" | tee "$log"
   local rc=${PIPESTATUS[0]}
   set -e
   local pass fail
   pass=$(awk '/^# pass /{print $3}' "$log" | tail -1)
   fail=$(awk '/^# fail /{print $3}' "$log" | tail -1)
   echo "$name: ${pass:-0} passed, ${fail:-0} failed"
-  return "$rc"
+  [ "$rc" = 0 ] || return "$rc"
+  expect_count "$name" "${pass:-0}" "${fail:-0}" "$want"
 }
 
-echo "== sdk: Node tests (real bridge + nats-server)"
-(cd npm && node_test sdk-node test/node/)
+echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
+(cd npm && node_test sdk-node 46 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (
   cd npm
+  rm -f test-results/vitest.json # never read a previous run's counts
   set +e
-  npx vitest run --config vitest.config.mjs --reporter=default --reporter=json --outputFile.json=test-results/vitest.json
+  node_modules/.bin/vitest run --config vitest.config.mjs --reporter=default --reporter=json --outputFile.json=test-results/vitest.json
   rc=$?
   set -e
-  node -e 'const r=require("./test-results/vitest.json"); console.log(`sdk-hooks: ${r.numPassedTests} passed, ${r.numFailedTests} failed`)'
-  exit $rc
+  read -r pass fail < <(node -e 'const r=require("./test-results/vitest.json"); console.log(r.numPassedTests, r.numFailedTests)')
+  echo "sdk-hooks: $pass passed, $fail failed"
+  [ "$rc" = 0 ] || exit "$rc"
+  expect_count sdk-hooks "$pass" "$fail" 9
 )
 
 echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium) and node app.mjs"
 (
   cd npm/test/e2e
   npx vite build
-  node_test sdk-e2e e2e.test.mjs node-app.test.mjs
+  node_test sdk-e2e 3 e2e.test.mjs node-app.test.mjs
 )
 echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 

@@ -7,6 +7,7 @@
  * const rt = createTestRealtime();
  * render(<RealtimeTestProvider client={rt}><Chat userId="42" /></RealtimeTestProvider>);
  * act(() => { rt.emit('42', 'message_new', { content: 'hi' }); });
+ * act(() => { rt.sendReset('history_recreated', '42'); });
  * ```
  */
 import type { ReactNode } from 'react';
@@ -44,14 +45,46 @@ interface Entry {
   info: TestSubscriptionInfo;
   callback: EventCallback<unknown>;
   cursor: string | null;
+  /** The connection the real client would share: url + user. */
+  key: string;
+}
+
+/** As many envelope ids as the real client remembers per connection (sdk-wasm DEDUPE_CAPACITY). */
+const DEDUPE_CAPACITY = 4096;
+
+/** The ids one shared connection has delivered, oldest first, bounded like the real client's. */
+class Dedupe {
+  #seen = new Set<string>();
+
+  firstTime(id: string): boolean {
+    if (this.#seen.has(id)) return false;
+    if (this.#seen.size >= DEDUPE_CAPACITY) {
+      // A Set iterates in insertion order: the first one is the oldest.
+      const oldest = this.#seen.values().next().value as string;
+      this.#seen.delete(oldest);
+    }
+    this.#seen.add(id);
+    return true;
+  }
+
+  forget(): void {
+    this.#seen.clear();
+  }
 }
 
 const disposeSymbol: typeof Symbol.dispose =
   (Symbol as { dispose?: typeof Symbol.dispose }).dispose ?? (Symbol.for('Symbol.dispose') as typeof Symbol.dispose);
 
-/** The in-memory client. Implements `RealtimeClient`, so it can replace the real one anywhere. */
+/**
+ * The in-memory client. Implements `RealtimeClient`, so it can replace the real one anywhere,
+ * and behaves like it where a component can tell: statuses (`connecting` first, then `open`),
+ * per-subscription event filters, an envelope id delivered at most once per url + user until
+ * a reset (`sendReset`), and a throwing callback reported to its `onError`.
+ */
 export class RealtimeTestClient implements RealtimeClient {
   #entries = new Set<Entry>();
+  /** Per url + user, like the real client's shared connections; gone with their last subscription. */
+  #dedupe = new Map<string, Dedupe>();
   #seq = 0;
   #opts: Required<TestRealtimeOptions>;
 
@@ -72,10 +105,14 @@ export class RealtimeTestClient implements RealtimeClient {
       info: { userId, events: events ? [...events] : null, status: 'connecting', options },
       callback: callback as EventCallback<unknown>,
       cursor: options.lastEventId ?? null,
+      key: `${options.url ?? ''}\n${userId}`,
     };
     this.#entries.add(entry);
     const initial = this.#opts.initialStatus;
+    // The real client reports `connecting` too, after subscribe() returned.
     queueMicrotask(() => {
+      if (!this.#entries.has(entry) || entry.info.status !== 'connecting') return;
+      entry.info.options.onStatus?.('connecting');
       if (this.#entries.has(entry) && entry.info.status === 'connecting') this.#setStatus(entry, initial);
     });
     const self = this;
@@ -88,17 +125,28 @@ export class RealtimeTestClient implements RealtimeClient {
       },
       reconnect() {
         if (!self.#entries.has(entry)) return;
-        self.#setStatus(entry, 'reconnecting');
-        queueMicrotask(() => self.#entries.has(entry) && self.#setStatus(entry, 'open'));
+        // The real client drops the connection it shares with every subscription of this url + user.
+        const shared = [...self.#entries].filter((e) => e.key === entry.key);
+        for (const e of shared) self.#setStatus(e, 'reconnecting');
+        queueMicrotask(() => {
+          for (const e of shared) if (self.#entries.has(e)) self.#setStatus(e, 'open');
+        });
       },
       close() {
-        if (!self.#entries.delete(entry)) return;
+        if (!self.#remove(entry)) return;
         self.#setStatus(entry, 'closed');
       },
       [disposeSymbol]() {
         this.close();
       },
     };
+  }
+
+  /** Removes a subscription; the last one of a url + user takes its remembered ids along. */
+  #remove(entry: Entry): boolean {
+    if (!this.#entries.delete(entry)) return false;
+    if (![...this.#entries].some((e) => e.key === entry.key)) this.#dedupe.delete(entry.key);
+    return true;
   }
 
   #setStatus(entry: Entry, status: SubscriptionStatus): void {
@@ -133,19 +181,53 @@ export class RealtimeTestClient implements RealtimeClient {
   }
 
   #deliver(envelope: RealtimeEvent<unknown>, match: (e: Entry) => boolean): void {
-    for (const e of [...this.#entries]) {
-      if (!this.#entries.has(e) || !match(e)) continue;
-      if (e.info.events && !e.info.events.includes(envelope.event)) continue;
+    const targets = [...this.#entries].filter((e) => match(e) && (!e.info.events || e.info.events.includes(envelope.event)));
+    // Decided once per connection before any callback runs, as the real client does: an id
+    // only counts as seen where some subscription wanted the event.
+    const fresh = new Map<string, boolean>();
+    for (const e of targets) {
+      if (fresh.has(e.key)) continue;
+      let d = this.#dedupe.get(e.key);
+      if (!d) this.#dedupe.set(e.key, (d = new Dedupe()));
+      fresh.set(e.key, d.firstTime(envelope.id));
+    }
+    for (const e of targets) {
+      // An earlier callback may have closed this one.
+      if (!this.#entries.has(e) || !fresh.get(e.key)) continue;
       e.cursor = envelope.id;
-      e.callback(envelope);
+      this.#call(e, () => e.callback(envelope));
+    }
+  }
+
+  /** Runs a subscriber's callback; what it throws goes to its `onError`, else `console.error`. */
+  #call(e: Entry, fn: () => void): void {
+    try {
+      fn();
+    } catch (thrown) {
+      if (e.info.options.onError) e.info.options.onError(thrown as RealtimeError);
+      else console.error(thrown);
+    }
+  }
+
+  /**
+   * The bridge's `reset` control frame (of `userId`'s streams, if given): every subscription's
+   * `onReset({ reason })`, whatever its event filter, and the ids delivered so far are
+   * forgotten (the real client's de-duplication starts over, e.g. after `history_recreated`).
+   */
+  sendReset(reason = 'unknown_cursor', userId?: string): void {
+    const targets = [...this.#entries].filter((e) => userId === undefined || e.info.userId === userId);
+    for (const e of targets) this.#dedupe.get(e.key)?.forget();
+    for (const e of targets) {
+      if (this.#entries.has(e)) this.#call(e, () => e.info.options.onReset?.({ reason }));
     }
   }
 
   /** Sets the status of every subscription (of `userId`, if given), e.g. to test a "disconnected" badge. */
   setStatus(status: SubscriptionStatus, userId?: string): void {
     for (const e of [...this.#entries]) {
-      if (userId === undefined || e.info.userId === userId) this.#setStatus(e, status);
-      if (status === 'closed') this.#entries.delete(e);
+      if (userId !== undefined && e.info.userId !== userId) continue;
+      this.#setStatus(e, status);
+      if (status === 'closed') this.#remove(e);
     }
   }
 
@@ -156,7 +238,7 @@ export class RealtimeTestClient implements RealtimeClient {
       if (userId !== undefined && e.info.userId !== userId) continue;
       e.info.options.onError?.(err);
       if (err.final) {
-        this.#entries.delete(e);
+        this.#remove(e);
         this.#setStatus(e, 'closed');
       }
     }

@@ -109,7 +109,11 @@ export interface RealtimeOptions {
   heartbeatTimeoutMs?: number;
   onStatus?: (status: SubscriptionStatus) => void;
   onError?: (error: RealtimeError) => void;
-  /** The bridge no longer holds the history asked for (`event: reset`): reload your state. */
+  /**
+   * The bridge cannot resume from the cursor (`event: reset`; `reason`: `unknown_cursor`,
+   * `history_expired`, `history_recreated`, or a newer one): reload your state. The stream goes
+   * on live, and the envelope ids remembered for de-duplication are forgotten.
+   */
   onReset?: (info: { reason?: string }) => void;
 }
 

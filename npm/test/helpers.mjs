@@ -147,18 +147,6 @@ export async function producer(natsUrl) {
   };
 }
 
-/** Publishes until `received()` is true: the bridge's NATS subscription may lag its "open". */
-export async function sendUntil(p, user, event, dataFn, received, { timeoutMs = 10000 } = {}) {
-  const end = Date.now() + timeoutMs;
-  let n = 0;
-  while (Date.now() < end) {
-    await p.send(user, event, dataFn(n++));
-    const ok = await waitFor(received, { timeoutMs: 300, intervalMs: 10 }).catch(() => false);
-    if (ok) return n;
-  }
-  throw new Error(`event ${event} never arrived`);
-}
-
 /** Collects a subscription's deliveries, statuses and errors (`keys`: each event's `data.k`). */
 export function collector() {
   const events = [];
@@ -208,17 +196,17 @@ export async function jsProducer(natsUrl) {
       acked.set(id, ack.seq);
       return ack.seq;
     },
-    /** Publishes, retrying (same Nats-Msg-Id) until acked or `timeoutMs` is over. */
-    async publishRetrying(user, event, key, extra = {}, timeoutMs = 20000) {
-      const end = Date.now() + timeoutMs;
-      for (;;) {
-        try {
-          return await this.publish(user, event, key, extra, 1000);
-        } catch (e) {
-          if (Date.now() > end) throw new Error(`publish ${key} never acked: ${e.message}`);
-          await sleep(100);
-        }
-      }
+    /**
+     * Resolves once JetStream answers for the bridge's stream (after a NATS restart: the store
+     * is recovered), so that the next publish can be made once and must be acked.
+     */
+    async ready(stream = 'REALTIME', timeoutMs = 20000) {
+      const answers = async () => {
+        const jsm = await bounded(nc.jetstreamManager({ timeout: 1000 }), 2000, 'jetstream manager');
+        await bounded(jsm.streams.info(stream), 2000, 'stream info');
+        return true;
+      };
+      await waitFor(answers, { timeoutMs, intervalMs: 100, what: `JetStream stream ${stream}` });
     },
     async close() {
       await bounded(nc.close(), 5000, 'nats close').catch(() => {});
@@ -227,18 +215,13 @@ export async function jsProducer(natsUrl) {
 }
 
 /**
- * Publishes probe events until one reaches the callback: the bridge's live subscription may lag
- * the stream's "open", and a first connection has no cursor to catch up from.
+ * Publishes one event (acked) and waits (bounded) for it to reach the collector `c`. Called
+ * once the subscription is open: the bridge answers a stream request only after NATS confirmed
+ * its subscriptions (server/src/hub.rs `attach`), so the first event published then must arrive.
  */
-export async function probe(p, user, c, prefix, timeoutMs = 15000) {
-  const end = Date.now() + timeoutMs;
-  for (let n = 0; Date.now() < end; n++) {
-    const key = `${prefix}-${n}`;
-    await p.publishRetrying(user, 'probe', key, {}, 5000);
-    const ok = await waitFor(() => c.keys().includes(key), { timeoutMs: 300, intervalMs: 10 }).catch(() => false);
-    if (ok) return;
-  }
-  throw new Error(`no probe of ${prefix} arrived in ${timeoutMs} ms`);
+export async function publishAndWait(p, user, c, key, { event = 'probe', timeoutMs = 10000 } = {}) {
+  await p.publish(user, event, key);
+  await waitFor(() => c.keys().includes(key), { timeoutMs, intervalMs: 5, what: `event ${key}` });
 }
 
 /**
@@ -262,7 +245,7 @@ export function verify(name, c, p, user, keys) {
   const dupIds = ids.length - new Set(ids).size;
   const line =
     `${name}: published=${published} delivered=${delivered} lost=${lost.length} ` +
-    `duplicated=${duplicated} out_of_order=${outOfOrder} duplicate_ids=${dupIds} (all deliveries incl. probes: ${c.events.length})`;
+    `duplicated=${duplicated} out_of_order=${outOfOrder} duplicate_ids=${dupIds} (all deliveries incl. probes and sentinels: ${c.events.length})`;
   console.log(line);
   assert.equal(published, keys.length, 'every event was acked by JetStream');
   assert.deepEqual(lost, [], 'lost events');

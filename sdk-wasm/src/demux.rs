@@ -36,8 +36,9 @@ pub const DEDUPE_CAPACITY: usize = 4096;
 pub enum FrameKind {
     /// An event envelope (`data` is the JSON envelope).
     Event,
-    /// `event: reset`: the history no longer holds the cursor; the app should
-    /// reload its state. Addressed to every listener.
+    /// `event: reset`: the history no longer holds the cursor (or was re-created);
+    /// the app should reload its state. Addressed to every listener; the ids
+    /// remembered for de-duplication are forgotten ([`Demux::admit`]).
     Reset,
     /// `event: end`: the bridge closes the stream after this frame; the client
     /// reconnects at once with its cursor. Addressed to no listener.
@@ -161,6 +162,11 @@ struct Dedupe {
 }
 
 impl Dedupe {
+    fn forget(&mut self) {
+        self.set.clear();
+        self.order.clear();
+    }
+
     fn first_time(&mut self, id: &str) -> bool {
         if self.set.contains(id) {
             return false;
@@ -353,6 +359,26 @@ impl Demux {
     /// duplicate (a replay overlapping what was already delivered): drop it.
     pub fn first_delivery(&mut self, envelope_id: &str) -> bool {
         self.dedupe.first_time(envelope_id)
+    }
+
+    /// Whether a frame from [`Demux::push`] goes to its targets. Called for each frame in
+    /// the order they came, since a `reset` changes the answer for the frames after it:
+    ///
+    /// * an event is delivered the first time its envelope id is seen (no id: always);
+    /// * a `reset` is delivered, and the remembered ids are forgotten: after it the stream
+    ///   starts again from the live position, and when the history was re-created
+    ///   (`history_recreated`) the sequences, so the envelope ids, start again at 1. Ids
+    ///   seen before the reset would otherwise hide the new events;
+    /// * an `end` never reaches a listener.
+    pub fn admit(&mut self, kind: FrameKind, envelope_id: Option<&str>) -> bool {
+        match kind {
+            FrameKind::Event => envelope_id.is_none_or(|id| self.dedupe.first_time(id)),
+            FrameKind::Reset => {
+                self.dedupe.forget();
+                true
+            }
+            FrameKind::End(_) => false,
+        }
     }
 }
 
@@ -622,6 +648,63 @@ mod tests {
         second.extend(encode("4", "a"));
         deliver(&mut d, &second);
         assert_eq!(delivered, ["1", "2", "3", "4"]);
+    }
+
+    /// What the wasm glue hands to callbacks for `bytes`: (kind, envelope id) per admitted
+    /// frame, in order (the glue reads the id from the parsed JSON; here from the text).
+    fn admitted(d: &mut Demux, bytes: &[u8]) -> Vec<(FrameKind, Option<String>)> {
+        let mut out = Vec::new();
+        for f in push_all(d, bytes) {
+            let id = (f.kind == FrameKind::Event).then(|| f.data.split('"').nth(3).unwrap().to_owned());
+            if d.admit(f.kind, id.as_deref()) {
+                out.push((f.kind, id));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reset_forgets_delivered_ids() {
+        let ev = |id: &str| (FrameKind::Event, Some(id.to_owned()));
+        for reason in ["history_recreated", "unknown_cursor", "history_expired", "something_new"] {
+            let mut d = Demux::new(None);
+            d.add(None);
+            // First connection: sequences 1..3, and a replayed 2 in the same chunk.
+            let mut first = encode("1", "a");
+            first.extend(encode("2", "a"));
+            first.extend(encode("2", "a"));
+            first.extend(encode("3", "a"));
+            assert_eq!(admitted(&mut d, &first), [ev("1"), ev("2"), ev("3")]);
+            d.end_stream();
+            // The history was re-created (or the cursor could not be used): the next stream
+            // opens with `reset` in the block of its first `id:`, and numbering restarts at 1.
+            // In one chunk: the duplicate before the reset is still dropped, the ids after it
+            // are new events, and a duplicate after it is dropped again.
+            let mut second = encode("3", "a");
+            second.extend(b"retry: 2000\n\nid: 0:0\n");
+            second.extend(control(RESET, reason));
+            second.extend(encode("1", "a"));
+            second.extend(encode("2", "a"));
+            second.extend(encode("1", "a"));
+            second.extend(encode("4", "a"));
+            assert_eq!(
+                admitted(&mut d, &second),
+                [(FrameKind::Reset, None), ev("1"), ev("2"), ev("4")],
+                "reason {reason}"
+            );
+        }
+        // A reset in the middle of a stream (not only at its start) forgets too.
+        let mut d = Demux::new(None);
+        d.add(filter(&["a"]));
+        let mut bytes = encode("7", "a");
+        bytes.extend(control(RESET, "history_recreated"));
+        bytes.extend(encode("7", "a"));
+        assert_eq!(admitted(&mut d, &bytes), [ev("7"), (FrameKind::Reset, None), ev("7")]);
+        // `end` is never admitted, and does not forget.
+        assert!(!d.admit(FrameKind::End(EndReason::Shutdown), None));
+        assert!(!d.admit(FrameKind::Event, Some("7")));
+        // An event without an envelope id cannot be checked: delivered.
+        assert!(d.admit(FrameKind::Event, None));
     }
 
     /// One SSE frame of a generated stream.

@@ -794,12 +794,10 @@ fn deliver(conn: &Conn, bytes: &[u8]) {
                     continue;
                 }
             };
-            if f.kind == FrameKind::Event {
-                if let Some(id) = prop(&value, "id").as_string() {
-                    if !st.demux.first_delivery(&id) {
-                        continue;
-                    }
-                }
+            // In frame order: a `reset` makes the ids delivered before it forgotten.
+            let id = if f.kind == FrameKind::Event { prop(&value, "id").as_string() } else { None };
+            if !st.demux.admit(f.kind, id.as_deref()) {
+                continue;
             }
             for t in f.targets {
                 calls.push((t, f.kind, value.clone()));

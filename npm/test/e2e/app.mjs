@@ -1,4 +1,4 @@
-// A plain Node 18+ program using the installed package: `node app.mjs`.
+// A plain Node 20+ program using the installed package: `node app.mjs`.
 // No init call, no loader flag: the package loads its .wasm itself.
 import { configure, subscribe } from 'realtime-bridge';
 

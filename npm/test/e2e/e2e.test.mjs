@@ -62,19 +62,13 @@ after(async () => {
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
 });
 
-/** Publishes `event` until the page shows `text` (the bridge's NATS interest may lag "open"). */
-async function publishUntilShown(page, user, event, text, timeoutMs = 15000) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    await pub.send(user, event, { text });
-    try {
-      await page.getByText(text, { exact: false }).first().waitFor({ timeout: 300 });
-      return;
-    } catch {
-      /* again */
-    }
-  }
-  throw new Error(`'${text}' never appeared`);
+/**
+ * Publishes `event` once and waits (bounded) until the page shows `text`. Called once the page
+ * shows `open`: the bridge answers a stream request only after NATS confirmed its subscriptions.
+ */
+async function publishAndShow(page, user, event, text, timeoutMs = 10000) {
+  await pub.send(user, event, { text });
+  await page.getByText(text, { exact: false }).first().waitFor({ timeout: timeoutMs });
 }
 
 test('events published to NATS appear on the page; after a bridge restart the page reconnects and shows the next one', async () => {
@@ -91,7 +85,7 @@ test('events published to NATS appear on the page; after a bridge restart the pa
   await page.goto(`${origin}/?${q}`);
 
   await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
-  await publishUntilShown(page, user, 'message_new', 'Bonjour depuis NATS');
+  await publishAndShow(page, user, 'message_new', 'Bonjour depuis NATS');
   await pub.send(user, 'notification', { id: 'n1', title: 'Nouvelle notification' });
   await pub.broadcast('system_alert', { text: 'Maintenance à 22h' });
   await page.getByText('Nouvelle notification').waitFor({ timeout: 10000 });
@@ -106,7 +100,7 @@ test('events published to NATS appear on the page; after a bridge restart the pa
   const second = await startBridge({ natsUrl: nats.url, listen: first.addr, args });
   bridges.push(second);
   await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
-  await publishUntilShown(page, user, 'message_new', 'Après le redémarrage');
+  await publishAndShow(page, user, 'message_new', 'Après le redémarrage');
 
   // Hooks + plain subscribe share one connection per user: the bridge has exactly one stream.
   const metrics = await (await fetch(`${second.url}/metrics`)).text();
@@ -147,6 +141,6 @@ test("the browser's online event retries at once instead of waiting out the back
   await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 10000 });
   const took = Date.now() - t0;
   assert.ok(took < 10000, `reconnected ${took} ms after going online`);
-  await publishUntilShown(page, user, 'message_new', 'De retour en ligne');
+  await publishAndShow(page, user, 'message_new', 'De retour en ligne');
   await page.close();
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNats, startBridge, token, producer, sleep } from '../helpers.mjs';
+import { startNats, startBridge, token, producer, sleep, waitFor } from '../helpers.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let nats;
@@ -35,11 +35,15 @@ test('node app.mjs receives an event and exits by itself after close()', async (
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (err += d));
   const exited = new Promise((r) => child.once('exit', (code) => r(code)));
-  const end = Date.now() + 15000;
-  while (!out.includes('"got"') && Date.now() < end && child.exitCode === null) {
-    if (out.includes('"open"')) await pub.send(user, 'message_new', { text: 'hello node' });
-    await sleep(100);
-  }
+  /** Waits (bounded) until app.mjs printed `needle`; fails at once if it exited without. */
+  const printed = async (needle, timeoutMs) => {
+    await waitFor(() => out.includes(needle) || child.exitCode !== null, { timeoutMs, what: needle }).catch(() => {});
+    assert.ok(out.includes(needle), `app.mjs did not print ${needle}\nstdout: ${out}\nstderr: ${err}`);
+  };
+  // Once the program says `open`, the one event published must reach it.
+  await printed('"open"', 15000);
+  await pub.send(user, 'message_new', { text: 'hello node' });
+  await printed('"got"', 10000);
   const code = await Promise.race([exited, sleep(5000).then(() => 'still running')]);
   if (code === 'still running') child.kill();
   assert.equal(code, 0, `exit: ${code}\nstdout: ${out}\nstderr: ${err}`);

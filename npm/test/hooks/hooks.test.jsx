@@ -1,5 +1,6 @@
 // React hooks (realtime-bridge/react) with React Testing Library, against a real bridge
-// and a real nats-server.
+// and a real nats-server. Each event is published once, after the hook shows `open`: the bridge
+// answers a stream request only once NATS confirmed its subscriptions.
 import { StrictMode, useEffect } from 'react';
 import { render, screen, act, cleanup, waitFor as rtlWaitFor } from '@testing-library/react';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
@@ -10,7 +11,7 @@ import {
   useRealtimeNotifications,
   useRealtimeTransactions,
 } from 'realtime-bridge/react';
-import { startNats, startBridge, token, openStreams, producer, waitFor, sleep } from '../helpers.mjs';
+import { startNats, startBridge, token, openStreams, producer, waitFor } from '../helpers.mjs';
 
 let nats;
 let bridge;
@@ -39,18 +40,11 @@ afterEach(() => cleanup());
 
 const fetchesFor = (user) => fetchLog.filter((u) => u.includes(`/v1/users/${user}/events`));
 
-/** Publishes until the page shows it: the bridge's NATS interest may lag the stream's opening. */
-async function publishUntilShown(user, event, data, testId) {
-  for (let i = 0; i < 50; i++) {
-    await pub.send(user, event, data);
-    try {
-      await rtlWaitFor(() => expect(screen.getByTestId(testId).textContent).not.toBe('0'), { timeout: 200 });
-      return;
-    } catch {
-      /* again */
-    }
-  }
-  throw new Error(`${event} never shown`);
+/** Publishes once (the stream is open) and waits, bounded, until the counter `testId` shows it. */
+async function publishAndShow(user, event, data, testId) {
+  const before = Number(screen.getByTestId(testId).textContent);
+  await pub.send(user, event, data);
+  await rtlWaitFor(() => expect(Number(screen.getByTestId(testId).textContent)).toBe(before + 1), { timeout: 10000 });
 }
 
 function Feed({ userId, events, maxEvents, onEvent }) {
@@ -92,7 +86,7 @@ describe('useRealtime against the bridge', () => {
     );
     expect(screen.getByTestId('status').textContent).toBe('connecting');
     await rtlWaitFor(() => expect(screen.getByTestId('connected').textContent).toBe('true'), { timeout: 10000 });
-    await publishUntilShown(user, 'tick', { n: -1 }, 'count');
+    await publishAndShow(user, 'tick', { n: -1 }, 'count');
     for (let n = 0; n < 5; n++) await pub.send(user, 'tick', { n });
     await pub.send(user, 'not_wanted', { n: 99 });
     await rtlWaitFor(() => expect(screen.getByTestId('last').textContent).toBe('2,3,4'), { timeout: 10000 });
@@ -113,7 +107,8 @@ describe('useRealtime against the bridge', () => {
       </StrictMode>,
     );
     await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
-    await sleep(200);
+    // A sentinel: once it is shown, a second connection from the double mount would have been made.
+    await publishAndShow(user, 'tick', { n: 1 }, 'count');
     expect(fetchesFor(user)).toHaveLength(1);
     expect(await openStreams(bridge.url)).toBe(before + 1);
     unmount();
@@ -135,7 +130,7 @@ describe('useRealtime against the bridge', () => {
     await waitFor(async () => (await openStreams(bridge.url)) === before, { what: 'closed' });
     act(() => screen.getByText('reconnect').click());
     await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
-    await publishUntilShown(user, 'tick', { n: 7 }, 'count');
+    await publishAndShow(user, 'tick', { n: 7 }, 'count');
     expect(await openStreams(bridge.url)).toBe(before + 1);
     // reconnect() while open: drops the link and comes back.
     const n = fetchesFor(user).length;
@@ -160,7 +155,8 @@ describe('useRealtime against the bridge', () => {
           <Kinds userId={user} />
         </RealtimeProvider>,
       );
-      await publishUntilShown(user, 'tick', { n: 1 }, 'count');
+      await rtlWaitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'), { timeout: 10000 });
+      await publishAndShow(user, 'tick', { n: 1 }, 'count');
       const shown = screen.getByTestId('count').textContent;
       const opens = () => statuses.filter((s) => s === 'open').length;
       const before = opens();
@@ -203,7 +199,7 @@ describe('specialised hooks against the bridge', () => {
       </RealtimeProvider>,
     );
     await rtlWaitFor(() => expect(screen.getByTestId('ready').textContent).toBe('true'), { timeout: 10000 });
-    await publishUntilShown(user, 'message_new', { content: 'hi' }, 'messages');
+    await publishAndShow(user, 'message_new', { content: 'hi' }, 'messages');
     expect(fetchesFor(user)).toHaveLength(1);
     expect(fetchesFor(user)[0]).toContain(
       'events=message_new,message_read,notification,notification_deleted,notification_read,transaction_completed,transaction_created,transaction_failed,typing_start,typing_stop',

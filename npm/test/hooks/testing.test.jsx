@@ -3,7 +3,7 @@
 import { useEffect, useState } from 'react';
 import { render, screen, act, cleanup, waitFor } from '@testing-library/react';
 import { afterEach, expect, test } from 'vitest';
-import { useRealtime, useRealtimeMessages, useRealtimeNotifications } from 'realtime-bridge/react';
+import { RealtimeProvider, useRealtime, useRealtimeMessages, useRealtimeNotifications } from 'realtime-bridge/react';
 import { createTestRealtime, RealtimeTestProvider } from 'realtime-bridge/testing';
 
 afterEach(() => cleanup());
@@ -119,4 +119,33 @@ test('useRealtime generic hook with the test client: maxEvents and envelope fiel
   });
   expect(screen.getByTestId('ids').textContent).toBe('b@admin,c@all');
   expect(seen).toEqual(['user_registered:1', 'user_registered:2', 'system_alert:3']);
+});
+
+test('sendReset: onReset through the provider, and an id delivered before the reset is delivered again', async () => {
+  const rt = createTestRealtime();
+  const resets = [];
+  function Ids() {
+    const { events, status } = useRealtime({ userId: '42', events: ['message_new'] });
+    return (
+      <div>
+        <span data-testid="status">{status}</span>
+        <span data-testid="ids">{events.map((e) => `${e.id}:${e.data.n}`).join(',')}</span>
+      </div>
+    );
+  }
+  // RealtimeProvider takes the test client too, with the options of the real one.
+  render(
+    <RealtimeProvider client={rt} onReset={(info) => resets.push(info.reason)}>
+      <Ids />
+    </RealtimeProvider>,
+  );
+  await waitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'));
+  act(() => {
+    rt.emit('42', 'message_new', { n: 1 }, { id: '1' });
+    rt.emit('42', 'message_new', { n: 2 }, { id: '1' }); // a replay: dropped
+    rt.sendReset('history_recreated', '42');
+    rt.emit('42', 'message_new', { n: 3 }, { id: '1' }); // new numbering after the reset
+  });
+  expect(screen.getByTestId('ids').textContent).toBe('1:1,1:3');
+  expect(resets).toEqual(['history_recreated']);
 });

@@ -2,6 +2,9 @@
 // against a real nats-server (JetStream on disk) and real bridge processes in history mode.
 // Events are published with nats.js JetStream publish, so each one's stream sequence (the
 // envelope id the SDK must hand over) is known from its ack. Only 127.0.0.1; every wait bounded.
+// Each event is published once (while NATS is away, the attempts fail and the same events are
+// published once more when JetStream answers again, under the same Nats-Msg-Id). "Nothing more
+// arrived" is checked with a sentinel event published last.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -9,7 +12,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { subscribe } from 'realtime-bridge';
-import { startBridge, token, openStreams, waitFor, sleep, collector, jsProducer, probe, verify, forwarder } from '../helpers.mjs';
+import { startBridge, token, openStreams, waitFor, collector, jsProducer, publishAndWait, verify, forwarder } from '../helpers.mjs';
 
 /** Records every fetch the SDK makes (a spy around the real fetch, not a mock). */
 const fetchLog = [];
@@ -104,15 +107,16 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
         c.sub = sub;
         subs.push(sub);
         await waitFor(() => sub.status === 'open', { what: `${role} open` });
-        await probe(p, user, c, `probe-${role}`);
+        await publishAndWait(p, user, c, `first-${role}`);
       }
-      const publishAll = async (name, i, once) => {
+      // NATS away: an attempt fails (counted). Otherwise each publish must be acked.
+      const publishAll = async (name, i, { mayFail = false } = {}) => {
         let failed = 0;
         for (const user of Object.values(users)) {
-          if (once) {
+          if (mayFail) {
             await p.publish(user, name, `${name}-${i}`, { i }, 300).catch(() => failed++);
           } else {
-            await p.publishRetrying(user, name, `${name}-${i}`, { i });
+            await p.publish(user, name, `${name}-${i}`, { i });
           }
         }
         return failed;
@@ -124,16 +128,19 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
 
       await nats.stop(signal);
       await waitFor(async () => (await readyz(bridge)) === 503, { what: 'bridge /readyz 503 while NATS is away' });
+      const redialFrom = fetchesFor(users.redial).length;
       cs.redial.sub.reconnect();
-      // Publish attempts while NATS is down fail; they are retried (same Nats-Msg-Id) once it is back.
+      // Publish attempts while NATS is down fail; the same events are published again once it is back.
       const during = keys('during', 10);
       let failed = 0;
-      for (let i = 0; i < 10; i++) failed += await publishAll('during', i, true);
+      for (let i = 0; i < 10; i++) failed += await publishAll('during', i, { mayFail: true });
       assert.ok(failed > 0, 'publishing while NATS is down fails');
-      await sleep(500);
-      const redialWhileAway = cs.redial.sub.status; // 'reconnecting': the bridge refuses new streams meanwhile
+      // The redialled subscription is refused by the bridge meanwhile (503) and keeps retrying.
+      await waitFor(() => fetchesFor(users.redial).length >= redialFrom + 2, { what: 'redial attempts while NATS is away' });
+      const redialWhileAway = cs.redial.sub.status;
       await nats.start(); // same port, same store directory
-      // Retried at once, before the bridge is necessarily back: stored while it reconnects.
+      // As soon as JetStream answers, before the bridge is necessarily back: stored while it reconnects.
+      await p.ready();
       for (let i = 0; i < 10; i++) await publishAll('during', i);
       const readyAfterDuring = await readyz(bridge);
       const after = keys('after', 10);
@@ -146,13 +153,16 @@ for (const signal of ['SIGTERM', 'SIGKILL']) {
           throw e;
         });
       }
-      await sleep(500); // anything delivered twice would come now
+      // Sentinels: once each is in, anything repeated before it would have come.
+      for (const [role, c] of Object.entries(cs)) await publishAndWait(p, users[role], c, `sentinel-${role}`);
       console.log(
         `sdk-resume nats-restart-${signal}: ${failed} publish attempts failed while NATS was down; ` +
           `/readyz right after their retries: ${readyAfterDuring}; redialled status while away: ${redialWhileAway}; ` +
           `statuses stay=${cs.stay.statuses.join(',')} redial=${cs.redial.statuses.join(',')}`,
       );
       for (const [role, c] of Object.entries(cs)) verify(`sdk-resume nats-restart-${signal}-${role}`, c, p, users[role], all);
+      assert.equal(redialWhileAway, 'reconnecting', 'no stream while NATS is away');
+      for (const [role, c] of Object.entries(cs)) assert.equal(c.events.at(-1).data.k, `sentinel-${role}`, `nothing after the sentinel (${role})`);
       assert.deepEqual(cs.stay.statuses, ['connecting', 'open'], 'the open stream was never dropped');
       assert.equal(cs.redial.sub.status, 'open');
     } finally {
@@ -187,7 +197,7 @@ test('two bridges on one NATS: the subscription resumes on the other instance af
     });
     await waitFor(() => sub.status === 'open', { what: 'open' });
     assert.equal(await openStreams(a.url), 1, 'the stream is on bridge A');
-    await probe(p, user, c, 'probe-inst');
+    await publishAndWait(p, user, c, 'first-inst');
     const before = [];
     for (let i = 0; i < 10; i++) {
       before.push(`before-${i}`);
@@ -205,7 +215,8 @@ test('two bridges on one NATS: the subscription resumes on the other instance af
       away.push(`away-${i}`);
       await p.publish(user, 'away', `away-${i}`, { i });
     }
-    await sleep(300); // a few failed attempts against the dead instance
+    // A few failed attempts against the dead instance.
+    await waitFor(() => fetchesFor(user).length >= atKill + 2, { what: 'attempts against the dead instance' });
     assert.equal(sub.status, 'reconnecting');
     assert.ok(away.every((k) => !c.keys().includes(k)), 'nothing arrives while away');
     fwd.setTarget(b.addr);
@@ -229,7 +240,8 @@ test('two bridges on one NATS: the subscription resumes on the other instance af
       verify('sdk-resume other-instance', c, p, user, all);
       throw e;
     });
-    await sleep(500);
+    await publishAndWait(p, user, c, 'sentinel-inst');
+    assert.equal(c.events.at(-1).data.k, 'sentinel-inst', 'nothing after the sentinel');
     verify('sdk-resume other-instance', c, p, user, all);
   } finally {
     sub?.close();
@@ -260,7 +272,7 @@ test('a burst of 500 events while the bridge is down, then restarted: all 500 on
       ...c.opts,
     });
     await waitFor(() => sub.status === 'open', { what: 'open' });
-    await probe(p, user, c, 'probe-burst');
+    await publishAndWait(p, user, c, 'first-burst');
     const cursor = sub.lastEventId;
     const atKill = fetchesFor(user).length;
     await bridge.kill('SIGKILL');
@@ -276,7 +288,8 @@ test('a burst of 500 events while the bridge is down, then restarted: all 500 on
       verify('sdk-resume burst-500', c, p, user, burst);
       throw e;
     });
-    await sleep(500);
+    await publishAndWait(p, user, c, 'sentinel-burst');
+    assert.equal(c.events.at(-1).data.k, 'sentinel-burst', 'nothing after the sentinel');
     assert.equal(fetchesFor(user)[atKill]?.lastEventId, cursor, 'resumed with Last-Event-ID = the cursor');
     const order = c.events.filter((e) => e.event === 'burst').map((e) => e.data.i);
     assert.deepEqual(order, [...Array(500).keys()], 'in publish order');

@@ -1,8 +1,11 @@
-// The SDK in plain Node against a real nats-server and a real bridge.
+// The SDK in plain Node against a real nats-server and a real bridge (history mode).
+// Each event is published once, after the subscription is open: the bridge answers a stream
+// request only once NATS confirmed its subscriptions, so an event published after `open` must
+// arrive. "Nothing else arrived" is checked with a sentinel event published last.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { subscribe, configure, resetConfig, wasmMemoryBytes } from 'realtime-bridge';
-import { startNats, startBridge, token, openStreams, producer, sendUntil, waitFor, sleep, collector } from '../helpers.mjs';
+import { subscribe as sdkSubscribe, configure, resetConfig, wasmMemoryBytes } from 'realtime-bridge';
+import { startNats, startBridge, token, openStreams, producer, waitFor, sleep, collector } from '../helpers.mjs';
 
 let nats;
 let bridge;
@@ -18,6 +21,17 @@ globalThis.fetch = (input, init) => {
 };
 const fetchesFor = (user) => fetchLog.filter((f) => f.url.includes(`/v1/users/${user}/events`));
 
+/**
+ * Every subscription a test opens, closed again after the file: a test that fails before its
+ * own close() must not leave a stream open (it would keep the process, and the run, alive).
+ */
+const opened = new Set();
+const subscribe = (...args) => {
+  const sub = sdkSubscribe(...args);
+  opened.add(sub);
+  return sub;
+};
+
 before(async () => {
   nats = await startNats();
   bridge = await startBridge({ natsUrl: nats.url });
@@ -25,6 +39,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const sub of opened) sub.close();
   await pub?.close();
   await bridge?.kill('SIGTERM');
   await nats?.stop();
@@ -36,7 +51,8 @@ test('receives envelopes: id, event, data (parsed JSON), timestamp, userId', asy
   const sub = subscribe('node-recv', null, c.cb, { url: bridge.url, token: token('node-recv'), ...c.opts });
   assert.equal(sub.status, 'connecting');
   await waitFor(() => sub.status === 'open', { what: 'open' });
-  await sendUntil(pub, 'node-recv', 'message_new', (n) => ({ text: 'hé 😀', n }), () => c.events.length > 0);
+  await pub.send('node-recv', 'message_new', { text: 'hé 😀', n: 0 });
+  await waitFor(() => c.events.length > 0, { what: 'the event' });
   const e = c.events[0];
   assert.equal(typeof e.id, 'string');
   assert.equal(e.event, 'message_new');
@@ -57,7 +73,8 @@ test('configure() defaults apply, options override them', async () => {
   const c = collector();
   const sub = subscribe('node-conf', ['message_new'], c.cb, { url: bridge.url, ...c.opts });
   await waitFor(() => sub.status === 'open', { what: 'open' });
-  await sendUntil(pub, 'node-conf', 'message_new', () => ({}), () => c.events.length > 0);
+  await pub.send('node-conf', 'message_new', {});
+  await waitFor(() => c.events.length > 0, { what: 'the event' });
   assert.match(fetchesFor('node-conf')[0].auth, /^Bearer ey/);
   sub.close();
   resetConfig();
@@ -71,18 +88,27 @@ test('filter: only the requested events, broadcasts included', async () => {
   const s1 = subscribe(user, ['message_new', 'system_alert'], onlyMsg.cb, { url: bridge.url, token: t });
   const s2 = subscribe(user, null, all.cb, { url: bridge.url, token: t });
   await waitFor(() => s1.status === 'open' && s2.status === 'open', { what: 'open' });
-  await sendUntil(pub, user, 'warmup', () => ({}), () => all.events.length > 0);
   await pub.send(user, 'typing_start', { a: 1 });
   await pub.send(user, 'message_new', { a: 2 });
   await pub.broadcast('system_alert', { a: 3 });
   await pub.broadcast('other_broadcast', { a: 4 });
-  await waitFor(() => all.events.length >= 5, { what: 'all events' });
-  assert.deepEqual(
-    all.events.slice(1).map((e) => e.event),
-    ['typing_start', 'message_new', 'system_alert', 'other_broadcast'],
-  );
-  assert.deepEqual(onlyMsg.events.map((e) => e.event), ['message_new', 'system_alert']);
-  assert.equal(onlyMsg.events[1].userId, undefined, 'broadcasts carry no userId');
+  // User events and broadcasts come through two subscriptions, ordered per kind only (§5.2):
+  // one sentinel of each kind, wanted by both subscriptions.
+  await pub.send(user, 'message_new', { a: 5 });
+  await pub.broadcast('system_alert', { a: 6 });
+  const got = (c, a) => c.events.some((e) => e.data.a === a);
+  await waitFor(() => [onlyMsg, all].every((c) => got(c, 5) && got(c, 6)), { what: 'the sentinels' });
+  const perKind = (c) => ({
+    user: c.events.filter((e) => e.userId === user).map((e) => `${e.event}:${e.data.a}`),
+    broadcast: c.events.filter((e) => e.userId === undefined).map((e) => `${e.event}:${e.data.a}`),
+  });
+  assert.deepEqual(perKind(all), {
+    user: ['typing_start:1', 'message_new:2', 'message_new:5'],
+    broadcast: ['system_alert:3', 'other_broadcast:4', 'system_alert:6'],
+  });
+  assert.deepEqual(perKind(onlyMsg), { user: ['message_new:2', 'message_new:5'], broadcast: ['system_alert:3', 'system_alert:6'] });
+  assert.equal(all.events.length, 6);
+  assert.equal(onlyMsg.events.length, 4, 'broadcasts carry no userId; nothing else arrived');
   // The shared request asked for everything (one listener wants all).
   assert.ok(!fetchesFor(user).at(-1).url.includes('events='));
   s1.close();
@@ -101,7 +127,8 @@ test('shared connection: several subscribes, one HTTP stream, each callback its 
   assert.equal(await openStreams(bridge.url), before + 1);
   assert.equal(fetchesFor(user).length, 1, 'one request for both');
   assert.ok(fetchesFor(user)[0].url.endsWith('?events=message_new,typing_start'));
-  await sendUntil(pub, user, 'message_new', (n) => ({ n }), () => a.events.length > 0);
+  await pub.send(user, 'message_new', { n: 0 });
+  await waitFor(() => a.events.length === 1, { what: 'message_new' });
   await pub.send(user, 'typing_start', {});
   await waitFor(() => b.events.length === 1, { what: 'typing_start' });
   assert.ok(a.events.every((e) => e.event === 'message_new'));
@@ -113,7 +140,8 @@ test('shared connection: several subscribes, one HTTP stream, each callback its 
   assert.ok(fetchesFor(user)[1].url.endsWith('?events=message_new,notification,typing_start'));
   assert.equal(fetchesFor(user)[1].lastEventId, sa.lastEventId);
   await waitFor(async () => (await openStreams(bridge.url)) === before + 1, { what: 'one stream' });
-  await sendUntil(pub, user, 'notification', () => ({ id: 'n1' }), () => c.events.length > 0);
+  await pub.send(user, 'notification', { id: 'n1' });
+  await waitFor(() => c.events.length === 1, { what: 'notification' });
   // A subscribe whose events are covered joins without reconnecting.
   const d = collector();
   const sd = subscribe(user, ['typing_start'], d.cb, { url: bridge.url, token: t, ...d.opts });
@@ -123,9 +151,13 @@ test('shared connection: several subscribes, one HTTP stream, each callback its 
   sa.close();
   sb.close();
   sc.close();
-  await sleep(100);
+  // The remaining subscription still gets events (a sentinel), over the same request.
+  await pub.send(user, 'typing_start', { n: 'sentinel' });
+  await waitFor(() => d.events.some((e) => e.data.n === 'sentinel'), { what: 'sentinel for the last subscription' });
   assert.equal(await openStreams(bridge.url), before + 1);
+  assert.equal(fetchesFor(user).length, 2);
   assert.equal(sd.status, 'open');
+  assert.equal(a.events.length + b.events.length + c.events.length, 3, 'closed subscriptions got nothing more');
   sd.close();
   await waitFor(async () => (await openStreams(bridge.url)) === before, { what: 'stream closed' });
 });
@@ -142,7 +174,6 @@ test('resume after the bridge is killed and restarted: nothing lost after reconn
   });
   try {
     await waitFor(() => sub.status === 'open', { what: 'open' });
-    await sendUntil(pub, user, 'probe', (n) => ({ n }), () => c.events.length > 0);
     for (let i = 0; i < 5; i++) await pub.send(user, 'before', { i });
     await waitFor(() => c.events.filter((e) => e.event === 'before').length === 5, { what: 'before events' });
     const cursor = sub.lastEventId;
@@ -156,11 +187,10 @@ test('resume after the bridge is killed and restarted: nothing lost after reconn
       const reconnect = fetchesFor(user).at(-1);
       assert.equal(reconnect.lastEventId, cursor, 'resumed with Last-Event-ID');
       assert.ok(c.statuses.includes('reconnecting'));
-      const probes = c.events.length;
-      await sendUntil(pub, user, 'probe2', (n) => ({ n }), () => c.events.length > probes);
       for (let i = 0; i < 20; i++) await pub.send(user, 'after', { i });
-      await waitFor(() => c.events.filter((e) => e.event === 'after').length >= 20, { what: '20 events after' });
-      await sleep(200);
+      await pub.send(user, 'sentinel', {});
+      await waitFor(() => c.events.some((e) => e.event === 'sentinel'), { what: 'the sentinel' });
+      assert.equal(c.events.at(-1).event, 'sentinel', 'nothing after the sentinel');
       const after = c.events.filter((e) => e.event === 'after').map((e) => e.data.i);
       assert.deepEqual(after, [...Array(20).keys()], 'every event after reconnection, in order, once');
       const ids = c.events.map((e) => e.id);
@@ -189,7 +219,8 @@ test('getToken is called before each connect and once more after a 401', async (
   assert.equal(fetchesFor(user).length, 2);
   assert.equal(fetchesFor(user)[0].auth, 'Bearer expired.or.bogus');
   assert.deepEqual(c.errors, [], 'a single 401 followed by success is not an error');
-  await sendUntil(pub, user, 'x', () => ({}), () => c.events.length > 0);
+  await pub.send(user, 'x', {});
+  await waitFor(() => c.events.length === 1, { what: 'the event' });
   sub.close();
 });
 
@@ -228,12 +259,26 @@ test('403 is final: status closed, onError told, no retry', async () => {
   assert.equal(c.errors[0].name, 'RealtimeError');
   assert.equal(typeof c.errors[0].code, 'string');
   assert.equal(c.statuses.at(-1), 'closed');
-  await sleep(300);
-  assert.equal(calls, 1);
-  assert.equal(fetchesFor(user).length, 1);
-  sub.reconnect(); // no effect once closed
-  await sleep(100);
-  assert.equal(fetchesFor(user).length, 1);
+  // A sentinel with the same backoff, refused with 401 on every attempt: once it has retried a
+  // few times, a retry of the closed subscription would have come too.
+  const sentinelUser = 'node-403-sentinel';
+  const sentinel = subscribe(sentinelUser, null, () => {}, {
+    url: bridge.url,
+    getToken: () => 'bogus',
+    backoff: { initialMs: 20, maxMs: 20 },
+    onError() {},
+  });
+  try {
+    await waitFor(() => fetchesFor(sentinelUser).length >= 4, { what: 'sentinel retries' });
+    assert.equal(calls, 1);
+    assert.equal(fetchesFor(user).length, 1);
+    sub.reconnect(); // no effect once closed
+    const seen = fetchesFor(sentinelUser).length;
+    await waitFor(() => fetchesFor(sentinelUser).length >= seen + 2, { what: 'more sentinel retries' });
+    assert.equal(fetchesFor(user).length, 1);
+  } finally {
+    sentinel.close();
+  }
 });
 
 test('invalid arguments throw at once', () => {
@@ -252,18 +297,22 @@ test('close() stops delivery and ends the stream; [Symbol.dispose] closes too', 
   const before = await openStreams(bridge.url);
   const sub = subscribe(user, null, c.cb, { url: bridge.url, token: token(user), ...c.opts });
   await waitFor(() => sub.status === 'open', { what: 'open' });
-  await sendUntil(pub, user, 'x', () => ({}), () => c.events.length > 0);
-  const n = c.events.length;
-  sub.close();
-  sub.close();
   await pub.send(user, 'x', {});
-  await sleep(300);
-  assert.equal(c.events.length, n);
+  await waitFor(() => c.events.length === 1, { what: 'the event' });
+  sub.close();
+  sub.close();
   await waitFor(async () => (await openStreams(bridge.url)) === before, { what: 'stream gone' });
 
+  // A new subscription (a new connection) sees an event and then a sentinel; the closed one
+  // must have got neither.
   const d = collector();
   const sub2 = subscribe(user, null, d.cb, { url: bridge.url, token: token(user), ...d.opts });
   await waitFor(() => sub2.status === 'open', { what: 'open' });
+  await pub.send(user, 'x', { after: 'close' });
+  await pub.send(user, 'sentinel', {});
+  await waitFor(() => d.events.some((e) => e.event === 'sentinel'), { what: 'the sentinel' });
+  assert.deepEqual(d.events.map((e) => e.event), ['x', 'sentinel']);
+  assert.equal(c.events.length, 1, 'nothing after close()');
   sub2[Symbol.dispose]();
   assert.equal(sub2.status, 'closed');
   await waitFor(async () => (await openStreams(bridge.url)) === before, { what: 'stream gone' });
@@ -280,8 +329,7 @@ test('a callback that closes its own subscription mid-batch gets nothing more', 
     sub.close();
   }, { url: bridge.url, token: t });
   await waitFor(() => keep.status === 'open', { what: 'open' });
-  await sendUntil(pub, user, 'x', () => ({}), () => other.events.length > 0);
-  for (let i = 0; i < 5; i++) await pub.send(user, 'x', { i });
+  for (let i = 0; i < 6; i++) await pub.send(user, 'x', { i });
   await waitFor(() => other.events.length >= 6, { what: 'events' });
   assert.equal(got.length, 1);
   keep.close();
@@ -311,7 +359,8 @@ test('the lastEventId option is sent as Last-Event-ID on the first request', asy
   assert.equal(sub.lastEventId, 'abc-41');
   await waitFor(() => sub.status === 'open', { what: 'open' });
   assert.equal(fetchesFor(user)[0].lastEventId, 'abc-41');
-  await sendUntil(pub, user, 'x', () => ({}), () => c.events.length > 0);
+  await pub.send(user, 'x', {});
+  await waitFor(() => c.events.length === 1, { what: 'the event' });
   const cursor = sub.lastEventId;
   assert.notEqual(cursor, 'abc-41', 'the cursor follows the stream');
   sub.close();
@@ -323,7 +372,8 @@ test('reconnect() drops the link and resumes at once, with the cursor', async ()
   const c = collector();
   const sub = subscribe(user, null, c.cb, { url: bridge.url, token: token(user), backoff: { initialMs: 60000 }, ...c.opts });
   await waitFor(() => sub.status === 'open', { what: 'open' });
-  await sendUntil(pub, user, 'x', () => ({}), () => c.events.length > 0);
+  await pub.send(user, 'x', {});
+  await waitFor(() => c.events.length === 1, { what: 'the event' });
   const cursor = sub.lastEventId;
   sub.reconnect();
   await waitFor(() => fetchesFor(user).length === 2 && sub.status === 'open', { what: 'reopened', timeoutMs: 5000 });
@@ -336,8 +386,8 @@ test('closed subscriptions leak nothing: WebAssembly memory stays flat over many
   const user = 'node-leak';
   const t = token(user);
   const cycle = async (connect) => {
-    const a = subscribe(user, ['a'], () => {}, { url: bridge.url, token: t });
-    const b = subscribe(user, ['b'], () => {}, { url: bridge.url, token: t, onStatus() {}, onError() {} });
+    const a = sdkSubscribe(user, ['a'], () => {}, { url: bridge.url, token: t });
+    const b = sdkSubscribe(user, ['b'], () => {}, { url: bridge.url, token: t, onStatus() {}, onError() {} });
     if (connect) await waitFor(() => a.status === 'open', { what: 'open' });
     a.close();
     b.close();

@@ -14,7 +14,7 @@ import {
   sleep,
   collector,
   jsProducer,
-  probe,
+  publishAndWait,
   verify,
   forwarder,
 } from '../helpers.mjs';
@@ -113,9 +113,10 @@ function checkImmediateReconnects(c, user, maxMs) {
 }
 
 /**
- * Stops the producer, waits (bounded) for every event it published, gives a repeat the time to
- * show up, closes the subscription, and checks each event arrived once and in order. Returns the
- * keys published and when the last one had arrived.
+ * Stops the producer, waits (bounded) for every event it published, then for a sentinel
+ * published after them (a repeat would have come before it), closes the subscription, and checks
+ * each event arrived once and in order. Returns the keys published and when the last one had
+ * arrived.
  */
 async function finish(label, c, p, user, run, sub) {
   const keys = await run.stop();
@@ -124,7 +125,8 @@ async function finish(label, c, p, user, run, sub) {
     throw e;
   });
   const arrived = Date.now();
-  await sleep(300); // anything delivered twice would come now
+  await publishAndWait(p, user, c, 'sentinel');
+  assert.equal(c.events.at(-1).data.k, 'sentinel', 'nothing after the sentinel');
   await closeWhenOpen(sub);
   verify(label, c, p, user, keys);
   return { keys, arrived };
@@ -155,7 +157,7 @@ test('end / token_expired: getToken gives a fresh token before each immediate re
       ...c.opts,
     });
     await waitFor(() => sub.status === 'open', { what: 'open' });
-    await probe(p, user, c, 'probe-token');
+    await publishAndWait(p, user, c, 'first-token');
     const started = Date.now();
     run = pump(p, user, 'tok');
     // Three token expiries, each an `end` and a reconnection.
@@ -201,7 +203,7 @@ test('end / max_lifetime: immediate reconnection with the same (still valid) tok
     const c = timedCollector(() => sub);
     sub = subscribe(user, null, c.cb, { url: bridge.url, token: fixed, backoff, heartbeatTimeoutMs: 5000, ...c.opts });
     await waitFor(() => sub.status === 'open', { what: 'open' });
-    await probe(p, user, c, 'probe-lifetime');
+    await publishAndWait(p, user, c, 'first-lifetime');
     const started = Date.now();
     run = pump(p, user, 'life');
     await waitFor(() => fetchesFor(user).length >= 3, { what: 'two ends and reconnections', timeoutMs: 15000 });
@@ -248,7 +250,7 @@ test('end / shutdown: SIGTERM to the bridge, another instance takes over the url
     });
     await waitFor(() => sub.status === 'open', { what: 'open' });
     assert.equal(await openStreams(a.url), 1, 'the stream is on bridge A');
-    await probe(p, user, c, 'probe-shutdown');
+    await publishAndWait(p, user, c, 'first-shutdown');
     run = pump(p, user, 'drain');
     await waitFor(() => run.keys.length >= 30, { what: 'events before the shutdown' });
     // New connections now reach B; A drains (end / shutdown to its streams) and exits.
@@ -259,7 +261,8 @@ test('end / shutdown: SIGTERM to the bridge, another instance takes over the url
     await waitFor(() => fetchesFor(user).length === 2 && sub.status === 'open', { what: 'open on B', timeoutMs: 10000 });
     const reopenedIn = Date.now() - killedAt;
     assert.equal(await openStreams(b.url), 1, 'the stream is now on bridge B');
-    await sleep(500); // more events, on B
+    const onB = run.keys.length;
+    await waitFor(() => run.keys.length >= onB + 20 && c.keys().includes(run.keys[onB + 19]), { what: 'more events, on B' });
     const { keys } = await finish('sdk-end shutdown', c, p, user, run, sub);
     assert.ok(a.logs.some((l) => l.includes('shutting down')), 'A went through its graceful shutdown');
     assert.equal(fwd.counts.get(b.addr), 1, 'one connection to B: one reconnection, not two');

@@ -1,0 +1,14 @@
+// The .wasm the package ships (embedded in dist/wasm/bytes.js) stays within its gzipped size
+// budget: the figure npm/README.md gives must hold for what is built, not only at build time.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { wasmBase64 } from '../../dist/wasm/bytes.js';
+import { WASM_GZIP_BUDGET, gzippedSize } from '../../scripts/wasm-budget.mjs';
+
+test('the gzipped .wasm is within its budget', () => {
+  const bytes = Buffer.from(wasmBase64, 'base64');
+  assert.ok(WebAssembly.validate(bytes), 'a valid WebAssembly module');
+  const gz = gzippedSize(bytes);
+  console.log(`sdk-wasm-size: ${bytes.length} bytes, gzip ${gz} bytes (budget ${WASM_GZIP_BUDGET})`);
+  assert.ok(gz <= WASM_GZIP_BUDGET, `the gzipped .wasm is ${gz} bytes, over the budget of ${WASM_GZIP_BUDGET}`);
+});
