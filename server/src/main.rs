@@ -96,7 +96,16 @@ fn clap_error(e: &clap::Error) -> ExitCode {
     // clap's own text is several lines with a usage block; keep its first line, which
     // names the flag and the problem, and make sure the flag is in it.
     let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+    let mut lines = rendered.lines();
+    let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+    // Some first lines end with ':' and list the arguments on the next ones ("the following
+    // required arguments were not provided:"): bring them onto the one line.
+    if first.ends_with(':') {
+        let items: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+        if !items.is_empty() {
+            first = format!("{first} {}", items.join(", "));
+        }
+    }
     let flag = e.get(ContextKind::InvalidArg).map(ToString::to_string);
     let line = match flag {
         Some(f) if !first.contains(f.split_whitespace().next().unwrap_or(&f)) => format!("{f}: {first}"),
