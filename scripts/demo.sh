@@ -2,7 +2,8 @@
 # The demo, from a fresh clone: installs what is missing (scripts/setup.sh, setup-sdk.sh),
 # builds what is stale (the bridge, the npm package, the React demo), starts nats-server
 # (JetStream on), the bridge and the demo's page server on 127.0.0.1, and prints the URL to
-# open and one command that makes events appear on the page. Ctrl-C stops everything it started.
+# open, commands that make events appear on the page and commands that read a user's stream
+# in the terminal. Ctrl-C stops everything it started.
 #
 # Environment (all optional):
 #   NATS_PORT (4222), RB_PORT (8080), WEB_PORT (5173)  a busy default is replaced by the next
@@ -11,8 +12,9 @@
 #   DEMO_PROFILE (release)          or debug: which build of the bridge to run
 #   DEMO_DEV=1                      serve the page with Vite's dev server (hot reload) instead
 #                                   of the built page: for working on examples/react-demo
-#   RB_JWT_SECRET                   the bridge's HS256 secret (default: a fresh random one; at least 32 bytes)
-#   DEMO_STATE (.tmp/demo)          logs and the JetStream store
+#   RB_JWT_SECRET                   the bridge's HS256 secret (default: a fresh random one; at least 32 bytes);
+#                                   written to $DEMO_STATE/jwt-secret for the printed commands
+#   DEMO_STATE (.tmp/demo)          logs, the JetStream store and jwt-secret
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -71,6 +73,7 @@ case $PROFILE in
   *) die "DEMO_PROFILE must be release or debug" ;;
 esac
 BIN=$root/target/$PROFILE/realtime-bridge
+RB_CMD=target/$PROFILE/realtime-bridge # as printed: relative to the repository root
 
 if stale npm/dist/react.js sdk-wasm/src sdk-wasm/Cargo.toml wire/src wire/Cargo.toml npm/src/*.ts npm/src/*.tsx npm/scripts npm/package.json npm/tsconfig.json; then
   say "building the npm package (npm/: wasm-pack, wasm-opt, tsc)"
@@ -91,6 +94,10 @@ fi
 mkdir -p "$STATE"
 # 32 random bytes as 64 hex digits: the bridge refuses HS256 secrets under 32 bytes.
 export RB_JWT_SECRET=${RB_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+# Also in a file (owner-only) so that the printed token, listen and curl commands work as
+# pasted without the secret going through the terminal or the shell history.
+SECRET_FILE=$STATE/jwt-secret
+(umask 077 && printf '%s\n' "$RB_JWT_SECRET" >"$SECRET_FILE")
 NATS_URL=nats://127.0.0.1:$NATS_PORT
 RB_URL=http://127.0.0.1:$RB_PORT
 WEB_URL=http://127.0.0.1:$WEB_PORT
@@ -106,18 +113,19 @@ cleanup() {
   if [ "${#pids[@]}" -gt 0 ]; then
     echo
     say "stopping"
-    local i p alive
-    # The page server first, then the bridge (it ends its streams and drains), then NATS.
+    local i p
+    # One at a time, in reverse start order: the page server, then the bridge (it ends its
+    # streams and drains NATS, so NATS must still be up), and NATS only once the bridge is gone.
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-      kill -TERM -- "-${pids[i]}" 2>/dev/null || kill -TERM "${pids[i]}" 2>/dev/null || true
+      p=${pids[i]}
+      kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+      # Up to 5 s each (the bridge's --shutdown-grace is 3 s), then KILL.
+      for _ in $(seq 1 50); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -KILL -- "-$p" 2>/dev/null || true
     done
-    for _ in $(seq 1 100); do
-      alive=0
-      for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-      [ "$alive" = 0 ] && break
-      sleep 0.1
-    done
-    for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "stopped: ${names[*]}"
   fi
@@ -186,6 +194,12 @@ ${B}Realtime Bridge demo is running.${R}
 
   Make an event appear (in another terminal, from $root):
     ${G}examples/producers/shell/producer.sh $NATS_URL $DEMO_USER${R}
+    ${G}$RB_CMD send --nats-url $NATS_URL --user $DEMO_USER --event message_new '{"text":"hi"}'${R}
+
+  Read user $DEMO_USER's stream in a terminal (the bridge's secret is in $SECRET_FILE):
+    ${G}$RB_CMD listen --url $RB_URL --user $DEMO_USER --jwt-secret-file $SECRET_FILE${R}
+    ${G}TOKEN=\$($RB_CMD token --user $DEMO_USER --jwt-secret-file $SECRET_FILE)${R}
+    ${G}curl -N -H "Authorization: Bearer \$TOKEN" '$RB_URL/v1/users/$DEMO_USER/events?events=message_new,typing_start'${R}
 
   ${D}NATS    $NATS_URL (JetStream)       log $STATE/nats.log
   bridge  $RB_URL                    log $STATE/bridge.log
