@@ -26,6 +26,8 @@ export default defineConfig({
   // realtime-bridge is linked from ../../npm (a "file:" dependency makes a symlink), which has
   // its own node_modules/react for its tests: make the page use one React.
   resolve: { dedupe: ['react', 'react-dom'] },
-  server: { host: '127.0.0.1', port: 5173 },
+  // strictPort: on another port the page's origin would not be the one the bridge's
+  // --cors-origin lists, and every request would fail on CORS; better to stop and say so.
+  server: { host: '127.0.0.1', port: 5173, strictPort: true },
   build: { outDir: 'dist', emptyOutDir: true },
 });
