@@ -40,3 +40,6 @@ bash scripts/test-sdk.sh
 
 echo "== demo: React demo + the four example producers in headless Chromium (scripts/test-demo.sh)"
 bash scripts/test-demo.sh
+
+echo "== docs: the READMEs' shell blocks against scripts/demo.sh, their TypeScript against the package (scripts/test-docs.sh)"
+bash scripts/test-docs.sh
