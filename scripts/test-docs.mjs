@@ -17,10 +17,10 @@
 // Environment: DEMO_PROFILE (debug: the bridge build to run).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePorts } from './lib/ports.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const npmDir = join(root, 'npm');
@@ -70,18 +70,6 @@ function matches(expected, actual) {
     return j < act.length && lineRe(exp[i]).test(act[j]) && go(i + 1, j + 1);
   };
   return go(0, 0);
-}
-
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer();
-    await new Promise((r) => s.listen(0, '127.0.0.1', r));
-    servers.push(s);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 // ---- collect

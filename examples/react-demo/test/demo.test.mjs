@@ -12,12 +12,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { chromiumPath, CHROMIUM_ARGS } from '../../../npm/test/chromium.mjs';
+import { freePorts } from '../../../scripts/lib/ports.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const demoDir = join(here, '..');
@@ -32,19 +33,6 @@ const PEER = '7';
 const TYPING_MS = '3000';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Three distinct free loopback ports (held together while chosen). */
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer();
-    await new Promise((r) => s.listen(0, '127.0.0.1', r));
-    servers.push(s);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 function portOpen(port) {
   return new Promise((resolve) => {
