@@ -132,6 +132,17 @@ async function finish(label, c, p, user, run, sub) {
   return { keys, arrived };
 }
 
+/** Stops what a test started, the last started first; each part may be missing (the test
+ * failed before starting it). */
+async function tearDown({ run, sub, p, fwd, bridges, nats }) {
+  await run?.stop().catch(() => {});
+  sub?.close();
+  await p?.close();
+  await fwd?.close();
+  for (const b of bridges) await b?.kill('SIGKILL');
+  await nats.stop();
+}
+
 test('end / token_expired: getToken gives a fresh token before each immediate reconnection; every event once, in order', { timeout: 90000 }, async () => {
   const nats = await startNats();
   let bridge;
@@ -181,11 +192,7 @@ test('end / token_expired: getToken gives a fresh token before each immediate re
     assert.ok(c.events.every((e) => e.event !== 'end' && e.event !== 'reset'), 'no control frame reached the callback');
     console.log(`sdk-end token_expired: ${fetches.length - 1} reconnections, delays ${delays.join(', ')} ms, ${keys.length} events in ${elapsed} ms`);
   } finally {
-    await run?.stop().catch(() => {});
-    sub?.close();
-    await p?.close();
-    await bridge?.kill('SIGKILL');
-    await nats.stop();
+    await tearDown({ run, sub, p, bridges: [bridge], nats });
   }
 });
 
@@ -217,11 +224,7 @@ test('end / max_lifetime: immediate reconnection with the same (still valid) tok
     assert.ok(c.events.every((e) => e.event !== 'end'), 'no control frame reached the callback');
     console.log(`sdk-end max_lifetime: ${delays.length} reconnections, delays ${delays.join(', ')} ms, ${keys.length} events`);
   } finally {
-    await run?.stop().catch(() => {});
-    sub?.close();
-    await p?.close();
-    await bridge?.kill('SIGKILL');
-    await nats.stop();
+    await tearDown({ run, sub, p, bridges: [bridge], nats });
   }
 });
 
@@ -274,12 +277,6 @@ test('end / shutdown: SIGTERM to the bridge, another instance takes over the url
     assert.ok(c.events.every((e) => e.event !== 'end'), 'no control frame reached the callback');
     console.log(`sdk-end shutdown: reconnected after ${delays[0]} ms, open on B ${reopenedIn} ms after the SIGTERM, ${keys.length} events`);
   } finally {
-    await run?.stop().catch(() => {});
-    sub?.close();
-    await p?.close();
-    await fwd?.close();
-    await a?.kill('SIGKILL');
-    await b?.kill('SIGKILL');
-    await nats.stop();
+    await tearDown({ run, sub, p, fwd, bridges: [a, b], nats });
   }
 });
