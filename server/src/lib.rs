@@ -4,24 +4,50 @@
 //!
 //! The binary is a thin shell over this library: [`server::run`] takes a bound listener,
 //! a [`server::Config`] and a shutdown future, so tests run the real server in-process.
+//!
+//! # Layout
+//!
+//! By layer, outside in (docs/architecture.md has the life of an event through them):
+//!
+//! - process: [`server`] (start-up, accept loop, shutdown), [`config`] (flags),
+//!   [`limits`], [`commands`] (`send`, `token`, `listen`);
+//! - connection: [`conn`] (one TCP connection; stream requests written without hyper),
+//!   [`stall`] (hyper's write-stall guard);
+//! - HTTP: [`http`] (the router), [`auth`] and [`jwks`] (tokens and keys), [`error`],
+//!   [`metrics`];
+//! - fan-out: [`hub`] (subscriptions and channels), [`ring`], [`frame`];
+//! - history: [`history`] (JetStream);
+//! - stream: [`stream`] (one SSE body);
+//! - cluster: [`presence`], [`nats`] (the connections).
 
-pub mod auth;
+// process
 pub mod commands;
 pub mod config;
+pub mod limits;
+pub mod server;
+
+// connection
 pub mod conn;
+pub mod stall;
+
+// HTTP
+pub mod auth;
 pub mod error;
+pub mod http;
+pub mod jwks;
+pub mod metrics;
+
+// fan-out and history
 pub mod frame;
 pub mod history;
-pub mod http;
 pub mod hub;
-pub mod jwks;
-pub mod limits;
-pub mod metrics;
+pub mod ring;
+
+// stream
+pub mod stream;
+
+// cluster
 pub mod nats;
 pub mod presence;
-pub mod ring;
-pub mod server;
-pub mod stall;
-pub mod stream;
 
 pub use server::{run, shutdown_signal, Bridge, Config, ConfigError, ServerError};
