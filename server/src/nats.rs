@@ -348,7 +348,7 @@ const REFUSAL_GRACE: Duration = Duration::from_millis(250);
 
 impl CliConnection {
     /// The server's errors for what was sent before a [`round_trip`] that returned (a publish
-    /// its permissions do not allow, say): waits up to [`REFUSAL_GRACE`] for one when there
+    /// its permissions do not allow, say): waits up to `REFUSAL_GRACE` for one when there
     /// is none yet.
     pub async fn refused(&self) -> Vec<String> {
         let notified = self.refusal.notified();
