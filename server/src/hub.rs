@@ -163,10 +163,12 @@ impl Channel {
     /// the old numbering is dropped, and streams are told by a restart marker. Returns
     /// whether it did (the channel must then read the new stream from its beginning).
     fn follow(&self, epoch: u64) -> bool {
-        let mut upto = self.lock();
+        // Called for every history message: the common case must not take the lock. Only
+        // the channel's own task changes `epoch`, and it is that task calling.
         if self.epoch.load(Ordering::Relaxed) == epoch {
             return false;
         }
+        let mut upto = self.lock();
         self.epoch.store(epoch, Ordering::Relaxed);
         *upto = 0;
         self.push(Frame::restart());
