@@ -581,7 +581,11 @@ impl Hub {
                     if r.is_err() {
                         break;
                     }
-                    generation = connects();
+                    let now = connects();
+                    // A message over the new connection may have been here first and filled
+                    // the gap already: then there is nothing to read again.
+                    let filled = synced && now == generation;
+                    generation = now;
                     // NATS came back: what was stored while we were away never reached us.
                     let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, Box::pin(crate::nats::round_trip(&self.client))).await;
                     if matches!(kind, Kind::Broadcast) {
@@ -590,9 +594,11 @@ impl Hub {
                             tracing::error!(error = %e, "cannot re-apply the history stream after reconnecting");
                         }
                     }
-                    synced = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
-                    if !synced {
-                        verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
+                    if !filled {
+                        synced = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
+                        if !synced {
+                            verify.as_mut().reset(tokio::time::Instant::now() + FILL_RETRY);
+                        }
                     }
                 }
             }
