@@ -11,12 +11,20 @@ WASM_PACK_VERSION=0.15.1
 
 sdk_log() { printf '\033[1m[setup-sdk]\033[0m %s\n' "$*" >&2; }
 
+# Check-only mode comes from `scripts/setup.sh --check`, which defines need/have and sources
+# this file; run on its own, this script installs.
+SETUP_CHECK=${SETUP_CHECK:-0}
+if ! declare -F need >/dev/null; then
+  need() { shift; "$@"; }
+  have() { return 0; }
+fi
+
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) export PATH="$HOME/.cargo/bin:$PATH" ;; esac
 
 command -v cargo >/dev/null || { sdk_log "cargo is missing: install Rust from https://rustup.rs"; exit 1; }
 
 # nats-server (and the rest of the bridge's test needs) come from the project's setup script.
-if ! command -v nats-server >/dev/null 2>&1; then
+if [ "$SETUP_CHECK" = 0 ] && ! command -v nats-server >/dev/null 2>&1; then
   sdk_log "nats-server missing: running scripts/setup.sh"
   # shellcheck source=/dev/null
   source "$sdk_root/scripts/setup.sh"
@@ -24,14 +32,18 @@ fi
 
 # 1. Rust target.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-  sdk_log "rustup target add wasm32-unknown-unknown"
-  rustup target add wasm32-unknown-unknown
+  [ "$SETUP_CHECK" = 1 ] || sdk_log "rustup target add wasm32-unknown-unknown"
+  need "wasm32-unknown-unknown" rustup target add wasm32-unknown-unknown
+else
+  have "wasm32-unknown-unknown" "(rust target)"
 fi
 
 # 2. wasm-pack, pinned.
 if [ "$(wasm-pack --version 2>/dev/null || true)" != "wasm-pack $WASM_PACK_VERSION" ]; then
-  sdk_log "cargo install wasm-pack $WASM_PACK_VERSION (a few minutes)"
-  cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked
+  [ "$SETUP_CHECK" = 1 ] || sdk_log "cargo install wasm-pack $WASM_PACK_VERSION (a few minutes)"
+  need "wasm-pack $WASM_PACK_VERSION" cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked
+else
+  have "wasm-pack" "$WASM_PACK_VERSION"
 fi
 
 # 3. wasm-bindgen-cli at exactly the wasm-bindgen version of Cargo.lock (wasm-pack
@@ -42,18 +54,22 @@ if [ -z "$wbg_version" ]; then
   sdk_log "no wasm-bindgen in Cargo.lock"; exit 1
 fi
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg_version" ]; then
-  sdk_log "cargo install wasm-bindgen-cli $wbg_version (a few minutes)"
-  cargo install wasm-bindgen-cli --version "$wbg_version" --force
+  [ "$SETUP_CHECK" = 1 ] || sdk_log "cargo install wasm-bindgen-cli $wbg_version (a few minutes)"
+  need "wasm-bindgen-cli $wbg_version" cargo install wasm-bindgen-cli --version "$wbg_version" --force
+else
+  have "wasm-bindgen-cli" "$wbg_version"
 fi
 
 # 4. Node.js 20+ and npm (the package's engines field: the tests run on 20, nothing older).
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [ "$(node_major)" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
-  sdk_log "installing nodejs and npm (Debian)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  [ "$SETUP_CHECK" = 1 ] || sdk_log "installing nodejs and npm (Debian)"
+  need "Node.js >= 20 and npm" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null"
   hash -r
+else
+  have "Node.js and npm" "$(node --version)"
 fi
-if [ "$(node_major)" -lt 20 ]; then
+if [ "$SETUP_CHECK" = 0 ] && [ "$(node_major)" -lt 20 ]; then
   sdk_log "Node.js 20 or newer is needed; found $(node --version 2>/dev/null || echo none)"
   exit 1
 fi
@@ -63,8 +79,10 @@ fi
 npm_ci() {
   local dir=$1
   if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-    sdk_log "npm ci in ${dir#"$sdk_root"/}"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    [ "$SETUP_CHECK" = 1 ] || sdk_log "npm ci in ${dir#"$sdk_root"/}"
+    need "npm packages of ${dir#"$sdk_root"/}" sh -c "cd '$dir' && npm ci --no-audit --no-fund --loglevel=error"
+  else
+    have "npm packages of ${dir#"$sdk_root"/}" "(from package-lock.json)"
   fi
 }
 npm_ci "$sdk_root/npm"
@@ -72,6 +90,8 @@ npm_ci "$sdk_root/npm/test/e2e"
 
 # 6. Chromium for the browser test (Debian's; never a test tool's own browser download).
 if [ ! -x /usr/lib/chromium/chromium ] && [ ! -x /usr/bin/chromium ]; then
-  sdk_log "apt-get install chromium chromium-driver"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  [ "$SETUP_CHECK" = 1 ] || sdk_log "apt-get install chromium chromium-driver"
+  need "Chromium (Debian)" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null"
+else
+  have "Chromium" "(Debian)"
 fi
