@@ -8,7 +8,7 @@
 //! and come out as [`Frame`]s, each naming the listeners it is for.
 //!
 //! Nothing here touches JavaScript, so all of it is unit-tested natively; the
-//! wasm glue (`web.rs`) only moves bytes in and calls callbacks.
+//! wasm glue (`web`) only moves bytes in and calls callbacks.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -141,7 +141,7 @@ where
 }
 
 /// Whether a stream requested with filter `have` carries every event `want` needs.
-pub fn covers(have: &Filter, want: &Filter) -> bool {
+fn covers(have: &Filter, want: &Filter) -> bool {
     match (have, want) {
         (None, _) => true,
         (Some(_), None) => false,
@@ -238,13 +238,9 @@ impl Demux {
         self.listeners.len() != before
     }
 
-    /// Whether `id` is (still) a listener.
-    pub fn has(&self, id: ListenerId) -> bool {
-        self.listeners.iter().any(|(l, _)| *l == id)
-    }
-
     /// Number of listeners.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.listeners.len()
     }
 
@@ -254,7 +250,7 @@ impl Demux {
     }
 
     /// The union of every listener's filter (`None`: all events).
-    pub fn union(&self) -> Filter {
+    fn union(&self) -> Filter {
         let mut all = BTreeSet::new();
         for (_, f) in &self.listeners {
             match f {
@@ -345,19 +341,17 @@ impl Demux {
         self.cursor.as_deref()
     }
 
-    /// The last `retry:` the bridge asked for, in milliseconds.
-    pub fn server_retry_ms(&self) -> Option<u64> {
+    /// The last `retry:` the bridge asked for, in milliseconds (parsed, not used:
+    /// docs/protocol.md §6.2).
+    #[cfg(test)]
+    fn server_retry_ms(&self) -> Option<u64> {
         self.parser.retry()
     }
 
-    /// Bytes received over every connection so far (the heartbeat watchdog's clock).
-    pub fn bytes_seen(&self) -> u64 {
-        self.parser.bytes_seen()
-    }
-
-    /// True the first time an envelope id is seen: deliver it. False for a
-    /// duplicate (a replay overlapping what was already delivered): drop it.
-    pub fn first_delivery(&mut self, envelope_id: &str) -> bool {
+    /// True the first time an envelope id is seen, false for a duplicate ([`Demux::admit`]
+    /// for an event with an id, without the frame).
+    #[cfg(test)]
+    fn first_delivery(&mut self, envelope_id: &str) -> bool {
         self.dedupe.first_time(envelope_id)
     }
 

@@ -10,8 +10,10 @@
 //!
 //! * [`backoff`] and [`demux`] are plain Rust (tested natively): reconnection
 //!   delays, listener registry, routing, cursor tracking and de-duplication.
-//! * `web` (wasm32 only) is the JavaScript glue: fetch, stream reader, timers,
-//!   the `online` event, and the exported `subscribe` / `Subscription`.
+//! * `web` (wasm32 only) is the JavaScript glue: the exported `subscribe` /
+//!   `Subscription`, and per shared connection one task (the reconnect loop: fetch,
+//!   stream reader, timers) that the subscriptions and the `online` event drive
+//!   by commands.
 
 #![forbid(unsafe_code)]
 

@@ -1,0 +1,116 @@
+//! The one way into a connection's task: a command channel.
+//!
+//! The subscriptions (`reconnect()`, the last `close()`), `subscribe` (a grown filter) and the
+//! browser's `online` event send [`Command`]s; the task (`handler`) alone receives them, at
+//! the points of its loop where they can change what it does next, and owns what they
+//! change (the attempt count, whether to connect again at once, whether to stop).
+//!
+//! Sending also interrupts what the task is waiting on, so it gets to the command: the
+//! request in flight is aborted and the back-off wait ends. A single-threaded queue is all
+//! this needs (every sender and the receiver run on the one JavaScript thread).
+
+use std::cell::RefCell;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::AbortController;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+/// What a connection's task is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Command {
+    /// The union of the filters grew: connect again at once, with it (the attempt count
+    /// stays).
+    Refilter,
+    /// `reconnect()`: connect again at once, with the backoff's attempt count reset.
+    Reconnect,
+    /// The browser's `online` event: a waiting retry goes at once, with the attempt count
+    /// reset. Only sent to a task that is waiting (docs/protocol.md §6.2): it is dropped
+    /// otherwise.
+    Online,
+    /// The last subscription closed, or the bridge refused for good: stop. The last command.
+    Close,
+}
+
+/// A back-off wait in progress: its timer, and the `resolve` of the promise it awaits.
+#[derive(Debug)]
+struct Sleep {
+    timer: JsValue,
+    resolve: Function,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    /// Sent, not yet received, in order.
+    queue: Vec<Command>,
+    /// `Close` was sent: nothing more is.
+    closed: bool,
+    /// The request in flight (or last made), aborted by every command but `Online`.
+    request: Option<AbortController>,
+    /// The back-off wait in progress, ended by every command.
+    sleep: Option<Sleep>,
+}
+
+/// The command channel of one connection: any number of senders, one receiver (its task).
+#[derive(Debug, Default)]
+pub(super) struct Commands(RefCell<Inbox>);
+
+impl Commands {
+    /// Queues `cmd` and interrupts the task's wait, if it has not been closed.
+    pub(super) fn send(&self, cmd: Command) {
+        let (request, sleep) = {
+            let Ok(mut inbox) = self.0.try_borrow_mut() else { return };
+            if inbox.closed || (cmd == Command::Online && inbox.sleep.is_none()) {
+                return;
+            }
+            inbox.closed = cmd == Command::Close;
+            inbox.queue.push(cmd);
+            let request = if cmd == Command::Online { None } else { inbox.request.take() };
+            (request, inbox.sleep.take())
+        };
+        // Called with nothing of ours borrowed.
+        if let Some(r) = request {
+            r.abort();
+        }
+        if let Some(s) = sleep {
+            clear_timeout(&s.timer);
+            let _ = s.resolve.call0(&JsValue::NULL);
+        }
+    }
+
+    /// The commands sent since the last call, in order (the task's side).
+    pub(super) fn recv_all(&self) -> Vec<Command> {
+        std::mem::take(&mut self.0.borrow_mut().queue)
+    }
+
+    /// The request in flight: the next command (but `Online`) aborts it.
+    pub(super) fn set_request(&self, ctrl: &AbortController) {
+        self.0.borrow_mut().request = Some(ctrl.clone());
+    }
+
+    /// Sleeps `ms`, or less if a command comes (the task's side).
+    pub(super) async fn sleep(&self, ms: f64) {
+        let promise = {
+            let mut sleep = None;
+            let p = Promise::new(&mut |resolve, _reject| {
+                let timer = set_timeout(&resolve, ms);
+                sleep = Some(Sleep { timer, resolve });
+            });
+            self.0.borrow_mut().sleep = sleep;
+            p
+        };
+        let _ = JsFuture::from(promise).await;
+        let sleep = self.0.borrow_mut().sleep.take();
+        if let Some(s) = sleep {
+            clear_timeout(&s.timer);
+        }
+    }
+}
