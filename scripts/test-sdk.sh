@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the SDK package and runs every SDK test: Rust unit tests of sdk-wasm (native),
-# the npm build (wasm-pack + wasm-opt + tsc, prints the gzipped .wasm size), type tests,
-# Node tests and React hook tests against a real bridge and nats-server, and the browser
-# end-to-end test in headless Chromium. Each runner ends with a "N passed, N failed" line, and
-# fails when it ran fewer tests than expected: a runner that found no test (or lost a file)
-# passes on its own. The expected counts are the tests in the files today; raise them with
-# the tests.
+# ESLint on the package's sources, the npm build (wasm-pack + wasm-opt + tsc, prints the
+# gzipped .wasm size), type tests, Node tests and React hook tests against a real bridge and
+# nats-server, and the browser end-to-end test in headless Chromium. Each runner ends with a
+# "N passed, N failed" line, and fails when it ran fewer tests than expected: a runner that
+# found no test (or lost a file) passes on its own. The expected counts are the tests in the
+# files today; raise them with the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-sdk.sh
@@ -33,6 +33,10 @@ echo "sdk-rust: $rust_pass passed, $rust_fail failed"
 [ "$rc" = 0 ]
 expect_count sdk-rust "$rust_pass" "$rust_fail" 20
 
+echo "== sdk: lint (ESLint: typescript-eslint, React hooks rules; npm/eslint.config.mjs; no warning allowed)"
+(cd npm && npm run --silent lint)
+echo "sdk-lint: 1 passed, 0 failed"
+
 echo "== sdk: build the npm package (wasm-pack --mode no-install, wasm-opt -Oz from binaryen@132, tsc)"
 (cd npm && node scripts/build.mjs)
 
@@ -49,12 +53,12 @@ typecheck() {
 }
 types_pass=0
 types_fail=0
-for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/seed-usage.tsx"; do
+for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/seed-usage.tsx" "test/types/tsconfig.json test/types/errors.tsx"; do
   # shellcheck disable=SC2086 # two words: project, file
   if typecheck $check; then types_pass=$((types_pass + 1)); else types_fail=$((types_fail + 1)); fi
 done
 echo "sdk-types: $types_pass passed, $types_fail failed"
-expect_count sdk-types "$types_pass" "$types_fail" 2
+expect_count sdk-types "$types_pass" "$types_fail" 3
 
 echo "== sdk: bridge binary for the integration tests"
 cargo build -p realtime-bridge --locked
@@ -78,7 +82,7 @@ node_test() {
 }
 
 echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
-(cd npm && node_test sdk-node 46 test/node/)
+(cd npm && node_test sdk-node 47 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (
@@ -91,7 +95,7 @@ echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory t
   read -r pass fail < <(node -e 'const r=require("./test-results/vitest.json"); console.log(r.numPassedTests, r.numFailedTests)')
   echo "sdk-hooks: $pass passed, $fail failed"
   [ "$rc" = 0 ] || exit "$rc"
-  expect_count sdk-hooks "$pass" "$fail" 9
+  expect_count sdk-hooks "$pass" "$fail" 10
 )
 
 echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium) and node app.mjs"

@@ -20,6 +20,7 @@ import type {
 } from './types.js';
 
 export type * from './types.js';
+export { isKnownErrorCode, isRealtimeError } from './types.js';
 
 let loaded = false;
 let memory: WebAssembly.Memory | undefined;

@@ -2,7 +2,7 @@
  * realtime-bridge/react: the original system's hooks (same names, same return shapes),
  * on top of `subscribe` (one shared connection per url + user, however many hooks).
  */
-import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState } from 'react';
+import { createContext, useCallback, useContext, useEffect, useInsertionEffect, useMemo, useRef, useState } from 'react';
 import type { ReactNode } from 'react';
 import { realtimeClient } from './index.js';
 import type {
@@ -22,11 +22,26 @@ import type {
 } from './types.js';
 
 export type * from './types.js';
+export { isKnownErrorCode, isRealtimeError } from './types.js';
+
+/**
+ * A ref holding the latest `value`, for code that runs outside render (subscription callbacks,
+ * effects). Written in an insertion effect, never during render (React's rules for refs): a
+ * render React throws away never leaks into it, and it is up to date before any layout or
+ * passive effect of the same commit runs. Also a no-op on a server render, without warnings.
+ */
+function useLatest<T>(value: T): { readonly current: T } {
+  const ref = useRef(value);
+  useInsertionEffect(() => {
+    ref.current = value;
+  });
+  return ref;
+}
 
 interface ContextValue {
   client: RealtimeClient;
   /** Latest provider options (a ref: changing callbacks does not resubscribe). */
-  options: { current: RealtimeOptions };
+  options: { readonly current: RealtimeOptions };
   url?: string;
   token?: string | null;
 }
@@ -44,11 +59,10 @@ export interface RealtimeProviderProps extends RealtimeOptions {
  * Hooks work without it, with the `configure()` defaults.
  */
 export function RealtimeProvider({ children, client, ...options }: RealtimeProviderProps) {
-  const optionsRef = useRef<RealtimeOptions>(options);
-  optionsRef.current = options;
+  const optionsRef = useLatest<RealtimeOptions>(options);
   const value = useMemo<ContextValue>(
     () => ({ client: client ?? realtimeClient, options: optionsRef, url: options.url, token: options.token }),
-    [client, options.url, options.token],
+    [client, optionsRef, options.url, options.token],
   );
   return <RealtimeContext.Provider value={value}>{children}</RealtimeContext.Provider>;
 }
@@ -100,18 +114,20 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
   const [lastEventId, setLastEventId] = useState<string | null>(null);
   const [generation, setGeneration] = useState(0);
   const subRef = useRef<Subscription<T> | null>(null);
-  const onEventRef = useRef(onEvent);
-  onEventRef.current = onEvent;
-  const maxRef = useRef(maxEvents);
-  maxRef.current = maxEvents;
+  const onEventRef = useLatest(onEvent);
+  const maxRef = useLatest(maxEvents);
+  // The provider's options are a ref (one per provider): new callbacks on each render do not
+  // resubscribe; a new url or token does.
+  const providerOptions = ctx?.options;
+  const providerUrl = ctx?.url;
+  const providerToken = ctx?.token;
 
   useEffect(() => {
-    if (!active || !userId) {
-      setStatus('closed');
-      return undefined;
-    }
+    // Inactive: no subscription, and the status is already 'closed' (the initial state, or set
+    // by the cleanup below when the previous subscription was torn down).
+    if (!active || !userId) return undefined;
     let live = true;
-    const provider = ctx?.options.current ?? {};
+    const provider = providerOptions?.current ?? {};
     const list = namesKey === '*' ? null : namesKey.split(',');
     let sub: Subscription<T>;
     try {
@@ -133,24 +149,25 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
         {
           ...provider,
           // Through the ref: a new getToken function on each render must not resubscribe.
-          ...(provider.getToken ? { getToken: () => ctx!.options.current.getToken!() } : {}),
+          ...(provider.getToken ? { getToken: () => providerOptions!.current.getToken!() } : {}),
           onStatus: (s) => {
             if (!live) return;
             setStatus(s);
             if (s === 'open') setError(null);
-            ctx?.options.current.onStatus?.(s);
+            providerOptions?.current.onStatus?.(s);
           },
           onError: (err) => {
             if (!live) return;
             setError(err);
-            ctx?.options.current.onError?.(err);
+            providerOptions?.current.onError?.(err);
           },
           onReset: (info) => {
-            if (live) ctx?.options.current.onReset?.(info);
+            if (live) providerOptions?.current.onReset?.(info);
           },
         },
       );
     } catch (err) {
+      // eslint-disable-next-line react-hooks/set-state-in-effect -- subscribe() refused its arguments (a TypeError): reported like the errors that come later
       setStatus('closed');
       setError(err as RealtimeError);
       return undefined;
@@ -161,9 +178,12 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
       live = false;
       sub.close();
       if (subRef.current === sub) subRef.current = null;
+      // Its onStatus('closed') is no longer listened to. Batched with the next subscription's
+      // status when the effect runs again, so only an inactive hook ever shows this.
+      setStatus('closed');
     };
-    // ctx?.options is a ref; url and token changes resubscribe.
-  }, [client, userId, namesKey, active, generation, ctx?.url, ctx?.token]);
+    // providerUrl and providerToken are not read here: a change of either resubscribes.
+  }, [client, userId, namesKey, active, generation, providerOptions, providerUrl, providerToken, maxRef, onEventRef]);
 
   const reconnect = useCallback(() => {
     if (subRef.current && subRef.current.status !== 'closed') subRef.current.reconnect();
@@ -232,10 +252,8 @@ function notificationId(data: unknown): string | undefined {
 export function useRealtimeNotifications(options: UseRealtimeNotificationsOptions): UseRealtimeNotificationsResult {
   const { userId, maxNotifications = 100, onNotification, enabled } = options;
   const [notifications, setNotifications] = useState<RealtimeNotificationDto[]>([]);
-  const onNotificationRef = useRef(onNotification);
-  onNotificationRef.current = onNotification;
-  const maxRef = useRef(maxNotifications);
-  maxRef.current = maxNotifications;
+  const onNotificationRef = useLatest(onNotification);
+  const maxRef = useLatest(maxNotifications);
 
   const onEvent = useCallback((event: string, data: RealtimeNotificationDto) => {
     const id = notificationId(data);
@@ -250,7 +268,7 @@ export function useRealtimeNotifications(options: UseRealtimeNotificationsOption
     } else if (event === 'notification_deleted') {
       if (id !== undefined) setNotifications((prev) => prev.filter((n) => notificationId(n) !== id));
     }
-  }, []);
+  }, [maxRef, onNotificationRef]);
 
   const base = useRealtime<RealtimeNotificationDto>({
     userId,

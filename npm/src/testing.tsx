@@ -24,6 +24,7 @@ import type {
 } from './types.js';
 
 export type * from './types.js';
+export { isKnownErrorCode, isRealtimeError } from './types.js';
 
 /** What the test client knows about one subscription. */
 export interface TestSubscriptionInfo {
@@ -115,7 +116,11 @@ export class RealtimeTestClient implements RealtimeClient {
       entry.info.options.onStatus?.('connecting');
       if (this.#entries.has(entry) && entry.info.status === 'connecting') this.#setStatus(entry, initial);
     });
-    const self = this;
+    // Arrow functions: `this` is the client there, whatever the method is called on.
+    const close = (): void => {
+      if (!this.#remove(entry)) return;
+      this.#setStatus(entry, 'closed');
+    };
     return {
       get status() {
         return entry.info.status;
@@ -123,19 +128,16 @@ export class RealtimeTestClient implements RealtimeClient {
       get lastEventId() {
         return entry.cursor;
       },
-      reconnect() {
-        if (!self.#entries.has(entry)) return;
+      reconnect: () => {
+        if (!this.#entries.has(entry)) return;
         // The real client drops the connection it shares with every subscription of this url + user.
-        const shared = [...self.#entries].filter((e) => e.key === entry.key);
-        for (const e of shared) self.#setStatus(e, 'reconnecting');
+        const shared = [...this.#entries].filter((e) => e.key === entry.key);
+        for (const e of shared) this.#setStatus(e, 'reconnecting');
         queueMicrotask(() => {
-          for (const e of shared) if (self.#entries.has(e)) self.#setStatus(e, 'open');
+          for (const e of shared) if (this.#entries.has(e)) this.#setStatus(e, 'open');
         });
       },
-      close() {
-        if (!self.#remove(entry)) return;
-        self.#setStatus(entry, 'closed');
-      },
+      close,
       [disposeSymbol]() {
         this.close();
       },

@@ -1,7 +1,8 @@
 /**
- * Types shared by `realtime-bridge`, `realtime-bridge/react` and `realtime-bridge/testing`.
- * The DTO and event-name types keep the names of the original realtime system, so code
- * written against it type-checks unchanged.
+ * Types shared by `realtime-bridge`, `realtime-bridge/react` and `realtime-bridge/testing`, and
+ * the runtime helpers that go with them (`isRealtimeError`, `isKnownErrorCode`). The DTO and
+ * event-name types keep the names of the original realtime system, so code written against it
+ * type-checks unchanged.
  */
 
 /** Connection state of a subscription. */
@@ -76,16 +77,135 @@ export interface BackoffOptions {
   jitter: number;
 }
 
+/**
+ * The `code` of the bridge's JSON error answers (docs/protocol.md §3), with their HTTP status.
+ * 400 and 403 are final for a subscription; the others are retried.
+ */
+export type BridgeErrorCode =
+  /** 400: the user id is not a token. */
+  | 'invalid_user_id'
+  /** 400: a name in `events` is not a token. */
+  | 'invalid_event_name'
+  /** 400: a bad query string (or publish body). */
+  | 'bad_request'
+  /** 400: more names in `events` than the bridge allows. */
+  | 'too_many_events'
+  /** 401: no token, or a malformed or invalid one (after the one immediate retry with a fresh token). */
+  | 'unauthorized'
+  /** 403: a valid token for another user's stream, or without the needed scope. */
+  | 'forbidden'
+  /** 403: a browser request from an origin the bridge does not know. */
+  | 'cross_site'
+  /** 403: a bridge started without authentication answers loopback hosts only. */
+  | 'host_not_allowed'
+  /** 404: unknown path (a wrong `url`?). */
+  | 'not_found'
+  /** 405: known path, other method. */
+  | 'method_not_allowed'
+  /** 408: a request body not received in time. */
+  | 'request_timeout'
+  /** 413: a publish body too large. */
+  | 'payload_too_large'
+  /** 414: the request target (path and `events`) is too long. */
+  | 'uri_too_long'
+  /** 415: a publish body that is not JSON. */
+  | 'unsupported_media_type'
+  /** 429: the user has as many open streams as the bridge allows. */
+  | 'too_many_streams'
+  /** 500: reserved for unexpected failures. */
+  | 'internal'
+  /** 503: NATS not reachable, keys not loaded yet, or the bridge is full: retry. */
+  | 'unavailable';
+
+/** The codes the SDK itself gives its errors (no HTTP status: the bridge did not answer). */
+export type ClientErrorCode =
+  /** `fetch` failed: the bridge cannot be reached. Retried. */
+  | 'network_error'
+  /** `getToken` threw or rejected. Retried. */
+  | 'token_error'
+  /** No byte (not even a heartbeat) for `heartbeatTimeoutMs`: the connection is dropped and retried. */
+  | 'heartbeat_timeout'
+  /** An event whose data is not JSON: skipped, the stream goes on. */
+  | 'invalid_event';
+
+/** Every error code known today. */
+export type KnownRealtimeErrorCode = BridgeErrorCode | ClientErrorCode;
+/**
+ * `RealtimeError.code`: a known code, or any other string (a newer bridge may add codes).
+ * `string & {}` keeps editor completion for the known codes while accepting any string.
+ */
+export type RealtimeErrorCode = KnownRealtimeErrorCode | (string & {});
+
+/** Each known code once: the compiler checks that this is exactly `KnownRealtimeErrorCode`. */
+const KNOWN_CODES: Record<KnownRealtimeErrorCode, true> = {
+  invalid_user_id: true,
+  invalid_event_name: true,
+  bad_request: true,
+  too_many_events: true,
+  unauthorized: true,
+  forbidden: true,
+  cross_site: true,
+  host_not_allowed: true,
+  not_found: true,
+  method_not_allowed: true,
+  request_timeout: true,
+  payload_too_large: true,
+  uri_too_long: true,
+  unsupported_media_type: true,
+  too_many_streams: true,
+  internal: true,
+  unavailable: true,
+  network_error: true,
+  token_error: true,
+  heartbeat_timeout: true,
+  invalid_event: true,
+};
+
+/**
+ * True for a code this version knows (`KnownRealtimeErrorCode`). `code === 'forbidden'` alone
+ * leaves `code` open (any string may still be there); after this check, comparisons narrow it
+ * to one code and a `switch` over the known codes can be exhaustive.
+ */
+export function isKnownErrorCode(code: unknown): code is KnownRealtimeErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(KNOWN_CODES, code);
+}
+
 /** An error given to `onError`. */
 export interface RealtimeError extends Error {
   name: 'RealtimeError' | string;
   /** HTTP status, when the bridge answered. */
   status?: number;
-  /** The bridge's error code (`invalid_user_id`, `forbidden`, ...) or the SDK's
-   * (`network_error`, `heartbeat_timeout`, `token_error`, `invalid_event`). */
-  code?: string;
+  /**
+   * The bridge's error code (`BridgeErrorCode`: `invalid_user_id`, `forbidden`, ...) or the
+   * SDK's (`ClientErrorCode`: `network_error`, `heartbeat_timeout`, `token_error`,
+   * `invalid_event`). Absent when the bridge's answer carried none (e.g. a 200 that is not an
+   * event stream, or a proxy's error page).
+   */
+  code?: RealtimeErrorCode;
   /** True when the subscription is closed for good (400, 403). */
   final: boolean;
+}
+
+/**
+ * True for a `RealtimeError` (what the SDK, or the test client's `fail`, gives `onError`), false
+ * for anything else: plain `Error`s, the `TypeError`s `subscribe` throws for bad arguments, and
+ * whatever a throwing event callback threw (it is handed to `onError` as it is).
+ *
+ * ```ts
+ * onError: (e) => { if (isRealtimeError(e) && e.code === 'forbidden') logout(); }
+ * ```
+ */
+export function isRealtimeError(e: unknown): e is RealtimeError {
+  if (typeof e !== 'object' || e === null) return false;
+  // Not only `instanceof Error`: an error from another realm (iframe, test environment) counts.
+  if (!(e instanceof Error) && Object.prototype.toString.call(e) !== '[object Error]') return false;
+  const r = e as Partial<RealtimeError>;
+  return (
+    r.name === 'RealtimeError' &&
+    typeof r.final === 'boolean' &&
+    (r.status === undefined || typeof r.status === 'number') &&
+    (r.code === undefined || typeof r.code === 'string')
+  );
 }
 
 export type TokenSource = () => string | null | undefined | Promise<string | null | undefined>;

@@ -1,4 +1,4 @@
-import { useEffect, useRef } from 'react';
+import { useEffect, useLayoutEffect, useRef } from 'react';
 import type { RealtimeEvent } from 'realtime-bridge';
 
 /**
@@ -13,7 +13,10 @@ import type { RealtimeEvent } from 'realtime-bridge';
 export function useNewEvents<T = any>(events: RealtimeEvent<T>[], handle: (e: RealtimeEvent<T>) => void): void {
   const seen = useRef(new Set<string>());
   const handleRef = useRef(handle);
-  handleRef.current = handle;
+  // The latest `handle`, set after render (never during it) and before the effect below runs.
+  useLayoutEffect(() => {
+    handleRef.current = handle;
+  });
   useEffect(() => {
     for (const e of events) {
       if (seen.current.has(e.id)) continue;

@@ -3,8 +3,15 @@
 import { useEffect, useState } from 'react';
 import { render, screen, act, cleanup, waitFor } from '@testing-library/react';
 import { afterEach, expect, test } from 'vitest';
-import { RealtimeProvider, useRealtime, useRealtimeMessages, useRealtimeNotifications } from 'realtime-bridge/react';
-import { createTestRealtime, RealtimeTestProvider } from 'realtime-bridge/testing';
+import { isRealtimeError as isRealtimeErrorRoot } from 'realtime-bridge';
+import {
+  isRealtimeError as isRealtimeErrorReact,
+  RealtimeProvider,
+  useRealtime,
+  useRealtimeMessages,
+  useRealtimeNotifications,
+} from 'realtime-bridge/react';
+import { createTestRealtime, isRealtimeError, RealtimeTestProvider } from 'realtime-bridge/testing';
 
 afterEach(() => cleanup());
 
@@ -148,4 +155,41 @@ test('sendReset: onReset through the provider, and an id delivered before the re
   });
   expect(screen.getByTestId('ids').textContent).toBe('1:1,1:3');
   expect(resets).toEqual(['history_recreated']);
+});
+
+test("isRealtimeError: rt.fail()'s errors are RealtimeErrors (typed code), a throwing onEvent's are not", async () => {
+  const rt = createTestRealtime();
+  const errors = [];
+  function Failing() {
+    const { status, error } = useRealtime({
+      userId: '42',
+      events: ['message_new'],
+      onEvent: () => {
+        throw new Error('boom');
+      },
+    });
+    return (
+      <div>
+        <span data-testid="status">{status}</span>
+        <span data-testid="error">{isRealtimeError(error) ? `realtime:${error.code}` : error ? `other:${error.message}` : ''}</span>
+      </div>
+    );
+  }
+  render(
+    <RealtimeProvider client={rt} onError={(e) => errors.push(e)}>
+      <Failing />
+    </RealtimeProvider>,
+  );
+  await waitFor(() => expect(screen.getByTestId('status').textContent).toBe('open'));
+  act(() => rt.emit('42', 'message_new', {}));
+  expect(screen.getByTestId('error').textContent).toBe('other:boom');
+  act(() => rt.fail({ code: 'unavailable', status: 503 }));
+  expect(screen.getByTestId('error').textContent).toBe('realtime:unavailable');
+  expect(errors.map((e) => [isRealtimeError(e), e.message])).toEqual([
+    [false, 'boom'],
+    [true, 'test error'],
+  ]);
+  // The same guard from each entry point.
+  expect(isRealtimeErrorReact).toBe(isRealtimeError);
+  expect(isRealtimeErrorRoot).toBe(isRealtimeError);
 });

@@ -4,7 +4,7 @@
 // arrive. "Nothing else arrived" is checked with a sentinel event published last.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { subscribe as sdkSubscribe, configure, resetConfig, wasmMemoryBytes } from 'realtime-bridge';
+import { subscribe as sdkSubscribe, configure, resetConfig, wasmMemoryBytes, isRealtimeError, isKnownErrorCode } from 'realtime-bridge';
 import { startNats, startBridge, token, openStreams, producer, waitFor, sleep, collector } from '../helpers.mjs';
 
 let nats;
@@ -289,6 +289,69 @@ test('invalid arguments throw at once', () => {
   assert.throws(() => subscribe('ok', [], cb, { url: bridge.url }), TypeError);
   assert.throws(() => subscribe('ok', null, cb, {}), /no url/);
   assert.throws(() => subscribe('ok', null, cb, { url: '/relative' }), /invalid url/);
+});
+
+test('isRealtimeError: true for the errors the SDK gives onError, false for plain errors and what a callback throws; isKnownErrorCode', async () => {
+  // The bridge's refusal (403 forbidden: a token for another user), final.
+  const refused = collector();
+  const a = subscribe('node-guard', null, refused.cb, { url: bridge.url, getToken: () => token('someone-else'), ...refused.opts });
+  await waitFor(() => a.status === 'closed', { what: 'refused' });
+  // One of the SDK's own: nothing listens on this loopback port (network_error), not final.
+  const unreachable = collector();
+  const b = subscribe('node-guard', null, unreachable.cb, { url: 'http://127.0.0.1:1', backoff: { initialMs: 60000 }, ...unreachable.opts });
+  await waitFor(() => unreachable.errors.length >= 1, { what: 'network error' });
+  b.close();
+  // A callback that throws: its own error reaches onError as it is.
+  const user = 'node-guard-throw';
+  const throwing = collector();
+  const c = subscribe(user, ['boom'], () => {
+    throw new Error('boom');
+  }, { url: bridge.url, getToken: () => token(user), ...throwing.opts });
+  try {
+    await waitFor(() => c.status === 'open', { what: 'open' });
+    await pub.send(user, 'boom', {});
+    await waitFor(() => throwing.errors.length >= 1, { what: 'the thrown error' });
+  } finally {
+    c.close();
+  }
+
+  const [forbidden] = refused.errors;
+  assert.equal(forbidden.code, 'forbidden');
+  assert.equal(isRealtimeError(forbidden), true);
+  const [network] = unreachable.errors;
+  assert.equal(network.code, 'network_error');
+  assert.equal(isRealtimeError(network), true);
+  assert.equal(throwing.errors[0].message, 'boom');
+  assert.equal(isRealtimeError(throwing.errors[0]), false);
+
+  let typeError;
+  try {
+    subscribe('*', null, () => {}, { url: bridge.url });
+  } catch (e) {
+    typeError = e;
+  }
+  assert.ok(typeError instanceof TypeError);
+  assert.equal(isRealtimeError(typeError), false);
+  for (const other of [
+    new Error('plain'),
+    Object.assign(new Error('no final'), { name: 'RealtimeError' }),
+    { name: 'RealtimeError', message: 'not an Error', final: true },
+    Object.assign(new Error('bad code'), { name: 'RealtimeError', final: false, code: 403 }),
+    null,
+    undefined,
+    'RealtimeError',
+  ]) {
+    assert.equal(isRealtimeError(other), false, String(other?.message ?? other));
+  }
+  // What the in-memory test client's fail() builds has the same shape.
+  assert.equal(isRealtimeError(Object.assign(new Error('made'), { name: 'RealtimeError', final: false })), true);
+
+  // The codes of real errors are known ones; other strings (a newer bridge's) are not.
+  assert.equal(isKnownErrorCode(forbidden.code), true);
+  assert.equal(isKnownErrorCode(network.code), true);
+  for (const other of ['some_future_code', 'unauthenticated', 'toString', '', undefined, 403]) {
+    assert.equal(isKnownErrorCode(other), false, String(other));
+  }
 });
 
 test('close() stops delivery and ends the stream; [Symbol.dispose] closes too', async () => {
