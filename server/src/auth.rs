@@ -5,28 +5,30 @@
 //!
 //! Keys come from an HS256 secret, a PEM public key, or an identity provider's JWKS
 //! ([`crate::jwks`]); whatever the key, the same [`TokenRules`] apply to the claims.
+//!
+//! Nothing here knows HTTP: the HTTP layer hands over the request's [`Credentials`], and a
+//! refusal is an [`AuthError`], which `error` turns into a status and a JSON body
+//! (docs/architecture.md).
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use realtime_bridge_wire::UserId;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::{KeyArgs, SecretArgs};
-use crate::error::AppError;
+use crate::cli::{KeyArgs, SecretArgs};
+use crate::config::ConfigError;
 use crate::jwks::{Jwks, JwksOptions};
-use crate::server::ConfigError;
 
 /// Scope that allows `POST /v1/publish`.
-pub const SCOPE_PUBLISH: &str = "publish";
+pub(crate) const SCOPE_PUBLISH: &str = "publish";
 /// Scope that allows `GET /v1/presence/{userId}`.
-pub const SCOPE_PRESENCE: &str = "presence";
+pub(crate) const SCOPE_PRESENCE: &str = "presence";
 
 /// Shortest HS256 secret accepted: below this, a secret can be brute-forced offline from any
 /// one captured token (RFC 7518 section 3.2 asks for at least the hash size, 256 bits).
@@ -46,6 +48,49 @@ pub enum KeyError {
          brute-forced offline from any captured token (make one with `openssl rand -base64 48`)"
     )]
     ShortSecret { len: usize },
+}
+
+/// Why a request's credentials were refused. The text is the reason the client is given
+/// (never the token itself); `error` decides the status (docs/protocol.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token where the endpoint looks.
+    #[error("{}", missing_token(.0))]
+    Missing(TokenPlaces),
+    /// An `Authorization` header that is not visible ASCII.
+    #[error("Authorization header is not ASCII")]
+    HeaderNotAscii,
+    /// An `Authorization` header that is not `Bearer <jwt>`.
+    #[error("Authorization header must be `Bearer <jwt>`")]
+    NotBearer,
+    /// Past `exp` (and the leeway).
+    #[error("token expired")]
+    Expired,
+    /// Before `nbf` (less the leeway).
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
+    /// Anything else wrong with the token (signature, algorithm, key, claims), and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// A valid token without the `rb_scope` entry the endpoint needs.
+    #[error("token lacks the {scope:?} scope (claim rb_scope)")]
+    MissingScope { scope: &'static str },
+    /// A valid token for another user's stream (and no `rb_admin`).
+    #[error("this token may not read the stream of user {user}")]
+    NotYourStream { user: UserId },
+    /// `--jwks-url`: no key set was fetched yet, so no token can be checked.
+    #[error("the identity provider's keys are not available yet; retry shortly")]
+    KeysUnavailable,
+}
+
+/// The reason of [`AuthError::Missing`]: where this endpoint looks.
+fn missing_token(places: &TokenPlaces) -> &'static str {
+    match places {
+        TokenPlaces::Header => "missing token: send Authorization: Bearer <jwt>",
+        TokenPlaces::HeaderQueryCookie => {
+            "missing token: send Authorization: Bearer <jwt>, the access_token query parameter or the rb_token cookie"
+        }
+    }
 }
 
 /// What a token's claims must satisfy, whatever key verified it.
@@ -131,7 +176,7 @@ impl std::fmt::Debug for Verifier {
 }
 
 /// Refuses secrets too short to resist an offline guess.
-pub fn check_secret(secret: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn check_secret(secret: &[u8]) -> Result<(), KeyError> {
     match secret.len() {
         0 => Err(KeyError::EmptySecret),
         len if len < MIN_SECRET_BYTES => Err(KeyError::ShortSecret { len }),
@@ -140,7 +185,7 @@ pub fn check_secret(secret: &[u8]) -> Result<(), KeyError> {
 }
 
 /// Reads a secret file; one trailing newline (as editors and `echo` leave it) is not part of it.
-pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<u8>, KeyError> {
     let mut bytes =
         std::fs::read(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
     if bytes.last() == Some(&b'\n') {
@@ -154,7 +199,7 @@ pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, KeyError> {
 
 /// The HS256 secret of `--jwt-secret` or `--jwt-secret-file` (at most one), length-checked.
 /// `Ok(None)`: neither was given.
-pub fn load_secret(args: &SecretArgs) -> Result<Option<Vec<u8>>, ConfigError> {
+pub(crate) fn load_secret(args: &SecretArgs) -> Result<Option<Vec<u8>>, ConfigError> {
     let err = |flag| move |e: KeyError| ConfigError { flag, message: e.to_string() };
     let secret = match (&args.jwt_secret, &args.jwt_secret_file) {
         (Some(_), Some(_)) => {
@@ -209,14 +254,14 @@ impl Verifier {
 
     /// The same key under other claim rules (audience, issuer, user claim, leeway).
     #[must_use]
-    pub fn with_rules(mut self, rules: TokenRules) -> Self {
+    pub(crate) fn with_rules(mut self, rules: TokenRules) -> Self {
         self.validation = rules.validation(&self.algorithms);
         self.rules = rules;
         self
     }
 
     /// Checks signature, algorithm, claims and expiry, and returns who the token speaks for.
-    pub fn verify(&self, token: &str) -> Result<Principal, AppError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         verify_with(token, &self.key, &self.validation, &self.rules)
     }
 }
@@ -228,9 +273,9 @@ pub(crate) fn verify_with(
     key: &DecodingKey,
     validation: &Validation,
     rules: &TokenRules,
-) -> Result<Principal, AppError> {
+) -> Result<Principal, AuthError> {
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|e| {
-        AppError::Unauthorized(match e.kind() {
+        AuthError::Invalid(match e.kind() {
             ErrorKind::InvalidSignature => "token signature is invalid".into(),
             // Which algorithms the bridge takes is none of the caller's business.
             ErrorKind::InvalidAlgorithm => "token algorithm not accepted".into(),
@@ -243,14 +288,14 @@ pub(crate) fn verify_with(
     claims_to_principal(&data.claims, rules, unix_now())
 }
 
-/// Unauthorized with a reason.
-fn refused(reason: impl Into<String>) -> AppError {
-    AppError::Unauthorized(reason.into())
+/// An invalid token, with the reason.
+fn refused(reason: impl Into<String>) -> AuthError {
+    AuthError::Invalid(reason.into())
 }
 
 /// A NumericDate claim (RFC 7519: seconds, possibly fractional). `Ok(None)` when absent; any
 /// other JSON type is an error, never "absent".
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, AppError> {
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, AuthError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
@@ -266,16 +311,16 @@ pub(crate) fn claims_to_principal(
     claims: &Map<String, Value>,
     rules: &TokenRules,
     now: u64,
-) -> Result<Principal, AppError> {
+) -> Result<Principal, AuthError> {
     let leeway = rules.leeway_secs();
     let exp = numeric_date(claims, "exp")?.ok_or_else(|| refused("token has no exp claim"))?;
     // Compared in f64: a fractional `exp` is allowed, and a huge one must not overflow.
     if exp + (leeway as f64) < now as f64 {
-        return Err(refused("token expired"));
+        return Err(AuthError::Expired);
     }
     if let Some(nbf) = numeric_date(claims, "nbf")? {
         if nbf > (now + leeway) as f64 {
-            return Err(refused("token not valid yet (nbf)"));
+            return Err(AuthError::NotYetValid);
         }
     }
     let user = match claims.get(&rules.user_claim) {
@@ -350,28 +395,60 @@ impl<'de> Deserialize<'de> for Scopes {
 
 /// Who a verified request speaks for.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// The user id from the `--user-claim` claim (`sub` by default). `None`: a token without
     /// it (a service token that only publishes) reads nobody's stream.
-    pub user: Option<UserId>,
+    pub(crate) user: Option<UserId>,
     /// `rb_admin: true`: may read any user's stream. It grants nothing else: publishing and
     /// presence need their own scope, so a support console's token cannot publish.
-    pub admin: bool,
-    pub scopes: BTreeSet<String>,
+    pub(crate) admin: bool,
+    pub(crate) scopes: BTreeSet<String>,
     /// The last Unix second the token is accepted (`exp` plus the leeway): an open stream
     /// ends after it (`end` / `token_expired`).
-    pub expires_at: u64,
+    pub(crate) expires_at: u64,
 }
 
 impl Principal {
     /// Whether this principal may read `user`'s stream.
-    pub fn may_read(&self, user: &UserId) -> bool {
+    pub(crate) fn may_read(&self, user: &UserId) -> bool {
         self.admin || self.user.as_ref() == Some(user)
     }
 
+    /// [`Principal::may_read`] as a refusal.
+    pub(crate) fn check_read(&self, user: &UserId) -> Result<(), AuthError> {
+        if self.may_read(user) {
+            Ok(())
+        } else {
+            Err(AuthError::NotYourStream { user: user.clone() })
+        }
+    }
+
     /// Whether the token's `rb_scope` claim lists `scope` (admin does not imply any).
-    pub fn has_scope(&self, scope: &str) -> bool {
+    pub(crate) fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(scope)
+    }
+}
+
+/// What a request carries that may hold its token, as sent: the HTTP layer fills it from the
+/// request, and [`find_token`] applies the rules.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials<'a> {
+    /// The (first) `Authorization` header's value. Bytes, not text: a value that is not
+    /// visible ASCII is refused, not skipped.
+    pub authorization: Option<&'a [u8]>,
+    /// The `access_token` query parameter.
+    pub query: Option<&'a str>,
+    /// Every `Cookie` header's value, in the order sent.
+    pub cookies: Vec<&'a [u8]>,
+}
+
+/// A header value as text when it is visible ASCII (tab included), as `http`'s
+/// `HeaderValue::to_str` reads it; `None` otherwise.
+fn header_text(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
     }
 }
 
@@ -388,7 +465,7 @@ pub enum TokenPlaces {
 
 impl Auth {
     /// Builds authentication from `serve`'s flags: exactly one key source, or `--no-auth`.
-    pub fn from_args(args: &KeyArgs, no_auth: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_args(args: &KeyArgs, no_auth: bool) -> Result<Self, ConfigError> {
         let sources = [
             ("--jwt-secret", args.secret.jwt_secret.is_some()),
             ("--jwt-secret-file", args.secret.jwt_secret_file.is_some()),
@@ -441,7 +518,7 @@ impl Auth {
 
     /// Starts background work (refreshing an identity provider's keys); the caller aborts the
     /// task at shutdown. `None` when there is nothing to run.
-    pub fn start(&self) -> Option<tokio::task::JoinHandle<()>> {
+    pub(crate) fn start(&self) -> Option<tokio::task::JoinHandle<()>> {
         match self {
             Self::Jwks(jwks) => Some(Arc::clone(jwks).start()),
             Self::Disabled | Self::Jwt(_) => None,
@@ -449,21 +526,15 @@ impl Auth {
     }
 
     /// Authenticates a request. `Ok(None)` means auth is disabled.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
-        headers: &HeaderMap,
-        query_token: Option<&str>,
+        credentials: &Credentials<'_>,
         places: TokenPlaces,
-    ) -> Result<Option<Principal>, AppError> {
+    ) -> Result<Option<Principal>, AuthError> {
         if matches!(self, Self::Disabled) {
             return Ok(None);
         }
-        let token = find_token(headers, query_token, places)?.ok_or_else(|| {
-            AppError::Unauthorized(match places {
-                TokenPlaces::Header => "missing token: send Authorization: Bearer <jwt>".into(),
-                TokenPlaces::HeaderQueryCookie => "missing token: send Authorization: Bearer <jwt>, the access_token query parameter or the rb_token cookie".into(),
-            })
-        })?;
+        let token = find_token(credentials, places)?.ok_or(AuthError::Missing(places))?;
         match self {
             Self::Disabled => Ok(None),
             Self::Jwt(verifier) => verifier.verify(token).map(Some),
@@ -473,11 +544,13 @@ impl Auth {
 
     /// Requires `scope` (publish, presence) from a token in the `Authorization` header.
     /// Disabled auth lets everything through.
-    pub async fn require_scope(&self, headers: &HeaderMap, scope: &str) -> Result<(), AppError> {
-        match self.authenticate(headers, None, TokenPlaces::Header).await? {
-            Some(p) if !p.has_scope(scope) => {
-                Err(AppError::Forbidden(format!("token lacks the {scope:?} scope (claim rb_scope)")))
-            }
+    pub(crate) async fn require_scope(
+        &self,
+        credentials: &Credentials<'_>,
+        scope: &'static str,
+    ) -> Result<(), AuthError> {
+        match self.authenticate(credentials, TokenPlaces::Header).await? {
+            Some(p) if !p.has_scope(scope) => Err(AuthError::MissingScope { scope }),
             _ => Ok(()),
         }
     }
@@ -509,27 +582,23 @@ fn rules_from_args(args: &KeyArgs) -> Result<TokenRules, ConfigError> {
 ///
 /// `Ok(None)`: no token where this endpoint looks. A malformed `Authorization` header is an
 /// error, never a reason to look further.
-pub fn find_token<'a>(
-    headers: &'a HeaderMap,
-    query_token: Option<&'a str>,
-    places: TokenPlaces,
-) -> Result<Option<&'a str>, AppError> {
-    if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let v = v.to_str().map_err(|_| AppError::Unauthorized("Authorization header is not ASCII".into()))?;
+pub fn find_token<'a>(credentials: &Credentials<'a>, places: TokenPlaces) -> Result<Option<&'a str>, AuthError> {
+    if let Some(v) = credentials.authorization {
+        let v = header_text(v).ok_or(AuthError::HeaderNotAscii)?;
         let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(AppError::Unauthorized("Authorization header must be `Bearer <jwt>`".into()));
+            return Err(AuthError::NotBearer);
         }
         return Ok(Some(token.trim()));
     }
     if places == TokenPlaces::Header {
         return Ok(None);
     }
-    if let Some(t) = query_token.filter(|t| !t.is_empty()) {
+    if let Some(t) = credentials.query.filter(|t| !t.is_empty()) {
         return Ok(Some(t));
     }
-    for v in headers.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
+    for &v in &credentials.cookies {
+        let Some(v) = header_text(v) else { continue };
         for pair in v.split(';') {
             if let Some(t) = pair.trim().strip_prefix("rb_token=") {
                 if !t.is_empty() {
@@ -561,15 +630,16 @@ mod tests {
     const NOW: u64 = 1_900_000_000;
     const SECRET: &str = "unit-test-secret-0123456789-abcdef";
 
-    fn principal(claims: Value, rules: &TokenRules) -> Result<Principal, AppError> {
+    fn principal(claims: Value, rules: &TokenRules) -> Result<Principal, AuthError> {
         let Value::Object(map) = claims else { panic!("claims must be an object") };
         claims_to_principal(&map, rules, NOW)
     }
 
+    /// The reason an invalid token is refused with (a 401).
     fn refusal(claims: Value, rules: &TokenRules) -> String {
         match principal(claims, rules) {
-            Err(AppError::Unauthorized(m)) => m,
-            other => panic!("expected a 401, got {other:?}"),
+            Err(e @ (AuthError::Invalid(_) | AuthError::Expired | AuthError::NotYetValid)) => e.to_string(),
+            other => panic!("expected an invalid token, got {other:?}"),
         }
     }
 
@@ -686,7 +756,7 @@ mod tests {
         ];
         for (claims, word) in cases {
             match v.verify(&hs256(&claims)) {
-                Err(AppError::Unauthorized(m)) => assert!(m.contains(word), "{claims}: {m}"),
+                Err(AuthError::Invalid(m)) => assert!(m.contains(word), "{claims}: {m}"),
                 other => panic!("{claims}: {other:?}"),
             }
         }
@@ -705,7 +775,7 @@ mod tests {
         )
         .unwrap();
         match v.verify(&t) {
-            Err(AppError::Unauthorized(m)) => assert_eq!(m, "token algorithm not accepted"),
+            Err(AuthError::Invalid(m)) => assert_eq!(m, "token algorithm not accepted"),
             other => panic!("{other:?}"),
         }
     }

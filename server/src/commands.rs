@@ -7,7 +7,7 @@ use futures::StreamExt;
 use realtime_bridge_wire::{subject, SseEvent, SseParser};
 
 use crate::auth::{load_secret, sign_hs256, unix_now, Claims, Scopes};
-use crate::config::{ListenArgs, SendArgs, TokenArgs};
+use crate::cli::{ListenArgs, SendArgs, TokenArgs};
 use crate::nats::{connect_once, NatsCredentials, NatsError, NatsUrl};
 
 /// A subcommand failed; `exit_code` follows sysexits (64 bad input, 69 unavailable).

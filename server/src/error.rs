@@ -1,9 +1,16 @@
 //! HTTP errors: the client learns what was wrong with its request, never our internals.
+//!
+//! The one place where errors become HTTP answers (docs/architecture.md): the core (`auth`,
+//! `jwks`) returns its own typed errors, converted here (`From`) into an [`AppError`], whose
+//! [`IntoResponse`] gives the status, the stable `code` and the JSON body of
+//! docs/protocol.md §3.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+
+use crate::auth::AuthError;
 
 /// Every way a request can fail, with the status and stable `code` clients can branch on.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +78,28 @@ impl AppError {
     }
 }
 
+/// A refused credential: 401 when the token is missing or invalid, 403 when a valid token
+/// does not allow the request, 503 when no key is there to check it with.
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing(_)
+            | AuthError::HeaderNotAscii
+            | AuthError::NotBearer
+            | AuthError::Expired
+            | AuthError::NotYetValid
+            | AuthError::Invalid(_) => Self::Unauthorized(e.to_string()),
+            AuthError::MissingScope { .. } | AuthError::NotYourStream { .. } => Self::Forbidden(e.to_string()),
+            AuthError::KeysUnavailable => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
 /// The JSON error body (docs/protocol.md §3).
 #[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    pub error: String,
-    pub code: &'static str,
+pub(crate) struct ErrorBody {
+    pub(crate) error: String,
+    pub(crate) code: &'static str,
 }
 
 impl IntoResponse for AppError {
@@ -90,5 +114,89 @@ impl IntoResponse for AppError {
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::auth::TokenPlaces;
+    use realtime_bridge_wire::UserId;
+
+    async fn answer(e: impl Into<AppError>) -> (StatusCode, Option<String>, serde_json::Value) {
+        let res = e.into().into_response();
+        let status = res.status();
+        let www = res.headers().get(axum::http::header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        (status, www, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn auth_errors_keep_their_status_code_and_reason() {
+        let user = UserId::parse("42").unwrap();
+        let cases: Vec<(AuthError, StatusCode, &str, &str)> = vec![
+            (
+                AuthError::Missing(TokenPlaces::Header),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing token: send Authorization: Bearer <jwt>",
+            ),
+            (
+                AuthError::Missing(TokenPlaces::HeaderQueryCookie),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing token: send Authorization: Bearer <jwt>, the access_token query parameter or the rb_token cookie",
+            ),
+            (AuthError::HeaderNotAscii, StatusCode::UNAUTHORIZED, "unauthorized", "Authorization header is not ASCII"),
+            (
+                AuthError::NotBearer,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authorization header must be `Bearer <jwt>`",
+            ),
+            (AuthError::Expired, StatusCode::UNAUTHORIZED, "unauthorized", "token expired"),
+            (AuthError::NotYetValid, StatusCode::UNAUTHORIZED, "unauthorized", "token not valid yet (nbf)"),
+            (
+                AuthError::Invalid("token signature is invalid".into()),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "token signature is invalid",
+            ),
+            (
+                AuthError::MissingScope { scope: crate::auth::SCOPE_PUBLISH },
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "token lacks the \"publish\" scope (claim rb_scope)",
+            ),
+            (
+                AuthError::NotYourStream { user },
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token may not read the stream of user 42",
+            ),
+            (
+                AuthError::KeysUnavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the identity provider's keys are not available yet; retry shortly",
+            ),
+        ];
+        for (e, status, code, error) in cases {
+            let what = format!("{e:?}");
+            let (got, www, body) = answer(e).await;
+            assert_eq!(got, status, "{what}");
+            assert_eq!(body, serde_json::json!({ "error": error, "code": code }), "{what}");
+            // A 401 says how to authenticate (RFC 9110 §11.6.1); nothing else does.
+            assert_eq!(www.as_deref(), (status == StatusCode::UNAUTHORIZED).then_some("Bearer"), "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_errors_do_not_reach_the_client() {
+        let (status, _, body) = answer(AppError::Internal(anyhow::anyhow!("secret detail at /var/lib/x"))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, serde_json::json!({ "error": "internal error", "code": "internal" }));
     }
 }

@@ -1,5 +1,8 @@
 //! Routes and handlers (docs/protocol.md §2 and §4). `app(state)` builds the whole router, so
 //! tests drive it with `oneshot` exactly as the server does.
+//!
+//! The HTTP edge of the core: handlers read what the core needs out of the request (a
+//! token's [`Credentials`]), and the core's errors become answers through `error`.
 
 use std::sync::Arc;
 
@@ -22,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Auth, TokenPlaces, SCOPE_PRESENCE, SCOPE_PUBLISH};
+use crate::auth::{Auth, Credentials, TokenPlaces, SCOPE_PRESENCE, SCOPE_PUBLISH};
 use crate::conn::Takeover;
 use crate::error::AppError;
 use crate::frame::Framer;
@@ -34,36 +37,36 @@ use crate::stream::{EndReason, HistoryStart, StreamContext};
 
 /// Everything handlers need; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct AppState(pub Arc<Shared>);
+pub(crate) struct AppState(pub(crate) Arc<Shared>);
 
 #[derive(Debug)]
-pub struct Shared {
-    pub auth: Auth,
-    pub client: async_nats::Client,
-    pub hub: Arc<Hub>,
-    pub framer: Arc<Framer>,
-    pub presence: Arc<Presence>,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Shared {
+    pub(crate) auth: Auth,
+    pub(crate) client: async_nats::Client,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) framer: Arc<Framer>,
+    pub(crate) presence: Arc<Presence>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Ticks every `--heartbeat`; one timer for all streams instead of one each.
-    pub heartbeat: watch::Receiver<()>,
+    pub(crate) heartbeat: watch::Receiver<()>,
     /// Cancelled at shutdown; every stream body watches it and ends.
-    pub shutdown: CancellationToken,
-    pub retry_ms: u64,
-    pub max_event_bytes: usize,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) retry_ms: u64,
+    pub(crate) max_event_bytes: usize,
     /// Per-stream lag limit in bytes (see `Config::queue_bytes`).
-    pub queue_bytes: u64,
-    pub cors_origins: Vec<String>,
-    pub limits: Limits,
+    pub(crate) queue_bytes: u64,
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) limits: Limits,
     /// `/readyz`'s last answer: probes and anonymous callers must not each cost JetStream
     /// API requests.
-    pub readiness: tokio::sync::Mutex<Option<(Instant, Result<(), &'static str>)>>,
+    pub(crate) readiness: tokio::sync::Mutex<Option<(Instant, Result<(), &'static str>)>>,
 }
 
 /// How long `/readyz` reuses its last answer.
 const READY_CACHE: Duration = Duration::from_secs(1);
 
 /// The bridge's HTTP API.
-pub fn app(state: AppState) -> Router {
+pub(crate) fn app(state: AppState) -> Router {
     let cors = cors_layer(&state.0.cors_origins);
     let guard = axum::middleware::from_fn_with_state(state.clone(), guard_request);
     let router = Router::new()
@@ -175,6 +178,16 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError>
     }
 }
 
+/// Where the request may carry a token: the `Authorization` and `Cookie` headers, and the
+/// `access_token` query parameter (`auth::find_token` decides which one counts).
+fn credentials<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Credentials<'a> {
+    Credentials {
+        authorization: headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
+        query,
+        cookies: headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect(),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct StreamQuery {
     events: Option<String>,
@@ -239,11 +252,10 @@ async fn stream_events(
             Some(names.into())
         }
     };
-    let principal = s.auth.authenticate(&headers, q.access_token.as_deref(), TokenPlaces::HeaderQueryCookie).await?;
+    let creds = credentials(&headers, q.access_token.as_deref());
+    let principal = s.auth.authenticate(&creds, TokenPlaces::HeaderQueryCookie).await?;
     if let Some(p) = &principal {
-        if !p.may_read(&user) {
-            return Err(AppError::Forbidden(format!("this token may not read the stream of user {user}")));
-        }
+        p.check_read(&user)?;
     }
     let (ends_at, end_reason) = stream_end(principal.map(|p| p.expires_at), s.limits.max_stream_lifetime);
     // Resume cursors (`Last-Event-ID`, else `lastEventId`) only mean something with
@@ -319,7 +331,7 @@ struct PublishRequest {
 async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
     let s = &state.0;
     check_origin(&headers, &s.cors_origins)?;
-    s.auth.require_scope(&headers, SCOPE_PUBLISH).await?;
+    s.auth.require_scope(&credentials(&headers, None), SCOPE_PUBLISH).await?;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -490,7 +502,7 @@ async fn presence(
     let s = &state.0;
     let raw = path_param(raw, &uri, "/v1/presence/", "")?;
     let user = user_id(&raw)?;
-    s.auth.require_scope(&headers, SCOPE_PRESENCE).await?;
+    s.auth.require_scope(&credentials(&headers, None), SCOPE_PRESENCE).await?;
     Ok(Json(s.presence.query(&user).await).into_response())
 }
 

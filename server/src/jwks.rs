@@ -16,20 +16,19 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, K
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::auth::{verify_with, Principal, TokenRules};
-use crate::error::AppError;
+use crate::auth::{verify_with, AuthError, Principal, TokenRules};
 
 /// How often the key set is fetched when all is well.
-pub const DEFAULT_REFRESH_EVERY: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_REFRESH_EVERY: Duration = Duration::from_secs(600);
 /// Least time between two fetches caused by tokens (unknown `kid`, no keys yet).
-pub const DEFAULT_MIN_REFETCH: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_MIN_REFETCH: Duration = Duration::from_secs(5);
 /// Longest a fetch may take, body included.
-pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest key set accepted: real ones are a few KB; this bounds what a broken or hostile
 /// endpoint can make us buffer.
-pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_BYTES: usize = 1 << 20;
 /// Retry interval of the background fetch after a failure, once keys are cached.
-pub const DEFAULT_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// At most one warning per this interval about a failing provider (it may be down for hours).
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -315,7 +314,7 @@ impl Jwks {
     }
 
     /// Starts the background refresh (first fetch right away). Aborting the task stops it.
-    pub fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         if self.url.scheme() == "http" && !is_loopback_host(&self.url) {
             tracing::warn!(url = %self.url, "--jwks-url is plain http: the keys can be replaced in transit; use https");
         }
@@ -323,15 +322,14 @@ impl Jwks {
     }
 
     /// Whether a fetch has succeeded yet.
-    pub fn has_keys(&self) -> bool {
+    pub(crate) fn has_keys(&self) -> bool {
         self.current().is_some()
     }
 
     /// Verifies a token with the provider's key named by its `kid` (or its only key for its
     /// algorithm), fetching the set again for an unknown `kid` (rate-limited).
-    pub async fn verify(self: &Arc<Self>, token: &str) -> Result<Principal, AppError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| AppError::Unauthorized("token is malformed".into()))?;
+    pub(crate) async fn verify(self: &Arc<Self>, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("token is malformed".into()))?;
         let seen = self.generation.load(Ordering::Acquire);
         let mut refetched = false;
         loop {
@@ -339,25 +337,21 @@ impl Jwks {
             match lookup {
                 Some(Lookup::Found(key)) => return verify_with(token, &key.key, &key.validation, &self.rules),
                 Some(Lookup::AlgorithmNotAccepted) => {
-                    return Err(AppError::Unauthorized("token algorithm not accepted".into()))
+                    return Err(AuthError::Invalid("token algorithm not accepted".into()))
                 }
                 Some(Lookup::Ambiguous) => {
-                    return Err(AppError::Unauthorized(
+                    return Err(AuthError::Invalid(
                         "token has no kid header, and more than one of the identity provider's keys fits its \
                          algorithm"
                             .into(),
                     ))
                 }
                 Some(Lookup::UnknownKid) if refetched => {
-                    return Err(AppError::Unauthorized(
+                    return Err(AuthError::Invalid(
                         "token kid names none of the identity provider's current keys".into(),
                     ))
                 }
-                None if refetched => {
-                    return Err(AppError::Unavailable(
-                        "the identity provider's keys are not available yet; retry shortly".into(),
-                    ))
-                }
+                None if refetched => return Err(AuthError::KeysUnavailable),
                 Some(Lookup::UnknownKid) => {
                     self.refetch_on_demand(seen, Want::UnknownKid).await;
                     refetched = true;

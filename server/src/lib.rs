@@ -2,29 +2,31 @@
 //! `broadcast.<event>`; the bridge serves each user one authenticated Server-Sent-Events
 //! stream (`GET /v1/users/{userId}/events`).
 //!
-//! The binary is a thin shell over this library: [`server::run`] takes a bound listener,
-//! a [`server::Config`] and a shutdown future, so tests run the real server in-process.
+//! The binary is a thin shell over this library: [`run`] takes a bound listener, a
+//! [`Config`] and a shutdown future, so tests run the real server in-process.
 //!
 //! # Layout
 //!
 //! By layer, outside in (docs/architecture.md has the life of an event through them):
 //!
-//! - process: [`server`] (start-up, accept loop, shutdown), [`config`] (flags),
-//!   [`limits`], [`commands`] (`send`, `token`, `listen`);
+//! - process: `server` (start-up, accept loop, shutdown: [`Bridge`], [`run`]), [`cli`]
+//!   (flags), [`config`] (the checked [`Config`]), [`limits`], [`commands`] (`send`,
+//!   `token`, `listen`);
 //! - connection: [`conn`] (one TCP connection; stream requests written without hyper),
 //!   [`stall`] (hyper's write-stall guard);
-//! - HTTP: [`http`] (the router), [`auth`] and [`jwks`] (tokens and keys), [`error`],
-//!   [`metrics`];
+//! - HTTP: `http` (the router), `error` (the one place core errors become HTTP answers),
+//!   `metrics`; [`auth`] and [`jwks`] (tokens and keys) know nothing of HTTP;
 //! - fan-out: [`hub`] (subscriptions and channels), [`ring`], [`frame`];
 //! - history: [`history`] (JetStream);
 //! - stream: [`stream`] (one SSE body);
 //! - cluster: [`presence`], [`nats`] (the connections).
 
 // process
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod limits;
-pub mod server;
+mod server;
 
 // connection
 pub mod conn;
@@ -32,10 +34,10 @@ pub mod stall;
 
 // HTTP
 pub mod auth;
-pub mod error;
-pub mod http;
+pub(crate) mod error;
+pub(crate) mod http;
 pub mod jwks;
-pub mod metrics;
+pub(crate) mod metrics;
 
 // fan-out and history
 pub mod frame;
@@ -50,4 +52,5 @@ pub mod stream;
 pub mod nats;
 pub mod presence;
 
-pub use server::{run, shutdown_signal, Bridge, Config, ConfigError, ServerError};
+pub use config::{Config, ConfigError};
+pub use server::{run, shutdown_signal, Bridge, ServerError};

@@ -1,5 +1,5 @@
 //! What one request, one connection or one stream may cost, and the process-wide cap on
-//! connections. Every limit here is a `serve` flag (see `config`), so an operator can see
+//! connections. Every limit here is a `serve` flag (see `cli`), so an operator can see
 //! and change what a hostile client is allowed.
 
 use std::time::Duration;
@@ -44,7 +44,7 @@ const RESERVED_FDS: u64 = 64;
 /// Raises this process's soft open-file limit to its hard limit (what most servers do at
 /// start-up: the soft default of 1024 is far below what a stream server needs) and returns
 /// the resulting limit, or `None` where it cannot be read.
-pub fn raise_open_file_limit() -> Option<u64> {
+pub(crate) fn raise_open_file_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
@@ -65,7 +65,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
 
 /// The default of `--max-connections`: the open-file limit minus what the process needs for
 /// itself, so the cap refuses a connection before `accept` would fail for lack of descriptors.
-pub fn default_max_connections(open_files: Option<u64>) -> usize {
+pub(crate) fn default_max_connections(open_files: Option<u64>) -> usize {
     let Some(limit) = open_files else { return 10_000 };
     let reserve = RESERVED_FDS.max(limit / 100);
     usize::try_from(limit.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX)

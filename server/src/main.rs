@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use realtime_bridge::cli::{Cli, Command, LogFormat};
 use realtime_bridge::commands::{self, CommandError};
-use realtime_bridge::config::{Cli, Command, LogFormat};
-use realtime_bridge::{server, Config};
+use realtime_bridge::{run, shutdown_signal, Config, ServerError};
 use tracing_subscriber::EnvFilter;
 
 /// sysexits EX_USAGE: a bad flag or value.
@@ -44,9 +44,9 @@ async fn async_main(cli: Cli) -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            match server::run(listener, config, server::shutdown_signal()).await {
+            match run(listener, config, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e @ server::ServerError::Config(_)) => {
+                Err(e @ ServerError::Config(_)) => {
                     eprintln!("realtime-bridge: {e}");
                     ExitCode::from(EX_USAGE)
                 }

@@ -1,7 +1,8 @@
-//! Start-up, serving and shutdown of the bridge.
+//! Start-up, serving and shutdown of the bridge: [`Bridge`] (NATS, history, background
+//! tasks), [`run`] (the accept loop) and [`shutdown_signal`]. What it runs with is a
+//! [`Config`] (`crate::config`).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,36 +15,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
-use crate::config::{HistoryMode, ServeArgs, UserSubscription};
+use crate::config::{check_no_auth, shared_needs_live_mode, Config, ConfigError, HistoryMode, UserSubscription};
 use crate::conn::ConnConfig;
 use crate::frame::Framer;
-use crate::history::{History, HistoryConfig, HistoryError};
+use crate::history::{History, HistoryError};
 use crate::http::{app, AppState, Shared};
 use crate::hub::{Hub, HubSettings};
-use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::nats::{connect_server, NatsCredentials, NatsError, NatsUrl};
+use crate::nats::{connect_server, NatsError};
 use crate::presence::Presence;
-
-/// Frames a stream may fall behind before it is cut off as too slow.
-///
-/// Enough to absorb a burst; the rings hold memory only for frames not yet read by every
-/// stream (see `ring`), so an idle user costs nothing for it. The byte limit below bounds
-/// what large events can pin.
-pub const DEFAULT_QUEUE_LEN: usize = 1024;
-/// Bytes a stream may fall behind before it is cut off as too slow.
-pub const DEFAULT_QUEUE_BYTES: u64 = 8 << 20;
-
-/// How long a new connection may take to send its request head (hyper's default too).
-pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A bad configuration value: which flag, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{flag}: {message}")]
-pub struct ConfigError {
-    pub flag: &'static str,
-    pub message: String,
-}
 
 /// The server failed at run time.
 #[derive(Debug, thiserror::Error)]
@@ -58,142 +38,6 @@ pub enum ServerError {
     History(#[from] HistoryError),
     #[error("HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Validated server settings (what `serve`'s flags turn into).
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Shown (logs, `Debug`) without its password.
-    pub nats_url: NatsUrl,
-    /// NATS credentials read from files at start-up (`--nats-creds`, `--nats-password-file`).
-    pub nats_credentials: NatsCredentials,
-    pub auth: Auth,
-    pub history: HistoryConfig,
-    pub heartbeat: Duration,
-    pub retry_ms: u64,
-    pub max_event_bytes: usize,
-    pub max_streams_per_user: u32,
-    pub cors_origins: Vec<String>,
-    pub shutdown_grace: Duration,
-    /// Per-stream backlog, in frames, before the stream is cut off.
-    pub queue_len: usize,
-    /// Per-stream backlog, in bytes, before the stream is cut off.
-    pub queue_bytes: u64,
-    /// A client must send its request head within this time after connecting.
-    pub head_timeout: Duration,
-    /// Per-user NATS subscriptions, or one shared wildcard subscription (live mode only).
-    pub subscribe: UserSubscription,
-    /// What one request or stream may cost.
-    pub limits: Limits,
-    /// Concurrent connections at most; `None`: derived from the open-file limit at start.
-    pub max_connections: Option<usize>,
-}
-
-impl Config {
-    /// Defaults of docs/protocol.md §7.1 with the given NATS and auth (handy in tests).
-    pub fn new(nats_url: impl Into<String>, auth: Auth) -> Self {
-        Self {
-            nats_url: NatsUrl::new(nats_url),
-            nats_credentials: NatsCredentials::None,
-            auth,
-            history: HistoryConfig::default(),
-            heartbeat: Duration::from_secs(15),
-            retry_ms: 2000,
-            max_event_bytes: 262_144,
-            max_streams_per_user: 16,
-            cors_origins: Vec::new(),
-            shutdown_grace: Duration::from_secs(10),
-            queue_len: DEFAULT_QUEUE_LEN,
-            queue_bytes: DEFAULT_QUEUE_BYTES,
-            head_timeout: DEFAULT_HEAD_TIMEOUT,
-            subscribe: UserSubscription::PerUser,
-            limits: Limits::default(),
-            max_connections: None,
-        }
-    }
-
-    /// Checks the flags that clap cannot check alone.
-    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
-        let auth = Auth::from_args(&args.keys, args.no_auth)?;
-        check_no_auth(&auth, args.listen)?;
-        if args.subscribe == UserSubscription::Shared && args.history == HistoryMode::On {
-            return Err(shared_needs_live_mode());
-        }
-        if args.stream_name.is_empty()
-            || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(ConfigError {
-                flag: "--stream-name",
-                message: format!("{:?} is not a JetStream stream name (letters, digits, _ and -)", args.stream_name),
-            });
-        }
-        let nats_url = NatsUrl::new(args.nats.nats_url.clone());
-        let nats_credentials = NatsCredentials::from_args(&args.nats).map_err(nats_config_error)?;
-        // A bad URL or clashing credentials are start-up errors, not a reconnect loop.
-        crate::nats::prepare(&nats_url, &nats_credentials, async_nats::ConnectOptions::new())
-            .map_err(nats_config_error)?;
-        Ok(Self {
-            nats_url,
-            nats_credentials,
-            auth,
-            history: HistoryConfig {
-                mode: args.history,
-                stream_name: args.stream_name.clone(),
-                max_age: args.history_max_age,
-                max_bytes: args.history_max_bytes,
-                replicas: args.history_replicas,
-                trust_republished: args.trust_republished,
-            },
-            heartbeat: args.heartbeat,
-            retry_ms: args.retry,
-            max_event_bytes: args.max_event_bytes,
-            max_streams_per_user: args.max_streams_per_user,
-            cors_origins: args.cors_origins.clone(),
-            shutdown_grace: args.shutdown_grace,
-            queue_len: DEFAULT_QUEUE_LEN,
-            queue_bytes: DEFAULT_QUEUE_BYTES,
-            head_timeout: DEFAULT_HEAD_TIMEOUT,
-            subscribe: args.subscribe,
-            limits: Limits {
-                max_filter_events: usize::try_from(args.max_filter_events).unwrap_or(usize::MAX),
-                max_request_target: args.max_request_target,
-                max_publish_users: usize::try_from(args.max_publish_users).unwrap_or(usize::MAX),
-                max_publish_bytes: args.max_publish_bytes,
-                request_timeout: args.request_timeout,
-                max_stream_lifetime: args.max_stream_lifetime,
-            },
-            max_connections: args.max_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-        })
-    }
-}
-
-/// A NATS setting that cannot work, as the flag that names it.
-fn nats_config_error(e: NatsError) -> ConfigError {
-    match e {
-        NatsError::Credentials { flag, message } => ConfigError { flag, message },
-        NatsError::BadUrl(message) => ConfigError { flag: "--nats-url", message },
-        other => ConfigError { flag: "--nats-url", message: other.to_string() },
-    }
-}
-
-fn shared_needs_live_mode() -> ConfigError {
-    ConfigError {
-        flag: "--subscribe",
-        message:
-            "shared works in live mode only (history mode fills gaps per user): add --history off, or use per-user"
-                .into(),
-    }
-}
-
-/// `--no-auth` on a reachable address would hand every user's stream to anyone.
-fn check_no_auth(auth: &Auth, addr: SocketAddr) -> Result<(), ConfigError> {
-    if matches!(auth, Auth::Disabled) && !addr.ip().is_loopback() {
-        return Err(ConfigError {
-            flag: "--no-auth",
-            message: format!("refused on {addr}: only a loopback --listen address may run without authentication"),
-        });
-    }
-    Ok(())
 }
 
 /// A started bridge: NATS connected (or connecting), subscriptions and background
@@ -314,20 +158,28 @@ impl Bridge {
         app(self.state.clone())
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// Users with at least one open stream on this bridge (each holds one NATS
+    /// subscription in per-user mode).
+    pub fn connected_users(&self) -> usize {
+        self.state.0.hub.connected_users()
+    }
+
+    /// Streams of `user` open on this bridge (what `--max-streams-per-user` counts).
+    pub fn local_streams(&self, user: &str) -> u32 {
+        self.state.0.hub.local_streams(user)
     }
 
     /// A token that, once cancelled, ends every open stream.
-    pub fn stop_token(&self) -> CancellationToken {
+    pub(crate) fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
     }
 
-    pub fn metrics(&self) -> Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.state.0.metrics)
     }
 
-    pub fn instance(&self) -> &str {
+    /// This process's presence instance id (logged at start-up).
+    pub(crate) fn instance(&self) -> &str {
         self.presence.instance()
     }
 

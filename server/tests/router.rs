@@ -201,7 +201,7 @@ async fn user_subscriptions(nats: &NatsServer) -> Vec<String> {
 }
 
 async fn assert_nothing_subscribed(bridge: &Bridge, nats: &NatsServer, what: &str) {
-    assert_eq!(bridge.state().0.hub.connected_users(), 0, "{what}: hub has a user slot");
+    assert_eq!(bridge.connected_users(), 0, "{what}: hub has a user slot");
     assert_eq!(nats.subscriptions_on("user.*.*").await, 0, "{what}: a wildcard user subscription exists");
     assert_eq!(nats.subscriptions_on("user.>.*").await, 0, "{what}: a wildcard user subscription exists");
     let subs = user_subscriptions(nats).await;
@@ -294,7 +294,7 @@ async fn invalid_user_ids_are_400_and_subscribe_nothing() {
     let max = "b".repeat(128);
     let uri = format!("/v1/users/{max}/events");
     let resp = open_stream(&router, &uri, Some(&admin)).await;
-    assert_eq!(bridge.state().0.hub.connected_users(), 1);
+    assert_eq!(bridge.connected_users(), 1);
     let subject = format!("user.{max}.*");
     let n = &nats;
     let s = subject.as_str();
@@ -304,7 +304,7 @@ async fn invalid_user_ids_are_400_and_subscribe_nothing() {
     .await;
     assert_eq!(user_subscriptions(&nats).await, vec![subject.clone()]);
     drop(resp);
-    assert_eq!(bridge.state().0.hub.connected_users(), 0, "closing the stream releases the slot");
+    assert_eq!(bridge.connected_users(), 0, "closing the stream releases the slot");
     eventually("the subscription to go away", WAIT, || async move { (n.subscriptions_on(s).await == 0).then_some(()) })
         .await;
 }
@@ -344,7 +344,7 @@ async fn invalid_event_filters_are_400_and_subscribe_nothing() {
 
     // Control: a valid list is accepted.
     let resp = open_stream(&router, "/v1/users/42/events?events=message_new,typing", Some(&tok)).await;
-    assert_eq!(bridge.state().0.hub.connected_users(), 1);
+    assert_eq!(bridge.connected_users(), 1);
     drop(resp);
 }
 
@@ -360,9 +360,9 @@ async fn valid_stream_is_event_stream_starting_with_retry() {
     let mut body = resp.into_body();
     let first = read_at_least(&mut body, b"retry: 2000\n\n".len()).await;
     assert!(first.starts_with(b"retry: 2000\n\n"), "first bytes: {:?}", String::from_utf8_lossy(&first));
-    assert_eq!(bridge.state().0.hub.connected_users(), 1);
+    assert_eq!(bridge.connected_users(), 1);
     drop(body);
-    assert_eq!(bridge.state().0.hub.connected_users(), 0);
+    assert_eq!(bridge.connected_users(), 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -465,7 +465,7 @@ async fn token_for_another_user_is_403_and_admin_reads_any() {
     assert_nothing_subscribed(&bridge, &nats, "after 403s").await;
 
     let resp = open_stream(&router, "/v1/users/42/events", Some(&token_with("ops", true, &[]))).await;
-    assert_eq!(bridge.state().0.hub.local_streams("42"), 1);
+    assert_eq!(bridge.local_streams("42"), 1);
     drop(resp);
 }
 
@@ -653,10 +653,10 @@ async fn too_many_streams_is_429_until_one_closes() {
             .await;
     assert!(error.contains("42"), "the error names the user: {error}");
     // Refusing does not leak a slot.
-    assert_eq!(bridge.state().0.hub.local_streams("42"), 2);
+    assert_eq!(bridge.local_streams("42"), 2);
     expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "fourth")
         .await;
-    assert_eq!(bridge.state().0.hub.local_streams("42"), 2);
+    assert_eq!(bridge.local_streams("42"), 2);
 
     // Another user is not affected.
     let other = open_stream(&router, "/v1/users/43/events", Some(&token("43"))).await;
@@ -670,7 +670,7 @@ async fn too_many_streams_is_429_until_one_closes() {
     })
     .await;
     assert_eq!(again.headers()[header::CONTENT_TYPE], "text/event-stream");
-    assert_eq!(bridge.state().0.hub.local_streams("42"), 2);
+    assert_eq!(bridge.local_streams("42"), 2);
     expect_error(call(&router, uri, Some(&t42)).await, StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "full again")
         .await;
     drop((second, again, other));

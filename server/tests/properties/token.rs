@@ -8,6 +8,8 @@
 //! `:`, and a value: `A` an `Authorization` header, `C` a `Cookie` header, `Q` the
 //! `access_token` query value (the last one counts), anything else an unrelated header.
 //! Header values that `HeaderValue` refuses are left out, as hyper would never build them.
+//! The headers reach `find_token` as the HTTP layer hands them over: the first
+//! `Authorization` value and every `Cookie` value, as bytes (`Credentials`).
 //!
 //! Checked:
 //! * it never panics, and agrees with a plain reading of the rules: the first
@@ -19,7 +21,7 @@
 //! * a token returned lies inside the input it was taken from (it borrows, never copies).
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use realtime_bridge::auth::{find_token, TokenPlaces};
+use realtime_bridge::auth::{find_token, Credentials, TokenPlaces};
 
 /// Where a returned token was found, in the reference reading.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,7 +55,7 @@ pub(crate) fn check(input: &[u8]) {
         }
     }
 
-    let got = find_token(&headers, query.as_deref(), places);
+    let got = find_token(&credentials(&headers, query.as_deref()), places);
     let expected = reference(&headers, query.as_deref(), places);
     let found = match (&got, &expected) {
         (Err(_), Found::Error) | (Ok(None), Found::Nothing) => None,
@@ -80,13 +82,22 @@ pub(crate) fn check(input: &[u8]) {
     if places == TokenPlaces::Header {
         let mut bare = headers.clone();
         bare.remove(header::COOKIE);
-        let alone = find_token(&bare, None, TokenPlaces::Header);
+        let alone = find_token(&credentials(&bare, None), TokenPlaces::Header);
         assert_eq!(
             alone.as_ref().ok().copied().flatten(),
             got.as_ref().ok().copied().flatten(),
             "Header-only lookup depends on the query or a cookie"
         );
         assert_eq!(alone.is_err(), got.is_err());
+    }
+}
+
+/// What the HTTP layer takes from a request for `find_token`.
+fn credentials<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Credentials<'a> {
+    Credentials {
+        authorization: headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
+        query,
+        cookies: headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect(),
     }
 }
 
