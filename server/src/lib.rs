@@ -17,7 +17,7 @@
 //!   [`metrics`];
 //! - fan-out: [`hub`] (subscriptions and channels), [`ring`], [`frame`];
 //! - history: [`history`] (JetStream);
-//! - stream: [`stream`] (one SSE body);
+//! - stream: [`sse_body`] (one SSE response body);
 //! - cluster: [`presence`], [`nats`] (the connections).
 
 // process
@@ -28,7 +28,7 @@ pub mod server;
 
 // connection
 pub mod conn;
-pub mod stall;
+pub(crate) mod stall;
 
 // HTTP
 pub mod auth;
@@ -41,10 +41,10 @@ pub mod metrics;
 pub mod frame;
 pub mod history;
 pub mod hub;
-pub mod ring;
+pub(crate) mod ring;
 
 // stream
-pub mod stream;
+pub(crate) mod sse_body;
 
 // cluster
 pub mod nats;
