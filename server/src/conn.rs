@@ -26,22 +26,19 @@ use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Version};
 use axum::Router;
 use bytes::{Buf, Bytes};
-use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
-use realtime_bridge_wire::sse;
+use realtime_bridge_wire::{route, sse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
+use crate::sse_body::SseBody;
 use crate::stall::StallGuard;
-
-/// A stream's body: the chunks to write, ending when the stream ends.
-pub type SseStream = BoxStream<'static, Bytes>;
 
 /// A request head larger than this is left to hyper (and its limits).
 const MAX_HEAD: usize = 16 * 1024;
@@ -56,30 +53,30 @@ const MAX_ANSWER_BODY: usize = 1 << 20;
 
 /// What every connection shares.
 #[derive(Debug)]
-pub struct ConnConfig {
-    pub router: Router,
+pub(crate) struct ConnConfig {
+    pub(crate) router: Router,
     /// A write that makes no progress for this long fails the connection (see `stall`).
-    pub stall_limit: Duration,
+    pub(crate) stall_limit: Duration,
     /// A client must send a complete request head within this time, or is disconnected.
-    pub head_timeout: Duration,
-    pub metrics: Arc<Metrics>,
+    pub(crate) head_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
     /// `--max-connections`: past it a connection is answered 503 at once, so the process
     /// keeps descriptors for its streams and NATS instead of failing `accept`.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Connections being served now.
-    pub open_connections: AtomicUsize,
+    pub(crate) open_connections: AtomicUsize,
     /// Cancelled at shutdown. A write waiting on a client that stopped reading gives up at
     /// once then: it would otherwise hold shutdown for `stall_limit`, past any sane grace.
-    pub stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
 }
 
 /// One counted connection; gives its place back when dropped (whatever ends the task).
 #[derive(Debug)]
-pub struct ConnSlot(Arc<ConnConfig>);
+pub(crate) struct ConnSlot(Arc<ConnConfig>);
 
 impl ConnSlot {
     /// A place for a new connection, or `None` at `--max-connections`.
-    pub fn take(config: &Arc<ConnConfig>) -> Option<Self> {
+    pub(crate) fn take(config: &Arc<ConnConfig>) -> Option<Self> {
         let taken = config
             .open_connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < config.max_connections).then_some(n + 1));
@@ -109,7 +106,7 @@ impl Drop for ConnSlot {
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 98\r\n\r\n{\"error\":\"this bridge has as many connections as it may hold; retry shortly\",\"code\":\"unavailable\"}";
 
 /// Refuses a connection over the cap at once, without a task.
-pub fn refuse_busy(sock: TcpStream, config: &ConnConfig) {
+pub(crate) fn refuse_busy(sock: TcpStream, config: &ConnConfig) {
     config.metrics.connections_refused.inc();
     let _ = sock.try_write(BUSY);
 }
@@ -117,7 +114,7 @@ pub fn refuse_busy(sock: TcpStream, config: &ConnConfig) {
 /// Put into a stream request's extensions by [`serve`]: the handler leaves the stream here
 /// (and answers with an empty body) so the connection can write it without hyper.
 #[derive(Clone, Default)]
-pub struct Takeover(Arc<Mutex<Option<SseStream>>>);
+pub(crate) struct Takeover(Arc<Mutex<Option<SseBody>>>);
 
 impl std::fmt::Debug for Takeover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,17 +123,17 @@ impl std::fmt::Debug for Takeover {
 }
 
 impl Takeover {
-    pub fn put(&self, stream: SseStream) {
+    pub(crate) fn put(&self, stream: SseBody) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
     }
 
-    fn take(&self) -> Option<SseStream> {
+    fn take(&self) -> Option<SseBody> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
 /// Serves `sock` until the client leaves, its stream ends, or (hyper) graceful shutdown.
-pub async fn serve(mut sock: TcpStream, config: ConnSlot, graceful: Watcher) {
+pub(crate) async fn serve(mut sock: TcpStream, config: ConnSlot, graceful: Watcher) {
     // Events are small and latency matters more than packet count.
     let _ = sock.set_nodelay(true);
     let mut buf = Vec::new();
@@ -296,7 +293,7 @@ fn is_stream(method: &str, target: &str) -> bool {
     // The path ends at the query or at a fragment, which `Uri` drops before axum routes:
     // `/v1/users/1/x#/events` asks for `/v1/users/1/x`, not a stream (fuzz/regressions/head/).
     let path = target.split(['?', '#']).next().unwrap_or(target);
-    method == "GET" && path.starts_with("/v1/users/") && path.ends_with("/events")
+    method == "GET" && route::is_stream_path(path)
 }
 
 /// The request as axum sees it, if it is a stream request this connection may carry.
@@ -333,7 +330,7 @@ async fn serve_stream(sock: TcpStream, req: Box<Request<Body>>, config: &ConnCon
 }
 
 /// The response head to write, and the stream to follow it (or a refusal's body).
-async fn answer(mut req: Box<Request<Body>>, config: &ConnConfig) -> (Bytes, SseStream) {
+async fn answer(mut req: Box<Request<Body>>, config: &ConnConfig) -> (Bytes, SseBody) {
     let slot = Takeover::default();
     req.extensions_mut().insert(slot.clone());
     let response = match config.router.clone().oneshot(*req).await {
@@ -380,7 +377,7 @@ fn write_head(out: &mut Vec<u8>, parts: &axum::http::response::Parts) {
 
 /// Writes `head`, then the stream's chunks as they come, until the stream ends, the client
 /// leaves, or a write stalls; then closes the connection.
-async fn drive(sock: TcpStream, head: Bytes, mut stream: SseStream, config: &ConnConfig) {
+async fn drive(sock: TcpStream, head: Bytes, mut stream: SseBody, config: &ConnConfig) {
     let mut queue = VecDeque::from([head]);
     let mut ended = false;
     // Bytes the client sent after its head (see `client_gone`).
@@ -503,13 +500,13 @@ async fn client_gone(sock: &TcpStream, unsolicited: &mut usize) {
 
 /// An IO that first yields bytes already read from it, so hyper sees the whole request.
 #[derive(Debug)]
-pub struct Prefixed<T> {
+pub(crate) struct Prefixed<T> {
     prefix: Bytes,
     io: T,
 }
 
 impl<T> Prefixed<T> {
-    pub fn new(prefix: Bytes, io: T) -> Self {
+    pub(crate) fn new(prefix: Bytes, io: T) -> Self {
         Self { prefix, io }
     }
 }

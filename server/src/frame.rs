@@ -14,30 +14,30 @@ use crate::metrics::DropReason;
 
 /// One framed event, ready to be written to any stream.
 #[derive(Debug)]
-pub struct Frame {
+pub(crate) struct Frame {
     /// Kept beside the bytes so a stream's `events=` filter is a string compare,
     /// with no subject parsing per stream.
-    pub event: EventName,
+    pub(crate) event: EventName,
     /// JetStream sequence in history mode (the envelope id); 0 in live mode.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Live mode: the whole frame (`id:`, `event:`, `data:` lines and the blank line).
     /// History mode: the same without the `id:` line, which carries each stream's own
     /// resume cursor and is written by the stream just before these bytes.
-    pub bytes: Bytes,
+    pub(crate) bytes: Bytes,
     /// Bytes pushed on its channel up to and including this frame (set when pushed), so a
     /// stream can tell how many bytes it lags behind without any per-stream accounting.
-    pub end_offset: u64,
+    pub(crate) end_offset: u64,
     /// History mode: the incarnation of the stream `seq` belongs to (`History::epoch`, set
     /// when pushed). A stream drops frames of an older one: their sequences mean nothing now.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// History mode: not an event but the channel saying it starts again at sequence 0 in
     /// `epoch` (the history was re-created); streams answer with `reset`.
-    pub restart: bool,
+    pub(crate) restart: bool,
 }
 
 impl Frame {
     /// The marker a channel pushes when it starts again in a re-created history.
-    pub fn restart() -> Self {
+    pub(crate) fn restart() -> Self {
         Frame {
             event: EventName::parse(sse::RESET).unwrap_or_else(|_| unreachable!("a valid name")),
             seq: 0,
@@ -49,7 +49,7 @@ impl Frame {
     }
 }
 
-pub type SharedFrame = Arc<Frame>;
+pub(crate) type SharedFrame = Arc<Frame>;
 
 /// Builds envelopes and frames; validates payloads on the way.
 #[derive(Debug)]
@@ -63,13 +63,13 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(max_event_bytes: usize) -> Self {
+    pub(crate) fn new(max_event_bytes: usize) -> Self {
         Self { max_event_bytes, boot: boot_prefix(), next: AtomicU64::new(1) }
     }
 
     /// Checks the event may be delivered: not a control frame's name, a payload that is one
     /// JSON value within the size limit.
-    pub fn check(&self, event: &EventName, payload: &[u8]) -> Result<(), DropReason> {
+    pub(crate) fn check(&self, event: &EventName, payload: &[u8]) -> Result<(), DropReason> {
         if event.is_reserved() {
             return Err(DropReason::ReservedEvent);
         }
@@ -77,7 +77,7 @@ impl Framer {
     }
 
     /// Checks the payload is one JSON value within the size limit.
-    pub fn validate(&self, payload: &[u8]) -> Result<(), DropReason> {
+    pub(crate) fn validate(&self, payload: &[u8]) -> Result<(), DropReason> {
         if payload.len() > self.max_event_bytes {
             return Err(DropReason::TooLarge);
         }
@@ -89,7 +89,12 @@ impl Framer {
     }
 
     /// Frames a live (core NATS) message. `user` is `None` for broadcasts.
-    pub fn frame_live(&self, event: EventName, user: Option<&UserId>, payload: &[u8]) -> Result<Frame, DropReason> {
+    pub(crate) fn frame_live(
+        &self,
+        event: EventName,
+        user: Option<&UserId>,
+        payload: &[u8],
+    ) -> Result<Frame, DropReason> {
         self.check(&event, payload)?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.boot);
@@ -99,7 +104,7 @@ impl Framer {
 
     /// Frames an event stored in JetStream at `seq` (history mode): the envelope id is the
     /// sequence, the timestamp when JetStream stored it, and the `id:` line is left out.
-    pub fn frame_stored(
+    pub(crate) fn frame_stored(
         &self,
         seq: u64,
         event: EventName,
@@ -115,7 +120,7 @@ impl Framer {
 
 /// Writes the envelope and its SSE frame. `payload` must be valid JSON (checked by the caller).
 /// `cursor` is the `id:` line's value, if the frame carries one.
-pub fn build(
+pub(crate) fn build(
     cursor: Option<&str>,
     id: &str,
     seq: u64,

@@ -14,11 +14,9 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures::StreamExt;
+use realtime_bridge_wire::subject;
 
 use crate::config::HistoryMode;
-
-/// Where the history stream republishes every stored message.
-pub const REPUBLISH_DEST: &str = "rt.>";
 
 /// History settings (`--history-*`, `--stream-name`).
 #[derive(Debug, Clone)]
@@ -59,16 +57,16 @@ pub enum HistoryError {
 
 /// One stored message, as read back from the stream.
 #[derive(Debug)]
-pub struct Stored {
-    pub seq: u64,
-    pub subject: String,
-    pub payload: Bytes,
-    pub time: SystemTime,
+pub(crate) struct Stored {
+    pub(crate) seq: u64,
+    pub(crate) subject: String,
+    pub(crate) payload: Bytes,
+    pub(crate) time: SystemTime,
 }
 
 /// The history stream of this bridge.
 #[derive(Debug, Clone)]
-pub struct History {
+pub(crate) struct History {
     js: jetstream::Context,
     stream_name: String,
     /// Kept to re-apply after NATS comes back (a server restarted without its store
@@ -119,7 +117,7 @@ impl History {
     /// the live flow arrives on: on that one, the answers to API requests (a sequence check, a
     /// catch-up's consumer) would queue behind every message NATS has already sent the bridge,
     /// and a burst of events would delay the very requests those events wait for.
-    pub async fn setup(client: &async_nats::Client, cfg: &HistoryConfig) -> Result<Option<Self>, HistoryError> {
+    pub(crate) async fn setup(client: &async_nats::Client, cfg: &HistoryConfig) -> Result<Option<Self>, HistoryError> {
         if cfg.mode == HistoryMode::Off {
             return Ok(None);
         }
@@ -135,7 +133,7 @@ impl History {
         }
         let config = stream::Config {
             name: cfg.stream_name.clone(),
-            subjects: vec!["user.>".into(), "broadcast.>".into()],
+            subjects: subject::history_store_subjects().into(),
             max_age: cfg.max_age,
             max_bytes: i64::try_from(cfg.max_bytes).unwrap_or(i64::MAX),
             storage: stream::StorageType::File,
@@ -143,7 +141,7 @@ impl History {
             duplicate_window: Duration::from_secs(120).min(cfg.max_age),
             republish: Some(stream::Republish {
                 source: ">".into(),
-                destination: REPUBLISH_DEST.into(),
+                destination: subject::republish_destination(),
                 headers_only: false,
             }),
             allow_direct: true,
@@ -169,7 +167,7 @@ impl History {
     }
 
     /// Creates the stream, or updates it to our settings.
-    pub async fn ensure(&self) -> Result<(), HistoryError> {
+    pub(crate) async fn ensure(&self) -> Result<(), HistoryError> {
         let info = self
             .js
             .create_or_update_stream(self.config.clone())
@@ -206,14 +204,14 @@ impl History {
     }
 
     /// How many times the stream has been found re-created since start-up.
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.identity.epoch.load(Ordering::Acquire)
     }
 
     /// A channel found the stream's last sequence below its own position while the stream
     /// kept its creation time (e.g. a position taken from a forged sequence with
     /// `--trust-republished`): start every channel again, once for all that notice.
-    pub fn went_backwards(&self, seen_epoch: u64, last: u64) {
+    pub(crate) fn went_backwards(&self, seen_epoch: u64, last: u64) {
         if self.identity.epoch.compare_exchange(seen_epoch, seen_epoch + 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
         {
             self.watermark.known.store(last, Ordering::Release);
@@ -223,16 +221,16 @@ impl History {
 
     /// How often a channel confirms its position when it has no events: well inside
     /// `--history-max-age`, so idle cursors never fall out of history.
-    pub fn confirm_every(&self) -> Duration {
+    pub(crate) fn confirm_every(&self) -> Duration {
         (self.config.max_age / 8).clamp(Duration::from_millis(250), Duration::from_secs(3600))
     }
 
-    pub fn context(&self) -> &jetstream::Context {
+    pub(crate) fn context(&self) -> &jetstream::Context {
         &self.js
     }
 
     /// `(first, last)` sequence held by the stream now (one JetStream API request).
-    pub async fn bounds(&self) -> Result<(u64, u64), HistoryError> {
+    pub(crate) async fn bounds(&self) -> Result<(u64, u64), HistoryError> {
         let s = self.js.get_stream(&self.stream_name).await.map_err(|e| HistoryError::Read(e.to_string()))?;
         let info = s.cached_info();
         self.observe(info);
@@ -242,14 +240,14 @@ impl History {
     /// Whether `seq` is known to be stored already (no request): the common case for a
     /// message that arrives while others are being checked, and every message with
     /// `--trust-republished`.
-    pub fn known_to_hold(&self, seq: u64) -> bool {
+    pub(crate) fn known_to_hold(&self, seq: u64) -> bool {
         self.trust_republished || seq <= self.watermark.known.load(Ordering::Acquire)
     }
 
     /// Whether the stream holds (or held) sequence `seq` of a message the caller received
     /// before calling: at once when `seq` is not past the highest sequence known, else after
     /// asking the stream (one request at a time for the whole process).
-    pub async fn holds(&self, seq: u64) -> Result<bool, HistoryError> {
+    pub(crate) async fn holds(&self, seq: u64) -> Result<bool, HistoryError> {
         let w = &self.watermark;
         if seq <= w.known.load(Ordering::Acquire) {
             return Ok(true);
@@ -265,7 +263,7 @@ impl History {
 
     /// Stored messages matching `filters` with sequence in `from..=to`, in stored order.
     /// The consumer behind it is ephemeral and gone once the returned stream is dropped.
-    pub async fn read(
+    pub(crate) async fn read(
         &self,
         filters: Vec<String>,
         from: u64,
@@ -348,13 +346,13 @@ impl Drop for DeleteOnDrop {
 /// published with, and a producer may publish `user.42.x` with a `Nats-Sequence` of its
 /// choosing. The first value would be the producer's (a sequence far ahead makes the
 /// channel skip every real event up to it), the last one is the stream's.
-pub fn republished_meta(msg: &async_nats::Message) -> Option<(u64, SystemTime, &str)> {
+pub(crate) fn republished_meta(msg: &async_nats::Message) -> Option<(u64, SystemTime, &str)> {
     let headers = msg.headers.as_ref()?;
     let seq = headers.get_last("Nats-Sequence")?.as_str().parse().ok()?;
     let time = headers
         .get_last("Nats-Time-Stamp")
         .and_then(|v| humantime::parse_rfc3339_weak(v.as_str()).ok())
         .unwrap_or_else(SystemTime::now);
-    let subject = msg.subject.strip_prefix("rt.")?;
+    let subject = subject::strip_republished(&msg.subject)?;
     Some((seq, time, subject))
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
-use realtime_bridge_wire::{parse_event_list, subject, EventName, UserId};
+use realtime_bridge_wire::{parse_event_list, route, subject, EventName, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
@@ -33,7 +33,7 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::stream::{EndReason, HistoryStart, StreamContext};
+use crate::sse_body::{EndReason, HistoryStart, StreamContext};
 
 /// Everything handlers need; cheap to clone.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub(crate) fn app(state: AppState) -> Router {
     let router = Router::new()
         // A catch-all segment, so an empty or percent-encoded id reaches our validation
         // and gets a 400 with a reason instead of a bare 404.
-        .route("/v1/users/{*rest}", get(stream_events))
+        .route(&format!("{}{{*rest}}", route::STREAM_PATH_PREFIX), get(stream_events))
         .route("/v1/publish", post(publish))
         .route("/v1/presence/{user_id}", get(presence))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -234,11 +234,11 @@ async fn stream_events(
     let s = &state.0;
     // Matched on the path as sent: `/v1/users/42%2Fevents` decodes to `42/events` but is not
     // a stream URL (one URL per stream, whatever a proxy's rules say about the other).
-    if !uri.path().ends_with("/events") {
+    if !uri.path().ends_with(route::STREAM_PATH_SUFFIX) {
         return Err(not_found_error());
     }
-    let rest = path_param(rest, &uri, "/v1/users/", "/events")?;
-    let Some(raw_user) = rest.strip_suffix("/events") else { return Err(not_found_error()) };
+    let rest = path_param(rest, &uri, route::STREAM_PATH_PREFIX, route::STREAM_PATH_SUFFIX)?;
+    let Some(raw_user) = rest.strip_suffix(route::STREAM_PATH_SUFFIX) else { return Err(not_found_error()) };
     let user = user_id(raw_user)?;
     let q = query(q)?;
     let filter: Option<Arc<[EventName]>> = match q.events.as_deref() {
@@ -278,7 +278,7 @@ async fn stream_events(
         ends_at,
         end_reason,
     };
-    let stream = crate::stream::sse_body(attached, ctx, history);
+    let stream = crate::sse_body::build(attached, ctx, history);
     let body = match takeover {
         // The connection writes the stream itself (see `conn`).
         Some(Extension(slot)) => {

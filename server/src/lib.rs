@@ -18,7 +18,7 @@
 //!   `metrics`; [`auth`] and [`jwks`] (tokens and keys) know nothing of HTTP;
 //! - fan-out: [`hub`] (subscriptions and channels), [`ring`], [`frame`];
 //! - history: [`history`] (JetStream);
-//! - stream: [`stream`] (one SSE body);
+//! - stream: [`sse_body`] (one SSE response body);
 //! - cluster: [`presence`], [`nats`] (the connections).
 
 // process
@@ -30,7 +30,7 @@ mod server;
 
 // connection
 pub mod conn;
-pub mod stall;
+pub(crate) mod stall;
 
 // HTTP
 pub mod auth;
@@ -43,10 +43,10 @@ pub(crate) mod metrics;
 pub mod frame;
 pub mod history;
 pub mod hub;
-pub mod ring;
+pub(crate) mod ring;
 
 // stream
-pub mod stream;
+pub(crate) mod sse_body;
 
 // cluster
 pub mod nats;

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 /// replies, so anything the bridge receives there could be read by every service; under
 /// its own prefix a NATS permission keeps the bridge's JetStream API replies, catch-up
 /// deliveries and presence answers to the bridge (see `deploy/nats/`).
-pub const INBOX_PREFIX: &str = "_RB.inbox";
+pub(crate) const INBOX_PREFIX: &str = "_RB.inbox";
 
 /// NATS could not be reached or used, with a hint a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +165,7 @@ fn read_secret_file(path: &Path, flag: &'static str) -> Result<String, NatsError
 
 /// The servers to connect to (without credentials) and options that carry the credentials.
 /// Checks everything that can be checked without connecting, so `serve` runs it at start-up.
-pub fn prepare(
+pub(crate) fn prepare(
     urls: &NatsUrl,
     credentials: &NatsCredentials,
     opts: ConnectOptions,
@@ -254,7 +254,7 @@ fn redact_url(url: &str) -> String {
 }
 
 /// A `--nats-url` list as it may be shown: every password and token replaced by `***`.
-pub fn redact_urls(urls: &str) -> String {
+pub(crate) fn redact_urls(urls: &str) -> String {
     urls.split(',').map(|u| redact_url(u.trim())).collect::<Vec<_>>().join(",")
 }
 
@@ -270,7 +270,7 @@ fn connect_error(url: &NatsUrl, source: async_nats::ConnectError) -> NatsError {
 
 /// Connects for the long-running server: the first connection is retried in the
 /// background (the bridge serves `/readyz` 503 meanwhile) and every later loss too.
-pub async fn connect_server(
+pub(crate) async fn connect_server(
     urls: &NatsUrl,
     credentials: &NatsCredentials,
     metrics: Arc<Metrics>,
@@ -321,7 +321,10 @@ pub async fn connect_server(
 
 /// The server's second connection, history mode only: JetStream requests and the catch-ups
 /// they open (see `History::setup` for why not on the connection the live flow uses).
-pub async fn connect_jetstream(urls: &NatsUrl, credentials: &NatsCredentials) -> Result<async_nats::Client, NatsError> {
+pub(crate) async fn connect_jetstream(
+    urls: &NatsUrl,
+    credentials: &NatsCredentials,
+) -> Result<async_nats::Client, NatsError> {
     let opts = ConnectOptions::new()
         .name("realtime-bridge-jetstream")
         .custom_inbox_prefix(INBOX_PREFIX)
@@ -334,8 +337,8 @@ pub async fn connect_jetstream(urls: &NatsUrl, credentials: &NatsCredentials) ->
 
 /// A short-lived connection (`send`) and what the server refused on it.
 #[derive(Debug)]
-pub struct CliConnection {
-    pub client: async_nats::Client,
+pub(crate) struct CliConnection {
+    pub(crate) client: async_nats::Client,
     refused: Arc<std::sync::Mutex<Vec<String>>>,
     /// Woken when a refusal is recorded.
     refusal: Arc<tokio::sync::Notify>,
@@ -350,7 +353,7 @@ impl CliConnection {
     /// The server's errors for what was sent before a [`round_trip`] that returned (a publish
     /// its permissions do not allow, say): waits up to `REFUSAL_GRACE` for one when there
     /// is none yet.
-    pub async fn refused(&self) -> Vec<String> {
+    pub(crate) async fn refused(&self) -> Vec<String> {
         let notified = self.refusal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -363,7 +366,7 @@ impl CliConnection {
 
 /// Connects once for a short-lived command (`send`): fails fast with a clear message.
 /// It keeps the default inbox prefix: `send` runs as a service, with a service's permissions.
-pub async fn connect_once(urls: &NatsUrl, credentials: &NatsCredentials) -> Result<CliConnection, NatsError> {
+pub(crate) async fn connect_once(urls: &NatsUrl, credentials: &NatsCredentials) -> Result<CliConnection, NatsError> {
     let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
     let refusal = Arc::new(tokio::sync::Notify::new());
     let (sink, wake) = (Arc::clone(&refused), Arc::clone(&refusal));
@@ -393,7 +396,7 @@ pub async fn connect_once(urls: &NatsUrl, credentials: &NatsCredentials) -> Resu
 ///
 /// While disconnected it returns at once: the confirmation would only come after the
 /// reconnect (async-nats resubscribes then), and nobody should wait for that.
-pub async fn round_trip(client: &async_nats::Client) -> Result<(), async_nats::RequestError> {
+pub(crate) async fn round_trip(client: &async_nats::Client) -> Result<(), async_nats::RequestError> {
     use async_nats::{RequestError, RequestErrorKind};
     use futures::StreamExt;
     if client.connection_state() != async_nats::connection::State::Connected {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use realtime_bridge_wire::UserId;
+use realtime_bridge_wire::{subject, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -21,14 +21,12 @@ use crate::hub::Hub;
 const HELLO: &str = "_RB.presence.hello";
 const BYE: &str = "_RB.presence.bye";
 const COUNT_PREFIX: &str = "_RB.presence.count.";
-/// Subject services use (docs/protocol.md §4.2): `realtime.presence.<userId>`.
-pub const REQUEST_PREFIX: &str = "realtime.presence.";
 /// Queue group so exactly one instance answers a service's request.
 const QUEUE: &str = "realtime-bridge";
 
 const HELLO_EVERY: Duration = Duration::from_secs(5);
 /// Three missed hellos and a peer is gone (well inside the 30 s promise).
-pub const PEER_TTL: Duration = Duration::from_secs(15);
+pub(crate) const PEER_TTL: Duration = Duration::from_secs(15);
 /// Upper bound on a query when a known peer does not answer (it just died).
 const GATHER_TIMEOUT: Duration = Duration::from_millis(750);
 /// Peers remembered at most. Anyone who may publish `_RB.presence.hello` can announce
@@ -49,10 +47,10 @@ const MAX_CONCURRENT_REQUESTS: usize = 64;
 /// The answer of a presence query (HTTP and NATS alike).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PresenceInfo {
-    pub user_id: String,
-    pub connected: bool,
-    pub streams: u64,
+pub(crate) struct PresenceInfo {
+    pub(crate) user_id: String,
+    pub(crate) connected: bool,
+    pub(crate) streams: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,8 +81,15 @@ fn instance_id(raw: &[u8]) -> Option<&str> {
 /// subject naming a JetStream API (`$JS.API.STREAM.PURGE.REALTIME`, say), the bridges' own
 /// subjects, or a subject that reaches users' streams would have the bridge do what the
 /// requester may not. No inbox looks like these.
-pub fn answerable(reply: &str) -> bool {
-    const RESERVED: [&str; 6] = ["$", "_RB.", "rt.", "user.", "broadcast.", "realtime."];
+pub(crate) fn answerable(reply: &str) -> bool {
+    const RESERVED: [&str; 6] = [
+        "$",
+        "_RB.",
+        subject::REPUBLISH_PREFIX,
+        subject::USER_PREFIX,
+        subject::BROADCAST_PREFIX,
+        subject::SERVICE_PREFIX,
+    ];
     !RESERVED.iter().any(|p| reply.starts_with(p))
 }
 
@@ -100,21 +105,21 @@ pub struct Presence {
 }
 
 impl Presence {
-    pub fn new(client: async_nats::Client, hub: Arc<Hub>) -> Arc<Self> {
+    pub(crate) fn new(client: async_nats::Client, hub: Arc<Hub>) -> Arc<Self> {
         let instance = client.new_inbox().rsplit('.').next().unwrap_or("rb").to_owned();
         Arc::new(Self { client, hub, instance, peers: Mutex::new(HashMap::new()) })
     }
 
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         &self.instance
     }
 
     /// Subscribes and starts the background tasks; they end when the client closes.
-    pub async fn start(self: &Arc<Self>) -> Result<Vec<JoinHandle<()>>, async_nats::SubscribeError> {
+    pub(crate) async fn start(self: &Arc<Self>) -> Result<Vec<JoinHandle<()>>, async_nats::SubscribeError> {
         let mut hello = self.client.subscribe(HELLO).await?;
         let mut bye = self.client.subscribe(BYE).await?;
         let mut count = self.client.subscribe(format!("{COUNT_PREFIX}*")).await?;
-        let mut requests = self.client.queue_subscribe(format!("{REQUEST_PREFIX}*"), QUEUE.to_owned()).await?;
+        let mut requests = self.client.queue_subscribe(subject::presence_request_wildcard(), QUEUE.to_owned()).await?;
         let _ = tokio::time::timeout(Duration::from_secs(2), crate::nats::round_trip(&self.client)).await;
 
         let mut tasks = Vec::new();
@@ -186,7 +191,7 @@ impl Presence {
                 let me = Arc::clone(&me);
                 running.spawn(async move {
                     let _slot = slot;
-                    let raw = msg.subject.strip_prefix(REQUEST_PREFIX).unwrap_or_default();
+                    let raw = subject::presence_request_user(&msg.subject).unwrap_or_default();
                     let body = match UserId::parse(raw) {
                         Ok(user) => serde_json::to_vec(&me.query(&user).await),
                         Err(e) => serde_json::to_vec(&crate::error::ErrorBody {
@@ -218,7 +223,7 @@ impl Presence {
     }
 
     /// Tells peers we are leaving (graceful shutdown).
-    pub async fn leave(&self) {
+    pub(crate) async fn leave(&self) {
         let _ = self.client.publish(BYE, Bytes::from(self.instance.clone())).await;
         let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
     }
@@ -228,7 +233,7 @@ impl Presence {
     }
 
     /// Open streams of `user` over every live instance.
-    pub async fn query(&self, user: &UserId) -> PresenceInfo {
+    pub(crate) async fn query(&self, user: &UserId) -> PresenceInfo {
         let local = u64::from(self.hub.local_streams(user.as_str()));
         // The peers to hear from: alive, and answering lately.
         let expected: Vec<String> = {

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 /// A bounded broadcast ring; cheap to share behind an `Arc`.
 #[derive(Debug)]
-pub struct Ring<T> {
+pub(crate) struct Ring<T> {
     inner: RwLock<Inner<T>>,
     /// Wakes receivers waiting for the next frame.
     sent: Notify,
@@ -58,11 +58,11 @@ impl<T> Inner<T> {
 
 /// The receiver fell this many frames behind; it continues from the oldest one kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lagged(pub u64);
+pub(crate) struct Lagged(pub(crate) u64);
 
 impl<T: Clone> Ring<T> {
     /// `capacity` (at least 1) frames are kept for a receiver that lags behind.
-    pub fn new(capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             inner: RwLock::new(Inner { head: 0, slots: VecDeque::new(), receivers: 0 }),
             sent: Notify::new(),
@@ -79,7 +79,7 @@ impl<T: Clone> Ring<T> {
     }
 
     /// Hands `value` to every current receiver. With none, it is dropped at once.
-    pub fn send(&self, value: T) {
+    pub(crate) fn send(&self, value: T) {
         {
             let mut inner = self.write();
             if inner.receivers == 0 {
@@ -97,7 +97,7 @@ impl<T: Clone> Ring<T> {
     }
 
     /// A receiver that gets every frame sent from now on.
-    pub fn subscribe(self: &Arc<Self>) -> Receiver<T> {
+    pub(crate) fn subscribe(self: &Arc<Self>) -> Receiver<T> {
         let mut inner = self.write();
         inner.receivers += 1;
         Receiver { ring: Arc::clone(self), next: inner.tail() }
@@ -106,7 +106,7 @@ impl<T: Clone> Ring<T> {
 
 /// One reader of a [`Ring`]; gives its unread slots back when dropped.
 #[derive(Debug)]
-pub struct Receiver<T: Clone> {
+pub(crate) struct Receiver<T: Clone> {
     ring: Arc<Ring<T>>,
     /// Position of the next frame to take.
     next: u64,
@@ -114,7 +114,7 @@ pub struct Receiver<T: Clone> {
 
 impl<T: Clone> Receiver<T> {
     /// The next frame, waiting for it if needed. Cancel-safe: nothing is taken unless returned.
-    pub async fn recv(&mut self) -> Result<T, Lagged> {
+    pub(crate) async fn recv(&mut self) -> Result<T, Lagged> {
         // A frame already waiting needs no registration with the notifier.
         if let Some(r) = take(&self.ring, &mut self.next) {
             return r;
@@ -132,11 +132,11 @@ impl<T: Clone> Receiver<T> {
     }
 
     /// Frames sent that this receiver has not taken yet.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.ring.read().tail().saturating_sub(self.next)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

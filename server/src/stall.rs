@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 
 /// An IO whose writes fail after `limit` without progress.
 #[derive(Debug)]
-pub struct StallGuard<T> {
+pub(crate) struct StallGuard<T> {
     io: T,
     limit: Duration,
     /// Armed when a write first returns Pending; disarmed by any progress.
@@ -36,7 +36,7 @@ pub struct StallGuard<T> {
 }
 
 impl<T> StallGuard<T> {
-    pub fn new(io: T, limit: Duration, metrics: Arc<Metrics>, stop: CancellationToken) -> Self {
+    pub(crate) fn new(io: T, limit: Duration, metrics: Arc<Metrics>, stop: CancellationToken) -> Self {
         Self { io, limit, stalled: None, stopping: None, metrics, stop }
     }
 

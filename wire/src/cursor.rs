@@ -56,6 +56,20 @@ impl Cursor {
         crate::sse::push_u64(out, self.broadcast);
         out.push(b'\n');
     }
+
+    /// Writes an `id:`-only block (`id: u:b\n\n`): it sets the client's Last-Event-ID
+    /// without dispatching an event.
+    ///
+    /// ```
+    /// use realtime_bridge_wire::cursor::Cursor;
+    /// let mut out = Vec::new();
+    /// Cursor { user: 3, broadcast: 4 }.write_id_block(&mut out);
+    /// assert_eq!(out, b"id: 3:4\n\n");
+    /// ```
+    pub fn write_id_block(&self, out: &mut Vec<u8>) {
+        self.write_id_line(out);
+        out.push(b'\n');
+    }
 }
 
 fn parse_seq(s: &str) -> Result<u64, CursorError> {
@@ -98,6 +112,9 @@ mod tests {
         let mut line = Vec::new();
         Cursor { user: 1734, broadcast: 1690 }.write_id_line(&mut line);
         assert_eq!(line, b"id: 1734:1690\n");
+        let mut block = Vec::new();
+        Cursor { user: 1, broadcast: 0 }.write_id_block(&mut block);
+        assert_eq!(block, b"id: 1:0\n\n");
         assert_eq!(Cursor { user: 5, broadcast: 3 }.min(), 3);
     }
 }

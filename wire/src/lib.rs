@@ -9,6 +9,7 @@
 //!   only contain `A-Z a-z 0-9 _ -`, it can be spliced into a NATS subject
 //!   without ever becoming a wildcard (`*`, `>`) or an extra level (`.`).
 //! * [`subject`] — building and parsing NATS subjects.
+//! * [`route`] — the HTTP path of a stream.
 //! * [`sse`] — writing SSE frames (server side).
 //! * [`parser`] — an incremental SSE parser following the WHATWG HTML
 //!   "Server-sent events" interpretation rules (client side).
@@ -40,6 +41,7 @@
 pub mod cursor;
 pub mod ids;
 pub mod parser;
+pub mod route;
 pub mod sse;
 pub mod subject;
 

@@ -17,6 +17,43 @@ pub const END: &str = "end";
 /// Control frame: the client's cursor could not be honoured; it reloads its state.
 pub const RESET: &str = "reset";
 
+/// `end` reason: the bridge is shutting down.
+pub const END_SHUTDOWN: &str = "shutdown";
+/// `end` reason: the token the stream was opened with expired.
+pub const END_TOKEN_EXPIRED: &str = "token_expired";
+/// `end` reason: the stream reached the bridge's maximum stream lifetime.
+pub const END_MAX_LIFETIME: &str = "max_lifetime";
+/// `reset` reason: the `Last-Event-ID` is not a cursor of this history.
+pub const RESET_UNKNOWN_CURSOR: &str = "unknown_cursor";
+/// `reset` reason: the history no longer holds the events after the cursor.
+pub const RESET_HISTORY_EXPIRED: &str = "history_expired";
+/// `reset` reason: the history was re-created; positions start again from nothing.
+pub const RESET_HISTORY_RECREATED: &str = "history_recreated";
+
+/// Writes the [`END`] control frame with `reason` (see [`write_control`]).
+///
+/// ```
+/// use realtime_bridge_wire::sse;
+/// let mut v = Vec::new();
+/// sse::write_end(&mut v, sse::END_SHUTDOWN);
+/// assert_eq!(v, b"event: end\ndata: {\"reason\":\"shutdown\"}\n\n");
+/// ```
+pub fn write_end(out: &mut Vec<u8>, reason: &str) {
+    write_control(out, END, reason);
+}
+
+/// Writes the [`RESET`] control frame with `reason` (see [`write_control`]).
+///
+/// ```
+/// use realtime_bridge_wire::sse;
+/// let mut v = Vec::new();
+/// sse::write_reset(&mut v, sse::RESET_HISTORY_EXPIRED);
+/// assert_eq!(v, b"event: reset\ndata: {\"reason\":\"history_expired\"}\n\n");
+/// ```
+pub fn write_reset(out: &mut Vec<u8>, reason: &str) {
+    write_control(out, RESET, reason);
+}
+
 /// Writes a control frame: `event: <name>` with data `{"reason":"<reason>"}` and no `id:`
 /// line, so the client's resume cursor stays where the last event left it.
 ///
@@ -240,6 +277,20 @@ mod tests {
             let mut v = Vec::new();
             write_retry(&mut v, ms);
             assert_eq!(s(&v), format!("retry: {text}\n\n"));
+        }
+    }
+
+    #[test]
+    fn control_frames() {
+        for reason in [END_SHUTDOWN, END_TOKEN_EXPIRED, END_MAX_LIFETIME] {
+            let mut v = Vec::new();
+            write_end(&mut v, reason);
+            assert_eq!(s(&v), format!("event: end\ndata: {{\"reason\":\"{reason}\"}}\n\n"));
+        }
+        for reason in [RESET_UNKNOWN_CURSOR, RESET_HISTORY_EXPIRED, RESET_HISTORY_RECREATED] {
+            let mut v = Vec::new();
+            write_reset(&mut v, reason);
+            assert_eq!(s(&v), format!("event: reset\ndata: {{\"reason\":\"{reason}\"}}\n\n"));
         }
     }
 

@@ -22,6 +22,74 @@ pub const BROADCAST_WILDCARD: &str = "broadcast.*";
 /// Every user event: what a bridge subscribes with `--subscribe shared`.
 pub const ALL_USERS_WILDCARD: &str = "user.*.*";
 
+/// Namespace of the requests services send the bridges (`realtime.presence.<userId>`).
+pub const SERVICE_PREFIX: &str = "realtime.";
+/// Prefix of a presence request (docs/protocol.md §4.2): `realtime.presence.<userId>`.
+pub const PRESENCE_REQUEST_PREFIX: &str = "realtime.presence.";
+
+/// The subjects the history store keeps: every user event and every broadcast, at any depth
+/// (`user.>`, `broadcast.>`).
+///
+/// ```
+/// assert_eq!(realtime_bridge_wire::subject::history_store_subjects(), ["user.>", "broadcast.>"]);
+/// ```
+pub fn history_store_subjects() -> [String; 2] {
+    [format!("{USER_PREFIX}>"), format!("{BROADCAST_PREFIX}>")]
+}
+
+/// Where the history store re-publishes every message it stored: [`REPUBLISH_PREFIX`] and `>`.
+///
+/// ```
+/// assert_eq!(realtime_bridge_wire::subject::republish_destination(), "rt.>");
+/// ```
+pub fn republish_destination() -> String {
+    format!("{REPUBLISH_PREFIX}>")
+}
+
+/// The re-published copy of `subject` (or of a wildcard): `rt.<subject>`.
+///
+/// ```
+/// assert_eq!(realtime_bridge_wire::subject::republished("user.42.*"), "rt.user.42.*");
+/// ```
+pub fn republished(subject: &str) -> String {
+    let mut s = String::with_capacity(REPUBLISH_PREFIX.len() + subject.len());
+    s.push_str(REPUBLISH_PREFIX);
+    s.push_str(subject);
+    s
+}
+
+/// The original subject of a re-published copy; `None` if `subject` is not one.
+///
+/// ```
+/// use realtime_bridge_wire::subject::strip_republished;
+/// assert_eq!(strip_republished("rt.user.42.x"), Some("user.42.x"));
+/// assert_eq!(strip_republished("user.42.x"), None);
+/// ```
+pub fn strip_republished(subject: &str) -> Option<&str> {
+    subject.strip_prefix(REPUBLISH_PREFIX)
+}
+
+/// `realtime.presence.*`: the subscription answering every presence request.
+///
+/// ```
+/// assert_eq!(realtime_bridge_wire::subject::presence_request_wildcard(), "realtime.presence.*");
+/// ```
+pub fn presence_request_wildcard() -> String {
+    format!("{PRESENCE_REQUEST_PREFIX}*")
+}
+
+/// The user a presence request asks about, as sent (not validated: the answer says
+/// what is wrong with it); `None` if `subject` is not a presence request.
+///
+/// ```
+/// use realtime_bridge_wire::subject::presence_request_user;
+/// assert_eq!(presence_request_user("realtime.presence.42"), Some("42"));
+/// assert_eq!(presence_request_user("user.42.x"), None);
+/// ```
+pub fn presence_request_user(subject: &str) -> Option<&str> {
+    subject.strip_prefix(PRESENCE_REQUEST_PREFIX)
+}
+
 /// `user.<id>.<event>`: where a backend publishes an event for one user.
 ///
 /// ```
@@ -151,6 +219,23 @@ mod tests {
         assert_eq!(user_wildcard(&uid("u-1")), "user.u-1.*");
         assert_eq!(broadcast_subject(&ev("maintenance")), "broadcast.maintenance");
         assert_eq!(BROADCAST_WILDCARD, "broadcast.*");
+    }
+
+    #[test]
+    fn derived_subjects() {
+        assert_eq!(history_store_subjects(), ["user.>".to_owned(), "broadcast.>".to_owned()]);
+        assert_eq!(republish_destination(), "rt.>");
+        assert_eq!(republished(&user_wildcard(&uid("7"))), "rt.user.7.*");
+        assert_eq!(republished(BROADCAST_WILDCARD), "rt.broadcast.*");
+        let s = user_subject(&uid("42"), &ev("x"));
+        assert_eq!(strip_republished(&republished(&s)), Some(s.as_str()));
+        assert_eq!(strip_republished(&s), None);
+        assert_eq!(strip_republished("rt."), Some(""));
+        assert!(PRESENCE_REQUEST_PREFIX.starts_with(SERVICE_PREFIX));
+        assert_eq!(presence_request_wildcard(), "realtime.presence.*");
+        assert_eq!(presence_request_user("realtime.presence.u-1"), Some("u-1"));
+        assert_eq!(presence_request_user("realtime.presence."), Some(""));
+        assert_eq!(presence_request_user("realtime.other.1"), None);
     }
 
     #[test]

@@ -14,7 +14,6 @@ use realtime_bridge_wire::{sse, subject, EventName, UserId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::SseStream;
 use crate::error::AppError;
 use crate::frame::{Framer, SharedFrame};
 use crate::history::{History, HistoryError, Stored};
@@ -22,30 +21,33 @@ use crate::hub::{Attached, Channel, StreamGuard};
 use crate::metrics::{DropReason, Metrics};
 use crate::ring::{Lagged, Receiver};
 
+/// A stream's body: the chunks to write, ending when the stream ends.
+pub(crate) type SseBody = BoxStream<'static, Bytes>;
+
 /// What every stream needs besides its rings.
 #[derive(Debug, Clone)]
-pub struct StreamContext {
+pub(crate) struct StreamContext {
     /// `None` means every event. A short list: a linear scan beats hashing here.
-    pub filter: Option<Arc<[EventName]>>,
-    pub retry_ms: u64,
-    pub heartbeat: watch::Receiver<()>,
+    pub(crate) filter: Option<Arc<[EventName]>>,
+    pub(crate) retry_ms: u64,
+    pub(crate) heartbeat: watch::Receiver<()>,
     /// Cancelled on shutdown: the body ends, so graceful shutdown is not held up.
-    pub shutdown: CancellationToken,
-    pub metrics: Arc<Metrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) metrics: Arc<Metrics>,
     /// A stream further behind its channel than this many bytes is cut off (the ring
     /// bounds the count of frames; this bounds their size).
-    pub max_lag_bytes: u64,
+    pub(crate) max_lag_bytes: u64,
     /// The last Unix second of the stream's life (`u64::MAX`: no end), checked at
     /// each heartbeat: a timer per stream would cost memory on every idle stream for a
     /// precision nobody needs.
-    pub ends_at: u64,
+    pub(crate) ends_at: u64,
     /// Why it ends then.
-    pub end_reason: EndReason,
+    pub(crate) end_reason: EndReason,
 }
 
 /// Why the bridge ends a stream with an `end` frame (its `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
+pub(crate) enum EndReason {
     /// The token the stream was opened with expired (`exp` plus the leeway).
     TokenExpired,
     /// `--max-stream-lifetime` passed.
@@ -55,11 +57,11 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Self::TokenExpired => "token_expired",
-            Self::MaxLifetime => "max_lifetime",
-            Self::Shutdown => "shutdown",
+            Self::TokenExpired => sse::END_TOKEN_EXPIRED,
+            Self::MaxLifetime => sse::END_MAX_LIFETIME,
+            Self::Shutdown => sse::END_SHUTDOWN,
         }
     }
 }
@@ -67,12 +69,45 @@ impl EndReason {
 /// The `end` control frame for `reason`.
 fn end_frame(reason: EndReason) -> Bytes {
     let mut out = Vec::with_capacity(48);
-    sse::write_control(&mut out, sse::END, reason.as_str());
+    sse::write_end(&mut out, reason.as_str());
     Bytes::from(out)
 }
 
+/// What a client's `Last-Event-ID` (if any) asks for, before the history store is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Requested {
+    /// No cursor: the stream starts where the rings do.
+    Fresh,
+    /// Nothing to resume from (a live-mode id, or garbage): a `reset` with this reason.
+    Reset(&'static str),
+    /// Resume after this cursor, if the history store can honour it.
+    From(Cursor),
+}
+
+fn requested(raw: Option<&str>) -> Requested {
+    match raw.map(Cursor::parse) {
+        None => Requested::Fresh,
+        Some(Ok(from)) => Requested::From(from),
+        // A live-mode id, or garbage: nothing to resume from.
+        Some(Err(_)) => Requested::Reset(sse::RESET_UNKNOWN_CURSOR),
+    }
+}
+
+/// Whether the history store, holding sequences `first..=last`, can resume a stream after
+/// `from`; `Err` carries the `reset` reason when it cannot.
+fn check_resume(from: Cursor, first: u64, last: u64) -> Result<(), &'static str> {
+    if from.user > last || from.broadcast > last {
+        // From another (or a re-created) history: its numbers mean nothing here.
+        return Err(sse::RESET_UNKNOWN_CURSOR);
+    }
+    if from.min().saturating_add(1) < first {
+        return Err(sse::RESET_HISTORY_EXPIRED);
+    }
+    Ok(())
+}
+
 /// How a history-mode stream begins.
-pub struct HistoryStart {
+pub(crate) struct HistoryStart {
     /// Where the stream stands once the prelude is written.
     cursor: Cursor,
     /// `Some(reason)`: the cursor could not be honoured; a `reset` frame goes first.
@@ -98,19 +133,19 @@ struct CatchUp {
 impl HistoryStart {
     /// Decides how a stream starts from the client's `Last-Event-ID` (if any), and opens
     /// the catch-up read for the range the rings don't hold.
-    pub async fn new(
+    pub(crate) async fn new(
         history: &History,
         framer: &Arc<Framer>,
         user: &UserId,
-        requested: Option<&str>,
+        last_event_id: Option<&str>,
         attached: &Attached,
     ) -> Result<Self, AppError> {
         let live = Cursor { user: attached.user_upto, broadcast: attached.broadcast_upto };
         let fresh = |reset| Ok(Self { cursor: live, reset, catch_up: None });
-        let Some(raw) = requested else { return fresh(None) };
-        let Ok(from) = Cursor::parse(raw) else {
-            // A live-mode id, or garbage: nothing to resume from.
-            return fresh(Some("unknown_cursor"));
+        let from = match requested(last_event_id) {
+            Requested::Fresh => return fresh(None),
+            Requested::Reset(reason) => return fresh(Some(reason)),
+            Requested::From(from) => from,
         };
         let unavailable = |e: HistoryError| {
             // The client learns what failed; JetStream's own words go to the log.
@@ -118,12 +153,8 @@ impl HistoryStart {
             AppError::Unavailable("history is not reachable right now; retry shortly".into())
         };
         let (first, last) = history.bounds().await.map_err(unavailable)?;
-        if from.user > last || from.broadcast > last {
-            // From another (or a re-created) history: its numbers mean nothing here.
-            return fresh(Some("unknown_cursor"));
-        }
-        if from.min().saturating_add(1) < first {
-            return fresh(Some("history_expired"));
+        if let Err(reason) = check_resume(from, first, last) {
+            return fresh(Some(reason));
         }
         // Always the user's and the broadcast subjects whole, filtered here like the live
         // flow: JetStream checks a consumer's filter subjects pairwise, so handing it one per
@@ -164,7 +195,7 @@ struct StreamState {
 }
 
 /// Builds the body stream. `history` is `None` in live mode.
-pub fn sse_body(attached: Attached, ctx: StreamContext, history: Option<HistoryStart>) -> SseStream {
+pub(crate) fn build(attached: Attached, ctx: StreamContext, history: Option<HistoryStart>) -> SseBody {
     let mut prelude = Vec::with_capacity(64);
     sse::write_retry(&mut prelude, ctx.retry_ms);
     let mode = match history {
@@ -172,15 +203,15 @@ pub fn sse_body(attached: Attached, ctx: StreamContext, history: Option<HistoryS
         Some(h) => {
             // The client holds a cursor from the first bytes on: where the rings begin for a
             // fresh stream (or after a reset), its own while its catch-up runs.
-            h.cursor.write_id_line(&mut prelude);
             match h.reset {
                 Some(reason) => {
                     ctx.metrics.stream_reset(reason);
-                    sse::write_control(&mut prelude, sse::RESET, reason);
+                    h.cursor.write_id_line(&mut prelude);
+                    sse::write_reset(&mut prelude, reason);
                 }
                 // An `id:`-only block sets Last-Event-ID without dispatching an event, so even
                 // a stream that never gets an event can resume without a gap.
-                None => prelude.push(b'\n'),
+                None => h.cursor.write_id_block(&mut prelude),
             }
             Mode::History { cursor: h.cursor, catch_up: h.catch_up, epoch: attached.epoch }
         }
@@ -210,9 +241,10 @@ pub fn sse_body(attached: Attached, ctx: StreamContext, history: Option<HistoryS
 /// block that moves the client's Last-Event-ID without an event.
 fn id_chunk(cursor: &Cursor, block: bool) -> Bytes {
     let mut id = Vec::with_capacity(32);
-    cursor.write_id_line(&mut id);
     if block {
-        id.push(b'\n');
+        cursor.write_id_block(&mut id);
+    } else {
+        cursor.write_id_line(&mut id);
     }
     Bytes::from(id)
 }
@@ -299,21 +331,22 @@ impl StreamState {
                 Some(frame.bytes.clone())
             }
             Mode::History { cursor, epoch, .. } => {
-                if frame.epoch < *epoch {
-                    // From a history that is gone: its sequence would poison the cursor.
-                    return None;
-                }
                 let mut restarted = None;
-                if frame.epoch > *epoch {
-                    // The history was re-created: positions start again from nothing, and
-                    // the client learns that events may be missing (what it held is gone).
-                    *epoch = frame.epoch;
-                    *cursor = Cursor { user: 0, broadcast: 0 };
-                    let mut out = Vec::with_capacity(64);
-                    cursor.write_id_line(&mut out);
-                    sse::write_control(&mut out, sse::RESET, "history_recreated");
-                    restarted = Some(Bytes::from(out));
-                    self.ctx.metrics.stream_reset("history_recreated");
+                match incarnation(*epoch, frame.epoch) {
+                    // From a history that is gone: its sequence would poison the cursor.
+                    Incarnation::Older => return None,
+                    Incarnation::Same => {}
+                    Incarnation::Newer => {
+                        // The history was re-created: positions start again from nothing, and
+                        // the client learns that events may be missing (what it held is gone).
+                        *epoch = frame.epoch;
+                        *cursor = Cursor { user: 0, broadcast: 0 };
+                        let mut out = Vec::with_capacity(64);
+                        cursor.write_id_line(&mut out);
+                        sse::write_reset(&mut out, sse::RESET_HISTORY_RECREATED);
+                        restarted = Some(Bytes::from(out));
+                        self.ctx.metrics.stream_reset(sse::RESET_HISTORY_RECREATED);
+                    }
                 }
                 if frame.restart {
                     // This ring starts again at 0 (already so if the other ring's marker came first).
@@ -335,12 +368,11 @@ impl StreamState {
                     Ring::User => &mut cursor.user,
                     Ring::Broadcast => &mut cursor.broadcast,
                 };
-                if frame.seq <= *pos {
+                // Filtered-out events move the cursor too: this stream has dealt with them.
+                if !advance(pos, frame.seq) {
                     // Already sent by the catch-up.
                     return None;
                 }
-                // Filtered-out events move the cursor too: this stream has dealt with them.
-                *pos = frame.seq;
                 if !wanted {
                     return None;
                 }
@@ -400,10 +432,9 @@ impl StreamState {
                 Some(Target::Broadcast { event }) => (&mut cursor.broadcast, cu.until.broadcast, event, None),
                 _ => continue,
             };
-            if stored.seq <= *pos || stored.seq > until {
+            if stored.seq > until || !advance(pos, stored.seq) {
                 continue;
             }
-            *pos = stored.seq;
             let Ok(event) = EventName::parse(event) else { continue };
             if !wants(self.ctx.filter.as_deref(), &event) {
                 continue;
@@ -449,4 +480,93 @@ impl StreamState {
 /// Whether a stream with `filter` (`None`: every event) delivers `event`.
 fn wants(filter: Option<&[EventName]>, event: &EventName) -> bool {
     filter.is_none_or(|f| f.contains(event))
+}
+
+/// How a frame's history incarnation compares with the stream's (`Frame::epoch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Incarnation {
+    /// From a history store that is gone.
+    Older,
+    Same,
+    /// The history store was re-created: the stream starts again in it, behind a `reset`.
+    Newer,
+}
+
+fn incarnation(stream: u64, frame: u64) -> Incarnation {
+    match frame.cmp(&stream) {
+        std::cmp::Ordering::Less => Incarnation::Older,
+        std::cmp::Ordering::Equal => Incarnation::Same,
+        std::cmp::Ordering::Greater => Incarnation::Newer,
+    }
+}
+
+/// Moves a cursor position `pos` on to `seq` if `seq` is past it. Returns whether it did:
+/// false means the stream has dealt with `seq` already.
+fn advance(pos: &mut u64, seq: u64) -> bool {
+    if seq <= *pos {
+        return false;
+    }
+    *pos = seq;
+    true
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_event_ids() {
+        assert_eq!(requested(None), Requested::Fresh);
+        assert_eq!(requested(Some("3:4")), Requested::From(Cursor { user: 3, broadcast: 4 }));
+        for other in ["", "hDqsVFvX-1", "3", "3:4:5", "-1:2"] {
+            assert_eq!(requested(Some(other)), Requested::Reset("unknown_cursor"), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn resumes() {
+        let c = |user, broadcast| Cursor { user, broadcast };
+        // The history store holds 10..=20.
+        assert_eq!(check_resume(c(9, 9), 10, 20), Ok(()), "right before the first: nothing missing");
+        assert_eq!(check_resume(c(15, 20), 10, 20), Ok(()));
+        assert_eq!(check_resume(c(0, 0), 1, 20), Ok(()));
+        assert_eq!(check_resume(c(0, 0), 0, 0), Ok(()), "an empty store");
+        assert_eq!(check_resume(c(8, 15), 10, 20), Err("history_expired"));
+        assert_eq!(check_resume(c(15, 8), 10, 20), Err("history_expired"));
+        assert_eq!(check_resume(c(21, 15), 10, 20), Err("unknown_cursor"));
+        assert_eq!(check_resume(c(15, 21), 10, 20), Err("unknown_cursor"));
+        assert_eq!(check_resume(c(21, 1), 10, 20), Err("unknown_cursor"), "another history first");
+        assert_eq!(check_resume(c(u64::MAX, u64::MAX), 0, u64::MAX), Ok(()));
+    }
+
+    #[test]
+    fn positions() {
+        assert_eq!(incarnation(1, 0), Incarnation::Older);
+        assert_eq!(incarnation(1, 1), Incarnation::Same);
+        assert_eq!(incarnation(1, 2), Incarnation::Newer);
+        let mut pos = 5;
+        assert!(!advance(&mut pos, 5));
+        assert!(!advance(&mut pos, 3));
+        assert_eq!(pos, 5);
+        assert!(advance(&mut pos, 9));
+        assert_eq!(pos, 9);
+    }
+
+    #[test]
+    fn end_frames() {
+        for (reason, text) in [
+            (EndReason::Shutdown, "shutdown"),
+            (EndReason::TokenExpired, "token_expired"),
+            (EndReason::MaxLifetime, "max_lifetime"),
+        ] {
+            assert_eq!(reason.as_str(), text);
+            let frame = end_frame(reason);
+            assert_eq!(&frame[..], format!("event: end\ndata: {{\"reason\":\"{text}\"}}\n\n").as_bytes());
+        }
+        let mut block = id_chunk(&Cursor { user: 1, broadcast: 2 }, true).to_vec();
+        assert_eq!(block, b"id: 1:2\n\n");
+        block = id_chunk(&Cursor { user: 1, broadcast: 2 }, false).to_vec();
+        assert_eq!(block, b"id: 1:2\n");
+    }
 }

@@ -1,0 +1,243 @@
+//! History mode: one channel's task. It pushes every re-published message in stored
+//! order and, when it cannot be sure nothing is missing (its subscription is new, NATS
+//! reconnected, a sequence could not be checked), reads the missing range from the history
+//! store first, so streams see no gap and no duplicate. What to do at each turn is decided
+//! by the pure functions of `gap_fill.rs`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use realtime_bridge_wire::EventName;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::channel::{Channel, Kind};
+use super::gap_fill::{self, Step, SyncState, ToEnd, VERIFY_AFTER};
+use super::{Hub, SUBSCRIBE_CONFIRM_TIMEOUT};
+use crate::history::{republished_meta, History};
+use crate::metrics::DropReason;
+
+impl Hub {
+    /// History mode: push every message in stored order, filling gaps from the history store.
+    pub(super) async fn run_history(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
+        // Borrowed, not cloned: a `History` is ~1 KB, and this future lives once per user.
+        let Some(history) = self.history.as_ref() else { return };
+        // Boxed (here and below): rare, large awaits would otherwise stay part of the task.
+        let Some(mut sub) = Box::pin(self.subscribe(kind.live_subject(true))).await else { return };
+        let subject = kind.stored_subject();
+        // Everything stored up to `base` is history for streams to read; everything after
+        // it is this channel's to push, in order, with no gap.
+        let base = loop {
+            match Box::pin(history.bounds()).await {
+                Ok((_, last)) => break last,
+                Err(e) => {
+                    tracing::warn!(subject, error = %e, "cannot read the history stream's state; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        channel.start_at(base, history.epoch());
+        let _ = ready.send(true);
+        let mut connections = self.connections.clone();
+        connections.mark_unchanged();
+        // async-nats counts a (re)connection before it resubscribes, so the first message
+        // over a new connection is recognised here even before the `Connected` callback
+        // (another task) bumps `connections`; otherwise `upto` could jump over the gap.
+        let stats = self.client.statistics();
+        let connects = || stats.connects.load(std::sync::atomic::Ordering::Acquire);
+        // Whether `upto` is known to be gap-free right up to the live flow.
+        let mut sync = SyncState::new(connects());
+        let verify = tokio::time::sleep(VERIFY_AFTER);
+        tokio::pin!(verify);
+        // Without events of its own a channel's position would stay where it started, and so
+        // would its streams' cursors: once history expires past it, a client that missed
+        // nothing would get `history_expired`. Confirm the position now and then (this also
+        // retries a fill that failed).
+        let mut confirm = tokio::time::interval(history.confirm_every());
+        confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        confirm.reset();
+        loop {
+            tokio::select! {
+                msg = sub.next() => {
+                    let Some(msg) = msg else { break };
+                    self.metrics.events_received.inc();
+                    let Some((seq, time, stored_subject)) = republished_meta(&msg) else {
+                        self.drop_event(DropReason::InvalidSubject, &msg.subject);
+                        continue;
+                    };
+                    if sync.first_over_new_connection(connects()) {
+                        let ok = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
+                        if let Some(at) = sync.filled(ok, Instant::now()) {
+                            verify.as_mut().reset(at);
+                        }
+                    }
+                    if channel.follow(history.epoch()) {
+                        sync.lost();
+                    }
+                    let upto = *channel.lock();
+                    match gap_fill::step(seq, upto, history.known_to_hold(seq), sync.is_synced()) {
+                        Step::Duplicate => continue,
+                        Step::Check => match Box::pin(history.holds(seq)).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                self.drop_event(DropReason::Forged, &msg.subject);
+                                continue;
+                            }
+                            Err(e) => {
+                                // Cannot tell now: hold it back. If it is real, the next fill
+                                // reads it from the history store itself.
+                                tracing::debug!(error = %e, "cannot check a re-published sequence; filling from history instead");
+                                verify.as_mut().reset(sync.unsure(Instant::now()));
+                                continue;
+                            }
+                        },
+                        Step::FillFirst { .. } | Step::Push => {}
+                    }
+                    // Known to be stored now.
+                    if let Step::FillFirst { from, to } = gap_fill::step(seq, upto, true, sync.is_synced()) {
+                        // First message since (re)subscribing: send what was missed before it.
+                        // If history cannot be read now, hold this one back too (it is stored,
+                        // and the next fill reads it): order and completeness beat latency.
+                        let ok = Box::pin(self.fill(history, &kind, &channel, from, to)).await;
+                        if let Some(at) = sync.filled(ok, Instant::now()) {
+                            // Try again soon even if no further event comes to trigger it.
+                            verify.as_mut().reset(at);
+                            continue;
+                        }
+                    }
+                    self.push_stored(&kind, &channel, seq, stored_subject, &msg.payload, time);
+                }
+                _ = confirm.tick() => {
+                    sync.confirmed(Box::pin(self.fill_to_end(history, &kind, &channel)).await);
+                }
+                () = &mut verify, if !sync.is_synced() => {
+                    let ok = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
+                    if let Some(at) = sync.filled(ok, Instant::now()) {
+                        verify.as_mut().reset(at);
+                    }
+                }
+                r = connections.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                    let fill = sync.reconnected(connects());
+                    // NATS came back: what was stored while we were away never reached us.
+                    let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, Box::pin(crate::nats::round_trip(&self.client))).await;
+                    if matches!(kind, Kind::Broadcast) {
+                        // Once per process (the broadcast channel lives as long as it does).
+                        if let Err(e) = Box::pin(history.ensure()).await {
+                            tracing::error!(error = %e, "cannot re-apply the history stream after reconnecting");
+                        }
+                    }
+                    if fill {
+                        let ok = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
+                        if let Some(at) = sync.filled(ok, Instant::now()) {
+                            verify.as_mut().reset(at);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills up to the history store's last sequence; false if history could not be read.
+    ///
+    /// Callers box this and `fill`: a history read is a large future that runs rarely, and
+    /// inline it would be part of every channel task's state (one per connected user).
+    async fn fill_to_end(&self, history: &History, kind: &Kind, channel: &Channel) -> bool {
+        match history.bounds().await {
+            Ok((_, last)) => {
+                // `bounds` noticed a re-created history store if there is one: start again in it.
+                channel.follow(history.epoch());
+                let upto = *channel.lock();
+                let (from, to) = match gap_fill::to_end(upto, last) {
+                    ToEnd::Read { from, to } => (from, to),
+                    ToEnd::Backwards => {
+                        history.went_backwards(channel.epoch(), last);
+                        channel.follow(history.epoch());
+                        (*channel.lock() + 1, last)
+                    }
+                };
+                self.fill(history, kind, channel, from, to).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the history stream's state");
+                false
+            }
+        }
+    }
+
+    /// Pushes the stored events of this channel in `from..=to` that it has not pushed yet.
+    /// Returns false if history could not be read (nothing past what was pushed is assumed).
+    async fn fill(&self, history: &History, kind: &Kind, channel: &Channel, from: u64, to: u64) -> bool {
+        if from > to {
+            return true;
+        }
+        let mut pushed = 0u64;
+        let mut complete = true;
+        match history.read(vec![kind.stored_subject()], from, to).await {
+            Ok(mut stored) => {
+                while let Some(item) = stored.next().await {
+                    match item {
+                        Ok(s) => {
+                            if self.push_stored(kind, channel, s.seq, &s.subject, &s.payload, s.time) {
+                                pushed += 1;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading history to fill a gap failed");
+                            complete = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading history to fill a gap failed");
+                complete = false;
+            }
+        }
+        if complete {
+            // Every event of this channel up to `to` has been pushed: its position is `to`.
+            let mut upto = channel.lock();
+            *upto = (*upto).max(to);
+        }
+        if pushed > 0 {
+            self.metrics.replayed_events.inc_by(pushed);
+            tracing::info!(subject = kind.stored_subject(), pushed, from, to, "filled a gap from history");
+        }
+        complete
+    }
+
+    /// Frames a stored event and pushes it if it is past `upto`. Returns whether it was new.
+    fn push_stored(
+        &self,
+        kind: &Kind,
+        channel: &Channel,
+        seq: u64,
+        subject: &str,
+        payload: &[u8],
+        time: SystemTime,
+    ) -> bool {
+        let mut upto = channel.lock();
+        if seq <= *upto {
+            return false;
+        }
+        // Even an event that is skipped moves `upto`: it has been dealt with.
+        *upto = seq;
+        let Some(event) = kind.event_of(subject).and_then(|e| EventName::parse(e).ok()) else {
+            drop(upto);
+            self.drop_event(DropReason::InvalidSubject, subject);
+            return true;
+        };
+        match self.framer.frame_stored(seq, event, kind.user(), payload, time) {
+            Ok(frame) => channel.push(frame),
+            Err(reason) => {
+                drop(upto);
+                self.drop_event(reason, subject);
+            }
+        }
+        true
+    }
+}
