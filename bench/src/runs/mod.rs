@@ -1,0 +1,77 @@
+//! The four benchmarks, one module each (named after its subcommand), and what they share:
+//! the event name they publish, the bounds on opening streams, the payload that carries its
+//! publish time, the NATS connection they open and the bridge's own counters from /metrics.
+
+mod broadcast;
+mod idle;
+mod latency;
+mod throughput;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::client::{self, now_nanos};
+use crate::harness::Setup;
+use crate::report::Report;
+
+pub(crate) use broadcast::{broadcast, BroadcastArgs};
+pub(crate) use idle::{idle, IdleArgs};
+pub(crate) use latency::{latency, LatencyArgs};
+pub(crate) use throughput::{throughput, ThroughputArgs};
+
+/// The event name every benchmark publishes.
+const EVENT: &str = "bench";
+/// How long opening all streams may take.
+const OPEN_ALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.0, 86_400.0))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// `u0, u0, u1, u1, ...`: `per_user` streams for each user, `n` streams in all.
+fn stream_users(n: usize, per_user: usize) -> Vec<String> {
+    let per_user = per_user.max(1);
+    (0..n).map(|i| format!("u{}", i / per_user)).collect()
+}
+
+fn payload(n: u64, round: Option<usize>) -> bytes::Bytes {
+    match round {
+        Some(r) => format!("{{\"bench_t\":{},\"r\":{r},\"n\":{n}}}", now_nanos()),
+        None => format!("{{\"bench_t\":{},\"n\":{n}}}", now_nanos()),
+    }
+    .into()
+}
+
+async fn nats(url: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .subscription_capacity(1 << 16)
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))
+}
+
+/// Bridge figures from /metrics: events dropped and streams cut (by any reason).
+async fn bridge_metrics(setup: &Setup, report: &mut Report) {
+    match client::metrics_text(setup.bridge).await {
+        Ok(text) => {
+            for (key, family) in [
+                ("bridge_events_received", "realtime_bridge_events_received_total"),
+                ("bridge_events_delivered", "realtime_bridge_events_delivered_total"),
+                ("bridge_events_dropped", "realtime_bridge_events_dropped_total"),
+                ("bridge_replayed_events", "realtime_bridge_replayed_events_total"),
+                ("bridge_streams_cut", "realtime_bridge_streams_cut_total"),
+                ("bridge_nats_connects", "realtime_bridge_nats_connects_total"),
+                ("bridge_open_streams", "realtime_bridge_open_streams"),
+            ] {
+                report.set(key, json!(client::metric_sum(&text, family)));
+            }
+        }
+        Err(e) => report.set("bridge_metrics_error", json!(e.to_string())),
+    }
+}
