@@ -179,7 +179,10 @@ pub(crate) fn spawn_streams(
         let stats = Arc::clone(&stats);
         let plan = plan.clone();
         set.spawn(async move {
-            let path = format!("/v1/users/{user}/events");
+            #[allow(clippy::expect_used)] // the bench makes its own ids (`u<n>`)
+            let path = realtime_bridge_wire::route::stream_path(
+                &realtime_bridge_wire::UserId::parse(&user).expect("a valid user id"),
+            );
             let mut first = true;
             // Bounded: one open, plus reopenings only until `reconnect_until`.
             loop {

@@ -125,7 +125,7 @@ pub async fn listen(args: ListenArgs, out: &mut (impl Write + Send)) -> Result<(
         (None, None) => None,
     };
     let base = args.url.trim_end_matches('/');
-    let mut url = format!("{base}/v1/users/{}/events", args.user);
+    let mut url = format!("{base}{}", realtime_bridge_wire::route::stream_path(&args.user));
     if let Some(list) = &args.events {
         let names: Vec<&str> = list.0.iter().map(|e| e.as_str()).collect();
         url.push_str("?events=");

@@ -16,7 +16,6 @@ use crate::limits::Limits;
 use crate::nats::{NatsCredentials, NatsError, NatsUrl};
 
 // `nats` reads its flags from here.
-pub(crate) use crate::cli::NatsArgs;
 
 /// `--history` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

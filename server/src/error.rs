@@ -11,10 +11,12 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::hub::AttachError;
+use crate::sse_body::CatchUpUnavailable;
 
 /// Every way a request can fail, with the status and stable `code` clients can branch on.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub(crate) enum AppError {
     #[error("user id {value:?} {reason}")]
     InvalidUserId { value: String, reason: String },
     #[error("event name {value:?} {reason}")]
@@ -49,9 +51,11 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
-    /// Details go to the log, not to the client.
+    /// Details go to the log, not to the client. Reserved: no request fails this way today,
+    /// but the answer's shape is part of the contract (and tested).
+    #[allow(dead_code)]
     #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl AppError {
@@ -92,6 +96,24 @@ impl From<AuthError> for AppError {
             AuthError::MissingScope { .. } | AuthError::NotYourStream { .. } => Self::Forbidden(e.to_string()),
             AuthError::KeysUnavailable => Self::Unavailable(e.to_string()),
         }
+    }
+}
+
+/// 429 when the user has all the streams it may have here, 503 while NATS cannot confirm
+/// the subscriptions a no-gap stream needs.
+impl From<AttachError> for AppError {
+    fn from(e: AttachError) -> Self {
+        match e {
+            AttachError::TooManyStreams { user, max } => Self::TooManyStreams { user: user.to_string(), max },
+            AttachError::NotConfirmed => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// 503: the client retries the resume.
+impl From<CatchUpUnavailable> for AppError {
+    fn from(e: CatchUpUnavailable) -> Self {
+        Self::Unavailable(e.to_string())
     }
 }
 
@@ -195,7 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn internal_errors_do_not_reach_the_client() {
-        let (status, _, body) = answer(AppError::Internal(anyhow::anyhow!("secret detail at /var/lib/x"))).await;
+        let (status, _, body) = answer(AppError::Internal("secret detail at /var/lib/x".into())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body, serde_json::json!({ "error": "internal error", "code": "internal" }));
     }

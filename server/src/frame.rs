@@ -53,7 +53,7 @@ pub(crate) type SharedFrame = Arc<Frame>;
 
 /// Builds envelopes and frames; validates payloads on the way.
 #[derive(Debug)]
-pub struct Framer {
+pub(crate) struct Framer {
     /// `--max-event-bytes`: larger payloads are skipped, never delivered.
     max_event_bytes: usize,
     /// Live-mode ids are `<boot>-<n>`: unique across restarts (the boot prefix is random),

@@ -550,7 +550,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn not_found_error() -> AppError {
-    AppError::NotFound("no such endpoint; the stream is GET /v1/users/{userId}/events".into())
+    use realtime_bridge_wire::route::{STREAM_PATH_PREFIX, STREAM_PATH_SUFFIX};
+    AppError::NotFound(format!(
+        "no such endpoint; the stream is GET {STREAM_PATH_PREFIX}{{userId}}{STREAM_PATH_SUFFIX}"
+    ))
 }
 
 async fn method_not_allowed() -> AppError {

@@ -40,9 +40,9 @@ pub mod jwks;
 pub(crate) mod metrics;
 
 // fan-out and history
-pub mod frame;
+pub(crate) mod frame;
 pub mod history;
-pub mod hub;
+pub(crate) mod hub;
 pub(crate) mod ring;
 
 // stream
@@ -50,7 +50,7 @@ pub(crate) mod sse_body;
 
 // cluster
 pub mod nats;
-pub mod presence;
+pub(crate) mod presence;
 
 pub use config::{Config, ConfigError};
 pub use server::{run, shutdown_signal, Bridge, ServerError};

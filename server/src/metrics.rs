@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 /// Why an event was not delivered. Also the `reason` label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// Payload is not one UTF-8 JSON value.
     InvalidJson,
     /// Payload larger than `--max-event-bytes`.
@@ -29,10 +29,10 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] =
+    pub(crate) const ALL: [DropReason; 6] =
         [Self::InvalidJson, Self::TooLarge, Self::InvalidSubject, Self::SlowClient, Self::ReservedEvent, Self::Forged];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::InvalidJson => "invalid_json",
             Self::TooLarge => "too_large",
@@ -51,7 +51,7 @@ struct ReasonLabel {
 
 /// All metrics of one bridge process.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     pub open_streams: Gauge,
     pub connected_users: Gauge,
@@ -85,7 +85,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("realtime_bridge");
         let open_streams = Gauge::default();
         let connected_users = Gauge::default();
@@ -140,7 +140,7 @@ impl Metrics {
     }
 
     /// Counts a dropped event; returns true when the caller should log it (at most once a second per reason).
-    pub fn dropped(&self, reason: DropReason, n: u64) -> bool {
+    pub(crate) fn dropped(&self, reason: DropReason, n: u64) -> bool {
         self.dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(n);
         let idx = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
@@ -149,20 +149,16 @@ impl Metrics {
             && self.last_drop_log[idx].compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
-    pub fn dropped_count(&self, reason: DropReason) -> u64 {
-        self.dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).get()
-    }
-
-    pub fn stream_cut(&self, reason: &'static str) {
+    pub(crate) fn stream_cut(&self, reason: &'static str) {
         self.streams_cut.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    pub fn stream_reset(&self, reason: &'static str) {
+    pub(crate) fn stream_reset(&self, reason: &'static str) {
         self.streams_reset.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let _g = self.encode_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail.

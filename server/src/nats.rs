@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, ServerAddr};
 
-use crate::config::NatsArgs;
+use crate::cli::NatsArgs;
 use crate::metrics::Metrics;
 
 /// Inbox prefix of the server's connection. Services need `_INBOX.>` for their own acks and

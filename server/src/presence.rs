@@ -95,7 +95,7 @@ pub(crate) fn answerable(reply: &str) -> bool {
 
 /// Presence service of one instance.
 #[derive(Debug)]
-pub struct Presence {
+pub(crate) struct Presence {
     client: async_nats::Client,
     hub: Arc<Hub>,
     /// Random per process, so a restarted instance is a new peer.

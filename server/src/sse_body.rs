@@ -14,7 +14,6 @@ use realtime_bridge_wire::{sse, subject, EventName, UserId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::AppError;
 use crate::frame::{Framer, SharedFrame};
 use crate::history::{History, HistoryError, Stored};
 use crate::hub::{Attached, Channel, StreamGuard};
@@ -106,6 +105,12 @@ fn check_resume(from: Cursor, first: u64, last: u64) -> Result<(), &'static str>
     Ok(())
 }
 
+/// A resume could not start: the history store did not answer (the client retries; the
+/// store's own words go to the log, not to the client).
+#[derive(Debug, thiserror::Error)]
+#[error("history is not reachable right now; retry shortly")]
+pub(crate) struct CatchUpUnavailable(#[source] pub(crate) HistoryError);
+
 /// How a history-mode stream begins.
 pub(crate) struct HistoryStart {
     /// Where the stream stands once the prelude is written.
@@ -139,7 +144,7 @@ impl HistoryStart {
         user: &UserId,
         last_event_id: Option<&str>,
         attached: &Attached,
-    ) -> Result<Self, AppError> {
+    ) -> Result<Self, CatchUpUnavailable> {
         let live = Cursor { user: attached.user_upto, broadcast: attached.broadcast_upto };
         let fresh = |reset| Ok(Self { cursor: live, reset, catch_up: None });
         let from = match requested(last_event_id) {
@@ -150,7 +155,7 @@ impl HistoryStart {
         let unavailable = |e: HistoryError| {
             // The client learns what failed; JetStream's own words go to the log.
             tracing::warn!(error = %e, "cannot start a catch-up");
-            AppError::Unavailable("history is not reachable right now; retry shortly".into())
+            CatchUpUnavailable(e)
         };
         let (first, last) = history.bounds().await.map_err(unavailable)?;
         if let Err(reason) = check_resume(from, first, last) {

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use realtime_bridge_wire::SseEvent;
 use serde_json::json;
 
-use super::{bridge_metrics, nats, payload, round2, stream_users, EVENT, OPEN_ALL_TIMEOUT};
+use super::{bridge_metrics, event_name, nats, payload, round2, stream_users, EVENT, OPEN_ALL_TIMEOUT};
 use crate::client::{self, field_u64, Sink, StreamPlan, StreamStats};
 use crate::harness::Setup;
 use crate::report::{self, ms, percentiles, Report};
@@ -87,7 +87,12 @@ pub(crate) async fn broadcast(
     let mut missed = 0usize;
     let round_timeout = Duration::from_secs(30);
     for round in 0..rounds {
-        publisher.publish(format!("broadcast.{EVENT}"), payload(round as u64, Some(round))).await?;
+        publisher
+            .publish(
+                realtime_bridge_wire::subject::broadcast_subject(&event_name()),
+                payload(round as u64, Some(round)),
+            )
+            .await?;
         publisher.flush().await?;
         let started = Instant::now();
         let (count, max) = &sink.rounds[round];

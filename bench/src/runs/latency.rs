@@ -15,7 +15,9 @@ use realtime_bridge_wire::SseEvent;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::{bridge_metrics, nats, payload, round2, secs, stream_users, EVENT, OPEN_ALL_TIMEOUT};
+use super::{
+    bridge_metrics, nats, payload, round2, secs, stream_users, user_subject, user_wildcard, EVENT, OPEN_ALL_TIMEOUT,
+};
 use crate::client::{self, field_u64, now_nanos, Sink, StreamPlan, StreamStats};
 use crate::harness::Setup;
 use crate::report::{self, ms, percentiles, Report};
@@ -77,7 +79,7 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     let nats_sub = nats(&setup.nats_url).await?;
     let mut tasks = JoinSet::new();
     for u in 0..users {
-        let mut sub = nats_sub.subscribe(format!("user.u{u}.*")).await?;
+        let mut sub = nats_sub.subscribe(user_wildcard(u, false)).await?;
         let sink = Arc::clone(&nats_sink);
         tasks.spawn(async move {
             while let Some(msg) = sub.next().await {
@@ -94,7 +96,7 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     let rt_sink = Arc::new(LatencySink { hist: Mutex::new(report::histogram()), recording: Arc::clone(&recording) });
     if history {
         for u in 0..users {
-            let mut sub = nats_sub.subscribe(format!("rt.user.u{u}.*")).await?;
+            let mut sub = nats_sub.subscribe(user_wildcard(u, true)).await?;
             let sink = Arc::clone(&rt_sink);
             tasks.spawn(async move {
                 while let Some(msg) = sub.next().await {
@@ -120,8 +122,7 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
 
     // Open-loop publisher: every millisecond, catch up to `rate × elapsed`.
     let publisher = nats(&setup.nats_url).await?;
-    let subjects: Vec<async_nats::Subject> =
-        (0..users).map(|u| async_nats::Subject::from(format!("user.u{u}.{EVENT}"))).collect();
+    let subjects: Vec<async_nats::Subject> = (0..users).map(user_subject).collect();
     let total = secs(a.warmup + a.duration);
     let started = Instant::now();
     let mut sent: u64 = 0;

@@ -35,6 +35,34 @@ fn round2(x: f64) -> f64 {
 }
 
 /// `u0, u0, u1, u1, ...`: `per_user` streams for each user, `n` streams in all.
+/// The bench's user ids are `u<n>`; subjects and paths are built from them by the wire
+/// crate, like the server builds its own.
+#[allow(clippy::expect_used)] // `u<n>` is always a valid id
+fn user_id(n: usize) -> realtime_bridge_wire::UserId {
+    realtime_bridge_wire::UserId::parse(&format!("u{n}")).expect("a valid user id")
+}
+
+/// `user.u<n>.*`, or its JetStream re-published copy `rt.user.u<n>.*`.
+fn user_wildcard(n: usize, republished: bool) -> String {
+    let subject = realtime_bridge_wire::subject::user_wildcard(&user_id(n));
+    if republished {
+        realtime_bridge_wire::subject::republished(&subject)
+    } else {
+        subject
+    }
+}
+
+/// The bench's one event name, validated.
+#[allow(clippy::expect_used)] // a constant that is a valid name
+fn event_name() -> realtime_bridge_wire::EventName {
+    realtime_bridge_wire::EventName::parse(EVENT).expect("a valid event name")
+}
+
+/// `user.u<n>.bench`.
+fn user_subject(n: usize) -> async_nats::Subject {
+    async_nats::Subject::from(realtime_bridge_wire::subject::user_subject(&user_id(n), &event_name()))
+}
+
 fn stream_users(n: usize, per_user: usize) -> Vec<String> {
     let per_user = per_user.max(1);
     (0..n).map(|i| format!("u{}", i / per_user)).collect()

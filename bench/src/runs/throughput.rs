@@ -16,7 +16,9 @@ use realtime_bridge_wire::SseEvent;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::{bridge_metrics, nats, payload, round2, secs, stream_users, EVENT, OPEN_ALL_TIMEOUT};
+use super::{
+    bridge_metrics, nats, payload, round2, secs, stream_users, user_subject, user_wildcard, EVENT, OPEN_ALL_TIMEOUT,
+};
 use crate::client::{self, Sink, StreamPlan, StreamStats};
 use crate::harness::Setup;
 use crate::report::Report;
@@ -73,7 +75,7 @@ pub(crate) async fn throughput(
     let nats_count = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for u in 0..users {
-        let mut sub = nats_sub.subscribe(format!("user.u{u}.*")).await?;
+        let mut sub = nats_sub.subscribe(user_wildcard(u, false)).await?;
         let count = Arc::clone(&nats_count);
         tasks.spawn(async move {
             while sub.next().await.is_some() {
@@ -87,7 +89,7 @@ pub(crate) async fn throughput(
     let history = setup.history == "on";
     if history {
         for u in 0..users {
-            let mut sub = nats_sub.subscribe(format!("rt.user.u{u}.*")).await?;
+            let mut sub = nats_sub.subscribe(user_wildcard(u, true)).await?;
             let count = Arc::clone(&republished);
             tasks.spawn(async move {
                 while sub.next().await.is_some() {
@@ -125,8 +127,7 @@ pub(crate) async fn throughput(
         let published = Arc::clone(&published);
         let batch = a.batch.max(1);
         let nb = a.publishers.max(1);
-        let subjects: Vec<async_nats::Subject> =
-            (0..users).map(|u| async_nats::Subject::from(format!("user.u{u}.{EVENT}"))).collect();
+        let subjects: Vec<async_nats::Subject> = (0..users).map(user_subject).collect();
         let deadline = Instant::now() + secs(total) + Duration::from_secs(5);
         // History mode: JetStream publishes, a batch of acks awaited before the next batch
         // (fire-and-forget publishes would outrun JetStream, which then stores little or

@@ -79,11 +79,8 @@ pub fn subscribe(
             (conn, id)
         }
         None => {
-            let mut endpoint = String::with_capacity(base.len() + user.as_str().len() + 20);
-            endpoint.push_str(base);
-            endpoint.push_str("/v1/users/");
-            endpoint.push_str(user.as_str());
-            endpoint.push_str("/events");
+            let mut endpoint = String::from(base);
+            endpoint.push_str(&realtime_bridge_wire::route::stream_path(&user));
             let mut opts = ConnectionOptions::parse(&options);
             let mut demux = Demux::new(opts.last_event_id.take());
             let (id, _) = demux.add(filter);

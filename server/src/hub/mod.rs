@@ -42,11 +42,23 @@ use tokio::task::JoinHandle;
 
 pub(crate) use self::channel::Channel;
 use self::channel::Kind;
-use crate::error::AppError;
 use crate::frame::{Framer, SharedFrame};
 use crate::history::History;
 use crate::metrics::{DropReason, Metrics};
 use crate::ring::Receiver;
+
+/// Why a stream could not be attached to its user's channel (the HTTP layer turns it into
+/// 429 or 503, docs/protocol.md §3).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AttachError {
+    /// `--max-streams-per-user` streams of this user are already open here.
+    #[error("too many open streams for user {user} (at most {max} per bridge)")]
+    TooManyStreams { user: UserId, max: u32 },
+    /// History mode: NATS did not confirm the subscriptions in time, so the stream could not
+    /// promise to miss nothing.
+    #[error("NATS/JetStream is not reachable right now; retry shortly")]
+    NotConfirmed,
+}
 
 /// How long a new stream waits for its channel's NATS subscription to be confirmed by the
 /// server before it starts anyway (live mode) or is refused with 503 (history mode).
@@ -57,7 +69,7 @@ const BROADCAST_QUEUE_LEN: usize = 1024;
 
 /// Per-process fan-out state.
 #[derive(Debug)]
-pub struct Hub {
+pub(crate) struct Hub {
     client: async_nats::Client,
     framer: Arc<Framer>,
     metrics: Arc<Metrics>,
@@ -184,9 +196,9 @@ impl Hub {
         Some(self.spawn_channel(Kind::Broadcast, Arc::clone(&self.broadcasts), ready))
     }
 
-    /// Registers a stream for `user`. Fails with 429 past `--max-streams-per-user`, and
-    /// with 503 in history mode while its subscriptions cannot be confirmed.
-    pub(crate) async fn attach(self: &Arc<Self>, user: &UserId) -> Result<Attached, AppError> {
+    /// Registers a stream for `user`. Fails past `--max-streams-per-user`, and in history
+    /// mode while its subscriptions cannot be confirmed.
+    pub(crate) async fn attach(self: &Arc<Self>, user: &UserId) -> Result<Attached, AttachError> {
         let channel = {
             let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
             let slot = match users.get_mut(user) {
@@ -198,7 +210,7 @@ impl Hub {
             };
             // A fresh slot has 0 streams and the limit is at least 1, so only existing slots refuse.
             if slot.streams >= self.max_streams_per_user {
-                return Err(AppError::TooManyStreams { user: user.to_string(), max: self.max_streams_per_user });
+                return Err(AttachError::TooManyStreams { user: user.clone(), max: self.max_streams_per_user });
             }
             slot.streams += 1;
             let channel = Arc::clone(&slot.channel);
@@ -212,7 +224,7 @@ impl Hub {
         let (user_ready, broadcast_ready) = tokio::join!(channel.wait_ready(), self.broadcasts.wait_ready());
         if self.history.is_some() && !(user_ready && broadcast_ready) {
             // Without a confirmed position the stream could not promise "no gap".
-            return Err(AppError::Unavailable("NATS/JetStream is not reachable right now; retry shortly".into()));
+            return Err(AttachError::NotConfirmed);
         }
         let (user_rx, user_upto, user_epoch) = channel.subscribe();
         let (broadcast_rx, broadcast_upto, broadcast_epoch) = self.broadcasts.subscribe();
@@ -233,13 +245,13 @@ impl Hub {
     }
 
     /// Streams open for `user` on this instance.
-    pub fn local_streams(&self, user: &str) -> u32 {
+    pub(crate) fn local_streams(&self, user: &str) -> u32 {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users.get(user).map_or(0, |s| s.streams)
     }
 
     /// Users with at least one open stream here (each has exactly one NATS subscription).
-    pub fn connected_users(&self) -> usize {
+    pub(crate) fn connected_users(&self) -> usize {
         self.users.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
