@@ -287,7 +287,7 @@ impl std::fmt::Debug for Jwks {
 }
 
 impl Jwks {
-    /// Checks the URL and prepares the HTTP client; fetches nothing yet (see [`Jwks::start`]).
+    /// Checks the URL and prepares the HTTP client; fetches nothing yet (`start` does, when the server runs).
     pub fn new(url: &str, rules: TokenRules, options: JwksOptions) -> Result<Self, JwksError> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| JwksError::BadUrl { url: url.to_owned(), reason: e.to_string() })?;

@@ -7,19 +7,25 @@
 //!
 //! # Layout
 //!
-//! By layer, outside in (docs/architecture.md has the life of an event through them):
+//! By layer, outside in; docs/architecture.md follows an event and a stream request through
+//! them. Modules in `code` without a link are internal.
 //!
 //! - process: `server` (start-up, accept loop, shutdown: [`Bridge`], [`run`]), [`cli`]
 //!   (flags), [`config`] (the checked [`Config`]), [`limits`], [`commands`] (`send`,
 //!   `token`, `listen`);
 //! - connection: [`conn`] (one TCP connection; stream requests written without hyper),
-//!   [`stall`] (hyper's write-stall guard);
+//!   `stall` (hyper's write-stall guard);
 //! - HTTP: `http` (the router), `error` (the one place core errors become HTTP answers),
 //!   `metrics`; [`auth`] and [`jwks`] (tokens and keys) know nothing of HTTP;
-//! - fan-out: [`hub`] (subscriptions and channels), [`ring`], [`frame`];
-//! - history: [`history`] (JetStream);
-//! - stream: [`sse_body`] (one SSE response body);
-//! - cluster: [`presence`], [`nats`] (the connections).
+//! - fan-out: `hub` (`mod.rs` the user registry, `channel.rs`, `live.rs`, `dispatch.rs` the
+//!   shared subscription, `history_feed.rs` and `gap_fill.rs` the gap-free history feed),
+//!   `ring` (bounded per-user rings), `frame` (validate and frame each message once);
+//! - history: [`history`] (the history store, a JetStream stream);
+//! - stream: `sse_body` (one SSE response body and its cursor decisions);
+//! - cluster: `presence`, [`nats`] (the connections).
+//!
+//! Subjects, the stream's path and the SSE framing come from the `realtime-bridge-wire`
+//! crate, never from a string written here.
 
 // process
 pub mod cli;
