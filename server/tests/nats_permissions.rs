@@ -154,21 +154,6 @@ fn password_file(dir: &Path) -> PathBuf {
     file
 }
 
-/// The presence instance id a bridge process logged when it started listening.
-async fn instance_of(bridge: &BridgeProcess) -> String {
-    // The harness learns the address from that line before it stores it: wait for it.
-    eventually("the bridge's listening line", WAIT, || {
-        let found = bridge
-            .logs()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["fields"]["message"] == "listening")
-            .and_then(|v| v["fields"]["instance"].as_str().map(str::to_owned));
-        async move { found }
-    })
-    .await
-}
-
 /// The bridge ran into no NATS refusal and never logged its password.
 fn assert_clean_bridge(name: &str, bridge: &BridgeProcess) {
     let logs = bridge.logs();
@@ -191,16 +176,6 @@ async fn assert_no_bridge_violation(nats: &NatsServer) {
     let log = nats.log_text();
     let bad: Vec<&str> = log.lines().filter(|l| l.contains("user:bridge") && l.contains("Violation")).collect();
     assert!(bad.is_empty(), "the bridge hit permission violations:\n{}", bad.join("\n"));
-}
-
-async fn post_publish(base: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{base}/v1/publish"))
-        .bearer_auth(token_with("svc", false, &["publish"]))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
 }
 
 /// Presence over HTTP with a presence-scoped token.
@@ -265,10 +240,13 @@ async fn history_mode_works_with_the_bridge_and_producer_users() {
     }
 
     // POST /v1/publish on either bridge (JetStream-acked into _RB.inbox).
-    let resp = post_publish(&a.base(), json!({"users": ["42"], "event": "via_http", "data": {"x": 1}})).await;
+    let resp =
+        post_publish(&a.base(), &publisher_token(), &json!({"users": ["42"], "event": "via_http", "data": {"x": 1}}))
+            .await;
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
     assert_eq!(s2.next().await.event, "via_http");
-    let resp = post_publish(&b.base(), json!({"broadcast": true, "event": "news", "data": "b"})).await;
+    let resp =
+        post_publish(&b.base(), &publisher_token(), &json!({"broadcast": true, "event": "news", "data": "b"})).await;
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
     assert_eq!(s2.next().await.event, "news");
 
@@ -411,7 +389,8 @@ async fn a_producer_cannot_forge_or_read_the_bridges_traffic() {
     assert_eq!(req.subject.as_str(), "realtime.presence.42");
     // The bridge's replies go to _RB.inbox (its own prefix), where a reader sees them: a
     // JetStream ack of POST /v1/publish, for one.
-    let resp = post_publish(&bridge.base(), json!({"users": ["7"], "event": "ping", "data": 1})).await;
+    let resp =
+        post_publish(&bridge.base(), &publisher_token(), &json!({"users": ["7"], "event": "ping", "data": 1})).await;
     assert_eq!(resp.status(), 202);
     let seen = tokio::time::timeout(WAIT, bridge_inbox.next()).await.expect("bridge inbox traffic seen").unwrap();
     assert!(seen.subject.starts_with("_RB.inbox."), "{}", seen.subject);
@@ -473,7 +452,12 @@ async fn live_mode_shared_subscription_and_send_work_with_these_users() {
     }
     // POST /v1/publish on each (confirmed by a round trip through _RB.inbox).
     for (name, base) in [("live", live.base()), ("shared", shared.base())] {
-        let resp = post_publish(&base, json!({"users": ["42"], "event": format!("from_{name}"), "data": 1})).await;
+        let resp = post_publish(
+            &base,
+            &publisher_token(),
+            &json!({"users": ["42"], "event": format!("from_{name}"), "data": 1}),
+        )
+        .await;
         assert_eq!(resp.status(), 202, "{name}: {}", resp.text().await.unwrap_or_default());
         for s in &mut streams {
             assert_eq!(s.next().await.event, format!("from_{name}"));

@@ -32,10 +32,6 @@ fn single_line(ran: &Ran) -> &str {
     t
 }
 
-async fn post_publish(base: &str, token: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new().post(format!("{base}/v1/publish")).bearer_auth(token).json(&body).send().await.unwrap()
-}
-
 // ---------------------------------------------------------------------------------------
 // 1. Shutdown on SIGTERM / SIGINT with open streams
 
@@ -56,7 +52,7 @@ async fn shutdown_with_open_streams(sig: &str) {
     }
 
     bridge.signal(sig);
-    let Some((status, took)) = wait_exit_async(&mut bridge, GRACE + WAIT).await else {
+    let Some((status, took)) = bridge.wait_exit_async(GRACE + WAIT).await else {
         panic!("SIG{sig}: the bridge is still running {:?} after the signal; logs:\n{}", GRACE + WAIT, bridge.logs());
     };
     println!("SIG{sig} with 3 open streams: exited with {status} after {took:?} (grace {GRACE:?})");
@@ -101,7 +97,7 @@ async fn shutdown_with_a_stalled_stream(keep_alive: bool) {
 
     bridge.signal("TERM");
     let bound = Duration::from_secs(10);
-    let Some((status, took)) = wait_exit_async(&mut bridge, bound + WAIT).await else {
+    let Some((status, took)) = bridge.wait_exit_async(bound + WAIT).await else {
         panic!(
             "still running {:?} after SIGTERM with a stalled client (grace {grace:?}); logs:\n{}",
             bound + WAIT,
@@ -381,7 +377,8 @@ async fn token_subcommand_prints_a_jwt_the_bridge_accepts() {
     let base = bridge.base();
     let mut sse = SseClient::open(&base, "42", "", Some(&jwt)).await;
     let resp =
-        post_publish(&base, &jwt, json!({"users": ["42"], "event": "message_new", "data": {"text": "via http"}})).await;
+        post_publish(&base, &jwt, &json!({"users": ["42"], "event": "message_new", "data": {"text": "via http"}}))
+            .await;
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"published": 1}));
     let e = sse.next().await;
@@ -533,7 +530,7 @@ async fn tokens_never_appear_in_debug_logs() {
     assert_eq!(open_raw(&base, "42", &format!("?access_token={bad_jwt}"), None).await.status(), 401);
     assert_eq!(open_raw(&base, "42", "", Some(garbage)).await.status(), 401);
     assert_eq!(open_raw(&base, "42", &format!("?access_token={garbage}"), None).await.status(), 401);
-    let resp = post_publish(&base, &t_publish, json!({"users": ["42"], "event": "message_new", "data": 1})).await;
+    let resp = post_publish(&base, &t_publish, &json!({"users": ["42"], "event": "message_new", "data": 1})).await;
     assert_eq!(resp.status(), 202);
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/publish?access_token={garbage}"))
@@ -572,17 +569,6 @@ async fn tokens_never_appear_in_debug_logs() {
 
 // ---------------------------------------------------------------------------------------
 // 7. Presence across two instances
-
-/// The instance id a bridge process logged when it started listening.
-fn instance_of(b: &BridgeProcess) -> String {
-    b.logs()
-        .lines()
-        .find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            (v["fields"]["message"] == "listening").then(|| v["fields"]["instance"].as_str().map(str::to_owned))?
-        })
-        .expect("the listening line names the instance")
-}
 
 async fn until_presence(what: &str, timeout: Duration, base: &str, tok: &str, want: &Value) -> Duration {
     let start = Instant::now();
@@ -631,7 +617,7 @@ async fn presence_counts_streams_over_every_instance() {
     until_presence("A counts C's streams too", WAIT, &a.base(), &ptok, &five).await;
     c.signal("TERM");
     let start = Instant::now();
-    let (status, _) = wait_exit_async(&mut c, GRACE + WAIT).await.expect("C exits after TERM");
+    let (status, _) = c.wait_exit_async(GRACE + WAIT).await.expect("C exits after TERM");
     assert_eq!(status.code(), Some(0), "C after TERM: {status}");
     let took = until_presence("A counts 3 after C stopped", Duration::from_secs(30), &a.base(), &ptok, &three).await;
     println!(
@@ -640,7 +626,7 @@ async fn presence_counts_streams_over_every_instance() {
     );
     // A heard C's goodbye (rather than forgetting it after the peer TTL): queries no longer
     // wait for it. Read from A's log, not from how long a query takes.
-    let c_instance = instance_of(&c);
+    let c_instance = instance_of(&c).await;
     eventually("A to hear C's bye", WAIT, || {
         let heard = a.logs().lines().any(|l| l.contains("a peer said bye") && l.contains(&c_instance));
         async move { heard.then_some(()) }
@@ -652,7 +638,7 @@ async fn presence_counts_streams_over_every_instance() {
     // B dies without a word: within 30 s A no longer counts its streams.
     b.signal("KILL");
     let start = Instant::now();
-    wait_exit_async(&mut b, WAIT).await.expect("B killed");
+    b.wait_exit_async(WAIT).await.expect("B killed");
     b1.expect_end(WAIT).await;
     b2.expect_end(WAIT).await;
     let one = json!({"userId": "42", "connected": true, "streams": 1});

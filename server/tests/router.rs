@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -24,10 +23,6 @@ use tower::ServiceExt;
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-async fn start(config: &Config) -> Bridge {
-    tokio::time::timeout(WAIT, Bridge::start(config)).await.expect("bridge starts in time").unwrap()
-}
 
 /// Sends one request through a fresh clone of the router (bounded).
 async fn send(router: &Router, req: Request<Body>) -> Response<Body> {
@@ -154,25 +149,8 @@ fn admin_token() -> String {
     token_with("admin", true, &[])
 }
 
-/// HS256 token over arbitrary claims.
-fn hs256(secret: &[u8], claims: &Value) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
-}
-
-fn claims_for(user: &str) -> Value {
-    json!({ "sub": user, "exp": unix_now() + 3600 })
-}
-
 fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-fn fixture_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 fn public_key_config(nats_url: &str, public_pem: &str) -> Config {
@@ -216,19 +194,6 @@ fn post_json(uri: &str, token: Option<&str>, body: impl Into<Body>) -> Request<B
     b.body(body.into()).unwrap()
 }
 
-/// A plain NATS subscriber that the server has registered before this returns.
-/// (`Client::flush` only writes the socket; the echo of our own message on a fresh inbox
-/// proves the server processed the SUB sent before it.)
-async fn subscriber(nats: &NatsServer, subject: &str) -> (async_nats::Client, async_nats::Subscriber) {
-    let client = tokio::time::timeout(WAIT, nats.client()).await.expect("NATS connect in time");
-    let sub = client.subscribe(subject.to_owned()).await.unwrap();
-    let inbox = client.new_inbox();
-    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
-    client.publish(inbox, Bytes::new()).await.unwrap();
-    tokio::time::timeout(WAIT, echo.next()).await.expect("NATS registered the subscription in time").unwrap();
-    (client, sub)
-}
-
 async fn next_msg(sub: &mut async_nats::Subscriber) -> async_nats::Message {
     tokio::time::timeout(WAIT, sub.next()).await.expect("a NATS message in time").expect("subscription open")
 }
@@ -255,7 +220,7 @@ async fn expect_sentinel_next(router: &Router, sub: &mut async_nats::Subscriber,
 #[tokio::test]
 async fn invalid_user_ids_are_400_and_subscribe_nothing() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let admin = admin_token();
 
@@ -314,7 +279,7 @@ async fn invalid_user_ids_are_400_and_subscribe_nothing() {
 #[tokio::test]
 async fn non_utf8_user_id_is_400_json() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let admin = admin_token();
     let p = token_with("svc", false, &["presence"]);
@@ -327,7 +292,7 @@ async fn non_utf8_user_id_is_400_json() {
 #[tokio::test]
 async fn invalid_event_filters_are_400_and_subscribe_nothing() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let tok = token("42");
     for (events, what) in
@@ -351,7 +316,7 @@ async fn invalid_event_filters_are_400_and_subscribe_nothing() {
 #[tokio::test]
 async fn valid_stream_is_event_stream_starting_with_retry() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let resp = open_stream(&router, "/v1/users/42/events", Some(&token("42"))).await;
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
@@ -372,7 +337,7 @@ async fn valid_stream_is_event_stream_starting_with_retry() {
 #[tokio::test]
 async fn missing_token_is_401_bearer() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     expect_401(call(&router, "/v1/users/42/events", None).await, "", "no token").await;
     // An Authorization header that is not Bearer, or has no token, is the same as none.
@@ -390,12 +355,12 @@ async fn missing_token_is_401_bearer() {
 #[tokio::test]
 async fn bad_tokens_are_401_without_echoing_them() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let now = unix_now();
 
     // Control: the same helper with the right secret and claims is accepted.
-    let good = hs256(SECRET.as_bytes(), &claims_for("42"));
+    let good = hs256(SECRET.as_bytes(), None, &claims_for("42"));
     drop(open_stream(&router, "/v1/users/42/events", Some(&good)).await);
 
     let alg_none = format!(
@@ -409,14 +374,17 @@ async fn bad_tokens_are_401_without_echoing_them() {
         ("malformed", "this-is-not-a-jwt".into()),
         ("malformed three parts", "aaaaaaaaaa.bbbbbbbbbb.cccccccccc".into()),
         ("truncated signature", good[..good.len() - 5].to_owned()),
-        ("wrong secret", hs256(b"another-secret-0123456789", &claims_for("42"))),
-        ("expired an hour ago", hs256(SECRET.as_bytes(), &json!({ "sub": "42", "exp": now - 3600 }))),
-        ("no exp claim", hs256(SECRET.as_bytes(), &json!({ "sub": "42" }))),
-        ("exp not a number", hs256(SECRET.as_bytes(), &json!({ "sub": "42", "exp": "tomorrow" }))),
-        ("not valid yet", hs256(SECRET.as_bytes(), &json!({ "sub": "42", "exp": now + 7200, "nbf": now + 3600 }))),
+        ("wrong secret", hs256(b"another-secret-0123456789", None, &claims_for("42"))),
+        ("expired an hour ago", hs256(SECRET.as_bytes(), None, &json!({ "sub": "42", "exp": now - 3600 }))),
+        ("no exp claim", hs256(SECRET.as_bytes(), None, &json!({ "sub": "42" }))),
+        ("exp not a number", hs256(SECRET.as_bytes(), None, &json!({ "sub": "42", "exp": "tomorrow" }))),
+        (
+            "not valid yet",
+            hs256(SECRET.as_bytes(), None, &json!({ "sub": "42", "exp": now + 7200, "nbf": now + 3600 })),
+        ),
         ("alg none", alg_none),
         ("alg none with signature", alg_none_with_sig),
-        ("sub that is a wildcard", hs256(SECRET.as_bytes(), &json!({ "sub": "*", "exp": now + 3600 }))),
+        ("sub that is a wildcard", hs256(SECRET.as_bytes(), None, &json!({ "sub": "*", "exp": now + 3600 }))),
     ];
     for (what, tok) in &cases {
         expect_401(call(&router, "/v1/users/42/events", Some(tok)).await, tok, what).await;
@@ -425,7 +393,8 @@ async fn bad_tokens_are_401_without_echoing_them() {
         expect_401(call(&router, &uri, None).await, tok, &format!("{what} (query)")).await;
     }
     // An admin claim does not save a badly signed token.
-    let forged_admin = hs256(b"another-secret-0123456789", &json!({ "sub": "x", "exp": now + 3600, "rb_admin": true }));
+    let forged_admin =
+        hs256(b"another-secret-0123456789", None, &json!({ "sub": "x", "exp": now + 3600, "rb_admin": true }));
     expect_401(call(&router, "/v1/users/42/events", Some(&forged_admin)).await, &forged_admin, "forged admin").await;
     assert_nothing_subscribed(&bridge, &nats, "after bad tokens").await;
 }
@@ -433,7 +402,7 @@ async fn bad_tokens_are_401_without_echoing_them() {
 #[tokio::test]
 async fn token_for_another_user_is_403_and_admin_reads_any() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let t43 = token("43");
     let error = expect_error(
@@ -445,7 +414,7 @@ async fn token_for_another_user_is_403_and_admin_reads_any() {
     .await;
     assert_no_token_text(&error, &t43, "403");
     // A token without sub reads nobody's stream.
-    let nosub = hs256(SECRET.as_bytes(), &json!({ "exp": unix_now() + 3600 }));
+    let nosub = hs256(SECRET.as_bytes(), None, &json!({ "exp": unix_now() + 3600 }));
     expect_error(
         call(&router, "/v1/users/42/events", Some(&nosub)).await,
         StatusCode::FORBIDDEN,
@@ -454,7 +423,8 @@ async fn token_for_another_user_is_403_and_admin_reads_any() {
     )
     .await;
     // `rb_admin: false` spelled out is no admin.
-    let not_admin = hs256(SECRET.as_bytes(), &json!({ "sub": "43", "exp": unix_now() + 3600, "rb_admin": false }));
+    let not_admin =
+        hs256(SECRET.as_bytes(), None, &json!({ "sub": "43", "exp": unix_now() + 3600, "rb_admin": false }));
     expect_error(
         call(&router, "/v1/users/42/events", Some(&not_admin)).await,
         StatusCode::FORBIDDEN,
@@ -472,7 +442,7 @@ async fn token_for_another_user_is_403_and_admin_reads_any() {
 #[tokio::test]
 async fn token_from_query_or_cookie_and_header_wins() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let t42 = token("42");
 
@@ -531,7 +501,7 @@ async fn check_public_key(
     load: fn(&[u8]) -> EncodingKey,
 ) {
     let nats = NatsServer::start();
-    let bridge = start(&public_key_config(&nats.url(), public)).await;
+    let bridge = start_router(&public_key_config(&nats.url(), public)).await;
     let router = bridge.router();
     let claims = claims_for("42");
 
@@ -548,7 +518,7 @@ async fn check_public_key(
     expect_401(call(&router, "/v1/users/42/events", Some(&expired)).await, &expired, "expired").await;
 
     // An HS256 token whose secret is the public key PEM (key confusion): refused.
-    let confused = hs256(&fixture_bytes(public), &claims);
+    let confused = hs256(&fixture_bytes(public), None, &claims);
     expect_401(call(&router, "/v1/users/42/events", Some(&confused)).await, &confused, "HS256 with the public key")
         .await;
     // And a token made with the shared-secret config's secret is not accepted here.
@@ -599,11 +569,11 @@ async fn eddsa_public_key() {
 #[tokio::test]
 async fn rsa_config_refuses_key_confusion_and_other_key_types() {
     let nats = NatsServer::start();
-    let bridge = start(&public_key_config(&nats.url(), "rsa_public.pem")).await;
+    let bridge = start_router(&public_key_config(&nats.url(), "rsa_public.pem")).await;
     let router = bridge.router();
     let claims = claims_for("42");
     // The classic attack: HS256 "signed" with the RSA public key PEM as the HMAC secret.
-    let confused = hs256(&fixture_bytes("rsa_public.pem"), &claims);
+    let confused = hs256(&fixture_bytes("rsa_public.pem"), None, &claims);
     expect_401(call(&router, "/v1/users/42/events", Some(&confused)).await, &confused, "key confusion").await;
     // Same with the header claiming HS384/HS512.
     for alg in [Algorithm::HS384, Algorithm::HS512] {
@@ -641,7 +611,7 @@ async fn too_many_streams_is_429_until_one_closes() {
     let nats = NatsServer::start();
     let mut config = test_config(&nats.url());
     config.max_streams_per_user = 2;
-    let bridge = start(&config).await;
+    let bridge = start_router(&config).await;
     let router = bridge.router();
     let t42 = token("42");
     let uri = "/v1/users/42/events";
@@ -683,15 +653,18 @@ async fn too_many_streams_is_429_until_one_closes() {
 #[tokio::test]
 async fn publish_needs_token_and_scope() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let (_c, mut users) = subscriber(&nats, "user.>").await;
     let (_c2, mut broadcasts) = subscriber(&nats, "broadcast.>").await;
     let body = r#"{"users":["42"],"event":"message_new","data":{"t":1}}"#;
 
     expect_401(send(&router, post_json("/v1/publish", None, body)).await, "", "no token").await;
-    let bad =
-        hs256(b"another-secret-0123456789", &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "publish" }));
+    let bad = hs256(
+        b"another-secret-0123456789",
+        None,
+        &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "publish" }),
+    );
     expect_401(send(&router, post_json("/v1/publish", Some(&bad), body)).await, &bad, "wrong secret").await;
     for scopes in [&[][..], &["presence"][..], &["publisher"][..]] {
         let t = token_with("svc", false, scopes);
@@ -709,8 +682,11 @@ async fn publish_needs_token_and_scope() {
     expect_sentinel_next(&router, &mut broadcasts, true).await;
 
     // Scope as an OAuth-style string and as a list both work.
-    let as_string =
-        hs256(SECRET.as_bytes(), &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "presence publish" }));
+    let as_string = hs256(
+        SECRET.as_bytes(),
+        None,
+        &json!({ "sub": "svc", "exp": unix_now() + 3600, "rb_scope": "presence publish" }),
+    );
     let v = json_of(
         send(&router, post_json("/v1/publish", Some(&as_string), body)).await,
         StatusCode::ACCEPTED,
@@ -741,7 +717,7 @@ async fn publish_needs_token_and_scope() {
 #[tokio::test]
 async fn publish_to_users_reaches_nats_byte_exact() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let (_c, mut sub) = subscriber(&nats, "user.*.message_new").await;
     let t = token_with("svc", false, &["publish"]);
@@ -783,7 +759,7 @@ async fn publish_to_users_reaches_nats_byte_exact() {
 #[tokio::test]
 async fn publish_broadcast_goes_to_broadcast_subject() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let (_c, mut broadcasts) = subscriber(&nats, "broadcast.>").await;
     let (_c2, mut users) = subscriber(&nats, "user.>").await;
@@ -803,7 +779,7 @@ async fn publish_broadcast_goes_to_broadcast_subject() {
 #[tokio::test]
 async fn publish_works_while_someone_listens_on_every_subject() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let (_c, mut everything) = subscriber(&nats, ">").await;
     let (_c2, mut users) = subscriber(&nats, "user.>").await;
@@ -835,7 +811,7 @@ async fn invalid_publish_requests_are_400_and_publish_nothing() {
     let nats = NatsServer::start();
     let mut config = test_config(&nats.url());
     config.max_event_bytes = 1024;
-    let bridge = start(&config).await;
+    let bridge = start_router(&config).await;
     let router = bridge.router();
     let (_c, mut users) = subscriber(&nats, "user.>").await;
     let (_c2, mut broadcasts) = subscriber(&nats, "broadcast.>").await;
@@ -939,7 +915,7 @@ async fn very_large_publish_body_gets_a_json_error() {
     let nats = NatsServer::start();
     let mut config = test_config(&nats.url());
     config.max_event_bytes = 1024;
-    let bridge = start(&config).await;
+    let bridge = start_router(&config).await;
     let router = bridge.router();
     let (_c, mut users) = subscriber(&nats, "user.>").await;
     let t = token_with("svc", false, &["publish"]);
@@ -963,7 +939,7 @@ async fn very_large_publish_body_gets_a_json_error() {
 #[tokio::test]
 async fn wrong_method_is_405_json() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let t = token_with("svc", false, &["publish"]);
     let cases = [
@@ -996,7 +972,7 @@ async fn wrong_method_is_405_json() {
 #[tokio::test]
 async fn presence_needs_scope_and_counts_open_streams() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let p = token_with("svc", false, &["presence"]);
 
@@ -1051,7 +1027,7 @@ async fn presence_needs_scope_and_counts_open_streams() {
 #[tokio::test]
 async fn healthz_readyz_and_metrics() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
 
     let resp = call(&router, "/healthz", None).await;
@@ -1119,7 +1095,7 @@ async fn cors_allows_listed_origins_with_credentials() {
     let nats = NatsServer::start();
     let mut config = test_config(&nats.url());
     config.cors_origins = vec!["http://app.test".into()];
-    let bridge = start(&config).await;
+    let bridge = start_router(&config).await;
     let router = bridge.router();
 
     let resp = send(&router, preflight("http://app.test")).await;
@@ -1157,7 +1133,7 @@ async fn cors_allows_listed_origins_with_credentials() {
 #[tokio::test]
 async fn no_cors_headers_without_configured_origins() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let resp = send(&router, preflight("http://app.test")).await;
     let cors: Vec<_> =
@@ -1182,7 +1158,7 @@ async fn no_cors_headers_without_configured_origins() {
 #[tokio::test]
 async fn unknown_paths_are_404_json() {
     let nats = NatsServer::start();
-    let bridge = start(&test_config(&nats.url())).await;
+    let bridge = start_router(&test_config(&nats.url())).await;
     let router = bridge.router();
     let t42 = token("42");
     for uri in

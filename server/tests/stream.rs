@@ -72,28 +72,6 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
     haystack.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
-/// Status of `GET url`, or `None` if the request failed (each attempt bounded to 2 s).
-async fn status_of(url: &str) -> Option<u16> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    client.get(url).send().await.ok().map(|r| r.status().as_u16())
-}
-
-/// Waits (bounded by [`WAIT`]) until `GET url` answers `status`.
-async fn wait_status(url: &str, status: u16) {
-    eventually(&format!("GET {url} -> {status}"), WAIT, || async move {
-        (status_of(url).await == Some(status)).then_some(())
-    })
-    .await;
-}
-
-/// Like `metric`, but a series that does not exist yet reads as 0 (label sets created lazily).
-async fn metric_or_zero(base: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 async fn publish_bytes(client: &async_nats::Client, subject: &str, payload: Bytes) {
     client.publish(subject.to_owned(), payload).await.unwrap();
     client.flush().await.unwrap();
@@ -503,14 +481,14 @@ async fn nats_restart_mid_stream(subscribe: realtime_bridge::config::UserSubscri
     drop(client);
 
     nats.stop();
-    wait_status(&format!("{base}/readyz"), 503).await;
+    wait_status(&format!("{base}/readyz"), 503, WAIT).await;
     assert_eq!(metric(&base, NATS_CONNECTED).await, 0.0);
     assert_eq!(status_of(&format!("{base}/healthz")).await, Some(200), "healthz does not depend on NATS");
     // The stream stays open while NATS is away.
     assert!(sse.next_within(Duration::from_millis(200)).await.is_none());
 
     nats.restart();
-    wait_status(&format!("{base}/readyz"), 200).await;
+    wait_status(&format!("{base}/readyz"), 200, WAIT).await;
     assert_eq!(metric(&base, NATS_CONNECTED).await, 1.0);
     assert!(metric(&base, "realtime_bridge_nats_connects_total").await >= 2.0);
 
@@ -533,7 +511,7 @@ async fn bridge_started_while_nats_is_down_becomes_ready_and_delivers() {
     let bridge = InProcessBridge::start(test_config(&nats.url())).await;
     let base = bridge.base();
 
-    wait_status(&format!("{base}/healthz"), 200).await;
+    wait_status(&format!("{base}/healthz"), 200, WAIT).await;
     assert_eq!(status_of(&format!("{base}/readyz")).await, Some(503));
     assert_eq!(metric(&base, NATS_CONNECTED).await, 0.0);
 
@@ -543,7 +521,7 @@ async fn bridge_started_while_nats_is_down_becomes_ready_and_delivers() {
         .expect("a stream opens while NATS is down");
 
     nats.restart();
-    wait_status(&format!("{base}/readyz"), 200).await;
+    wait_status(&format!("{base}/readyz"), 200, WAIT).await;
     assert_eq!(metric(&base, NATS_CONNECTED).await, 1.0);
 
     let client = nats.client().await;
@@ -829,7 +807,7 @@ async fn event_published_right_after_the_stream_opened_is_delivered_despite_nats
     let proxy = LatencyProxy::start(nats.port, Duration::from_millis(150)).await;
     let bridge = InProcessBridge::start(test_config(&proxy.url())).await;
     let base = bridge.base();
-    wait_status(&format!("{base}/readyz"), 200).await;
+    wait_status(&format!("{base}/readyz"), 200, WAIT).await;
     let client = nats.client().await; // the producer talks to NATS directly
 
     let mut sse = SseClient::open(&base, "42", "", Some(&token("42"))).await;

@@ -66,18 +66,6 @@ pub fn error_code(body: &str) -> String {
     v["code"].as_str().unwrap_or_else(|| panic!("no code: {body}")).to_owned()
 }
 
-/// A plain NATS subscriber the server has registered before this returns.
-pub async fn subscriber(nats: &NatsServer, subject: &str) -> (async_nats::Client, async_nats::Subscriber) {
-    let client = nats.client().await;
-    let sub = client.subscribe(subject.to_owned()).await.unwrap();
-    // A request to ourselves comes back only once the server processed the SUB before it.
-    let inbox = client.new_inbox();
-    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
-    client.publish(inbox, "".into()).await.unwrap();
-    tokio::time::timeout(WAIT, futures::StreamExt::next(&mut echo)).await.unwrap();
-    (client, sub)
-}
-
 /// The subjects `sub` received until `sentinel` (published on `client` after everything
 /// else, so it arrives last) shows up.
 pub async fn received_until_sentinel(

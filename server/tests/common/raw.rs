@@ -243,12 +243,3 @@ pub fn dechunk(raw: &[u8]) -> (Vec<u8>, bool) {
         rest = &rest[data + size + 2..];
     }
 }
-
-pub async fn wait_metric(base: &str, series: &str, value: f64) {
-    eventually(
-        &format!("{series} == {value}"),
-        WAIT,
-        || async move { (metric(base, series).await == value).then_some(()) },
-    )
-    .await;
-}
