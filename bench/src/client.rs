@@ -139,18 +139,8 @@ pub(crate) async fn metrics_text(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Sum of every sample of a Prometheus family (`realtime_bridge_events_dropped_total`,
-/// labelled or not); 0 when absent.
-pub(crate) fn metric_sum(text: &str, family: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(family)?;
-            let value = if rest.starts_with('{') { rest.rsplit_once('}')?.1 } else { rest };
-            value.split_whitespace().next()?.parse::<f64>().ok()
-        })
-        .fold(0.0, |a, b| a + b)
-}
+/// Sum of every sample of a Prometheus family, from the test kit (one reader of /metrics).
+pub(crate) use testkit::metric_sum;
 
 /// How streams are opened and kept.
 #[derive(Debug, Clone)]
@@ -286,9 +276,6 @@ mod tests {
         assert_eq!(field_u64(r#"{"id":"1","data":{"bench_t":123,"r":4},"timestamp":"x"}"#, "bench_t"), Some(123));
         assert_eq!(field_u64(r#"{"data":{"bench_t":123,"r":4}}"#, "r"), Some(4));
         assert_eq!(field_u64(r#"{"timestamp":"x"}"#, "t"), None);
-        let text = "# HELP x\nrealtime_bridge_events_dropped_total{reason=\"slow_client\"} 3\nrealtime_bridge_events_dropped_total{reason=\"too_large\"} 2\nrealtime_bridge_open_streams 7\n";
-        assert!((metric_sum(text, "realtime_bridge_events_dropped_total") - 5.0).abs() < 1e-9);
-        assert!((metric_sum(text, "realtime_bridge_open_streams") - 7.0).abs() < 1e-9);
         let (a, b) = (source_for(0).to_string(), source_for(16_000).to_string());
         assert!(a.starts_with("127.") && a.ends_with(".0.2"), "{a}");
         assert!(b.starts_with("127.") && b.ends_with(".0.3"), "{b}");

@@ -2,8 +2,8 @@
 //! nats-server (JetStream on, own temp store, ports chosen by the OS and read back from
 //! `--ports_file_dir`) and a bridge process (`serve --listen 127.0.0.1:0 --no-auth
 //! --log-format json`, address read from its JSON "listening" log line, inherited `RB_*`
-//! variables removed). Both are killed on Drop, so a panic or an early return leaves
-//! nothing running.
+//! variables passed on: they are how a run sets the bridge's other flags). Both are killed
+//! on Drop, so a panic or an early return leaves nothing running.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,8 @@ fn start_bridge(bin: &Path, nats_url: &str, history: &str, extra: &[String]) -> 
         .args(extra)
         .env("RUST_LOG", "info")
         .keep_log_lines(KEEP_LOG_LINES)
+        // BENCHMARKS.md sets bridge flags this way (`RB_SUBSCRIBE=shared realtime-bridge-bench ...`).
+        .inherit_rb_env()
         .try_start()
 }
 

@@ -47,11 +47,21 @@ pub struct BridgeBuilder {
     env: Vec<(String, String)>,
     keep_log_lines: Option<usize>,
     fail_on_panic: bool,
+    /// Tests never let the developer's `RB_*` variables change what they check; the
+    /// benchmark passes them on on purpose (`RB_SUBSCRIBE=shared realtime-bridge-bench ...`).
+    inherit_rb_env: bool,
 }
 
 impl BridgeBuilder {
     pub fn new(bin: impl Into<PathBuf>) -> Self {
-        Self { bin: bin.into(), args: Vec::new(), env: Vec::new(), keep_log_lines: None, fail_on_panic: false }
+        Self {
+            bin: bin.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            keep_log_lines: None,
+            fail_on_panic: false,
+            inherit_rb_env: false,
+        }
     }
 
     pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
@@ -78,10 +88,19 @@ impl BridgeBuilder {
         self
     }
 
-    /// The command this starts (inherited `RB_*` variables removed).
+    /// Passes the inherited `RB_*` variables on to the bridge (the benchmark's documented way
+    /// to set a bridge flag); by default they are removed.
+    pub fn inherit_rb_env(mut self) -> Self {
+        self.inherit_rb_env = true;
+        self
+    }
+
+    /// The command this starts (inherited `RB_*` variables removed unless asked otherwise).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
-        clear_rb_env(&mut cmd);
+        if !self.inherit_rb_env {
+            clear_rb_env(&mut cmd);
+        }
         cmd.args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
