@@ -56,12 +56,18 @@ export async function startNats() {
   };
 }
 
+/** The environment minus `RB_*` (the bridge reads its flags from them): a developer's shell
+ * must not change what a test checks. `RB_BIN` only tells the tests where the binary is. */
+function withoutRbVariables(env) {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('RB_')));
+}
+
 /** Starts the bridge; resolves once it logged "listening". */
 export async function startBridge({ natsUrl, listen = '127.0.0.1:0', heartbeat = '1s', args = [] }) {
   const proc = spawn(
     bridgeBin,
     ['serve', '--listen', listen, '--nats-url', natsUrl, '--jwt-secret', SECRET, '--log-format', 'json', '--heartbeat', heartbeat, ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...withoutRbVariables(process.env), RUST_LOG: 'info' } },
   );
   const logs = [];
   let addr;
