@@ -301,3 +301,26 @@ export async function forwarder(target) {
     },
   };
 }
+
+/**
+ * Records every fetch the SDK makes (a spy around the real fetch, not a mock): its time, url,
+ * `Authorization` and `Last-Event-ID`. Returns the log, `forUser(id)` (the stream requests of
+ * one user) and `realFetch` (for the test's own requests, kept out of the log). Call once per
+ * test file, at the top.
+ */
+export function recordFetches() {
+  const log = [];
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = (input, init) => {
+    const headers = new Headers(init?.headers);
+    log.push({
+      t: Date.now(),
+      url: String(input),
+      auth: headers.get('authorization'),
+      lastEventId: headers.get('last-event-id'),
+    });
+    return realFetch(input, init);
+  };
+  const forUser = (user) => log.filter((f) => f.url.includes(`/v1/users/${user}/events`));
+  return { log, forUser, realFetch };
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// SDK browser benchmark (issue 6): one Vite-built page in headless Chromium reads the same
+// SDK browser benchmark: one Vite-built page in headless Chromium reads the same
 // stream of 100,000 events through realtime-bridge's subscribe() and through a native
 // EventSource (3 runs each, alternating), and reports events/s for each and their ratio,
 // plus the gzipped sizes of the package's .wasm and JS.

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { subscribe } from 'realtime-bridge';
-import { startNats, startBridge, token, producer, waitFor, collector } from '../helpers.mjs';
+import { startNats, startBridge, token, producer, waitFor, collector, recordFetches } from '../helpers.mjs';
 
 const LIVE_ID = /^([A-Za-z0-9_-]{8})-(\d+)$/;
 
@@ -18,14 +18,8 @@ after(async () => {
   await nats?.stop();
 });
 
-/** Every fetch the SDK makes (a spy around the real fetch). */
-const fetchLog = [];
-const realFetch = globalThis.fetch;
-globalThis.fetch = (input, init) => {
-  fetchLog.push({ url: String(input), lastEventId: new Headers(init?.headers).get('last-event-id') });
-  return realFetch(input, init);
-};
-const fetchesFor = (user) => fetchLog.filter((f) => f.url.includes(`/v1/users/${user}/events`));
+/** Every fetch the SDK makes (helpers.mjs `recordFetches`). */
+const { forUser: fetchesFor } = recordFetches();
 
 test('live mode: an event published once after open arrives once; a reconnection and a restarted bridge go on with new ids', { timeout: 60000 }, async () => {
   const args = ['--history', 'off'];

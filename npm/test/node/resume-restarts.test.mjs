@@ -1,4 +1,4 @@
-// The SDK resumes through restarts with nothing lost and nothing twice (issue 4), in plain Node
+// The SDK resumes through restarts with nothing lost and nothing twice, in plain Node
 // against a real nats-server (JetStream on disk) and real bridge processes in history mode.
 // Events are published with nats.js JetStream publish, so each one's stream sequence (the
 // envelope id the SDK must hand over) is known from its ack. Only 127.0.0.1; every wait bounded.
@@ -12,17 +12,10 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { subscribe } from 'realtime-bridge';
-import { startBridge, token, openStreams, waitFor, collector, jsProducer, publishAndWait, verify, forwarder } from '../helpers.mjs';
+import { startBridge, token, openStreams, waitFor, collector, jsProducer, publishAndWait, verify, forwarder, recordFetches } from '../helpers.mjs';
 
-/** Records every fetch the SDK makes (a spy around the real fetch, not a mock). */
-const fetchLog = [];
-const realFetch = globalThis.fetch;
-globalThis.fetch = (input, init) => {
-  const headers = new Headers(init?.headers);
-  fetchLog.push({ url: String(input), lastEventId: headers.get('last-event-id') });
-  return realFetch(input, init);
-};
-const fetchesFor = (user) => fetchLog.filter((f) => f.url.includes(`/v1/users/${user}/events`));
+/** Every fetch the SDK makes (helpers.mjs `recordFetches`). */
+const { forUser: fetchesFor, realFetch } = recordFetches();
 
 /**
  * A nats-server with JetStream on disk that can be stopped and started again on the same port

@@ -5,21 +5,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { subscribe as sdkSubscribe, configure, resetConfig, wasmMemoryBytes, isRealtimeError, isKnownErrorCode } from 'realtime-bridge';
-import { startNats, startBridge, token, openStreams, producer, waitFor, sleep, collector } from '../helpers.mjs';
+import { startNats, startBridge, token, openStreams, producer, waitFor, sleep, collector, recordFetches } from '../helpers.mjs';
 
 let nats;
 let bridge;
 let pub;
 
-/** Records every fetch the SDK makes (a spy around the real fetch, not a mock). */
-const fetchLog = [];
-const realFetch = globalThis.fetch;
-globalThis.fetch = (input, init) => {
-  const headers = new Headers(init?.headers);
-  fetchLog.push({ url: String(input), lastEventId: headers.get('last-event-id'), auth: headers.get('authorization') });
-  return realFetch(input, init);
-};
-const fetchesFor = (user) => fetchLog.filter((f) => f.url.includes(`/v1/users/${user}/events`));
+/** Every fetch the SDK makes (helpers.mjs `recordFetches`). */
+const { forUser: fetchesFor } = recordFetches();
 
 /**
  * Every subscription a test opens, closed again after the file: a test that fails before its

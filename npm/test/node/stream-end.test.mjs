@@ -17,25 +17,14 @@ import {
   publishAndWait,
   verify,
   forwarder,
+  recordFetches,
 } from '../helpers.mjs';
 
 const NO_BACKOFF_BEFORE_MS = 30000;
 const backoff = { initialMs: NO_BACKOFF_BEFORE_MS, maxMs: NO_BACKOFF_BEFORE_MS, jitter: 0 };
 
-/** Every fetch the SDK makes, with its time and headers (a spy around the real fetch, not a mock). */
-const fetchLog = [];
-const realFetch = globalThis.fetch;
-globalThis.fetch = (input, init) => {
-  const headers = new Headers(init?.headers);
-  fetchLog.push({
-    t: Date.now(),
-    url: String(input),
-    auth: headers.get('authorization'),
-    lastEventId: headers.get('last-event-id'),
-  });
-  return realFetch(input, init);
-};
-const fetchesFor = (user) => fetchLog.filter((f) => f.url.includes(`/v1/users/${user}/events`));
+/** Every fetch the SDK makes (helpers.mjs `recordFetches`). */
+const { forUser: fetchesFor, realFetch } = recordFetches();
 
 /** `realtime_bridge_streams_cut_total{reason}` of a bridge: how many streams it ended, and why. */
 async function streamsCut(bridge, reason) {
