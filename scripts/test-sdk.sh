@@ -95,7 +95,7 @@ echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory t
   read -r pass fail < <(node -e 'const r=require("./test-results/vitest.json"); console.log(r.numPassedTests, r.numFailedTests)')
   echo "sdk-hooks: $pass passed, $fail failed"
   [ "$rc" = 0 ] || exit "$rc"
-  expect_count sdk-hooks "$pass" "$fail" 10
+  expect_count sdk-hooks "$pass" "$fail" 14
 )
 
 echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium) and node app.mjs"

@@ -22,6 +22,7 @@ import type {
 } from './types.js';
 
 export type * from './types.js';
+import { isRealtimeError } from './types.js';
 export { isKnownErrorCode, isRealtimeError } from './types.js';
 
 /**
@@ -44,6 +45,12 @@ interface ContextValue {
   options: { readonly current: RealtimeOptions };
   url?: string;
   token?: string | null;
+  /**
+   * Per user (one shared connection under this provider): the hooks subscribed, in order.
+   * Only the first forwards connection-level events (status, errors, resets) to the provider's
+   * callbacks, so they fire once per connection event however many hooks share it.
+   */
+  forwarders: Map<string, object[]>;
 }
 
 const RealtimeContext = createContext<ContextValue | null>(null);
@@ -60,9 +67,10 @@ export interface RealtimeProviderProps extends RealtimeOptions {
  */
 export function RealtimeProvider({ children, client, ...options }: RealtimeProviderProps) {
   const optionsRef = useLatest<RealtimeOptions>(options);
+  const [forwarders] = useState(() => new Map<string, object[]>());
   const value = useMemo<ContextValue>(
-    () => ({ client: client ?? realtimeClient, options: optionsRef, url: options.url, token: options.token }),
-    [client, optionsRef, options.url, options.token],
+    () => ({ client: client ?? realtimeClient, options: optionsRef, url: options.url, token: options.token, forwarders }),
+    [client, optionsRef, options.url, options.token, forwarders],
   );
   return <RealtimeContext.Provider value={value}>{children}</RealtimeContext.Provider>;
 }
@@ -77,13 +85,25 @@ export interface UseRealtimeOptions<T = any> {
   userId: string | null | undefined;
   /** Event names to receive; omitted or null: all of the user's events and broadcasts. */
   events?: readonly EventType[] | null;
-  /** Called for each event, as in the original system: `(event, data)`; the envelope comes third. */
+  /**
+   * Called once for each event, in order, as in the original system: `(event, data)`; the
+   * envelope comes third. Every event reaches it, even when a burst is rendered at once or
+   * overflows `maxEvents`: derive state here; `events` is for display.
+   */
   onEvent?: (event: string, data: T, envelope: RealtimeEvent<T>) => void;
+  /** This hook's errors (the connection's, and what its `onEvent` throws). */
+  onError?: (error: RealtimeError) => void;
+  /** The bridge sent `reset`: reload the state built from events. */
+  onReset?: RealtimeOptions['onReset'];
   /** How many events `events` keeps (the most recent). 100. */
   maxEvents?: number;
   /** False: stay disconnected. True. */
   enabled?: boolean;
 }
+
+/** The callbacks and options every specialised hook takes besides the user. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type RealtimeHookOptions<T = any> = Omit<UseRealtimeOptions<T>, 'userId' | 'events'>;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export interface UseRealtimeResult<T = any> {
@@ -99,36 +119,61 @@ export interface UseRealtimeResult<T = any> {
   clearEvents: () => void;
 }
 
+interface HookState<T> {
+  /** url, user and event names: a new key starts from scratch (nothing of another user shows). */
+  key: string;
+  events: RealtimeEvent<T>[];
+  status: SubscriptionStatus;
+  error: RealtimeError | null;
+  lastEventId: string | null;
+}
+
+function freshState<T>(key: string, active: boolean): HookState<T> {
+  return { key, events: [], status: active ? 'connecting' : 'closed', error: null, lastEventId: null };
+}
+
 /** Subscribes while mounted; closes on unmount. Safe under StrictMode (one connection). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtimeResult<T> {
-  const { userId, events: names, onEvent, maxEvents = 100, enabled = true } = options;
+  const { userId, events: names, onEvent, onError, onReset, maxEvents = 100, enabled = true } = options;
   const ctx = useContext(RealtimeContext);
   const client = ctx?.client ?? realtimeClient;
   const namesKey = names == null ? '*' : names.join(',');
   const active = Boolean(userId) && enabled;
-
-  const [events, setEvents] = useState<RealtimeEvent<T>[]>([]);
-  const [status, setStatus] = useState<SubscriptionStatus>(active ? 'connecting' : 'closed');
-  const [error, setError] = useState<RealtimeError | null>(null);
-  const [lastEventId, setLastEventId] = useState<string | null>(null);
-  const [generation, setGeneration] = useState(0);
-  const subRef = useRef<Subscription<T> | null>(null);
-  const onEventRef = useLatest(onEvent);
-  const maxRef = useLatest(maxEvents);
   // The provider's options are a ref (one per provider): new callbacks on each render do not
   // resubscribe; a new url or token does.
   const providerOptions = ctx?.options;
   const providerUrl = ctx?.url;
   const providerToken = ctx?.token;
+  const forwarders = ctx?.forwarders;
+  const key = `${providerUrl ?? ''}\n${userId ?? ''}\n${namesKey}`;
+
+  const [state, setState] = useState<HookState<T>>(() => freshState<T>(key, active));
+  // Another url, user or set of events: drop everything the previous one received, during this
+  // render (React renders again at once, before committing), so no render shows it.
+  const shown = state.key === key ? state : freshState<T>(key, active);
+  if (state.key !== key) setState(shown);
+  const [generation, setGeneration] = useState(0);
+  const subRef = useRef<Subscription<T> | null>(null);
+  const onEventRef = useLatest(onEvent);
+  const onErrorRef = useLatest(onError);
+  const onResetRef = useLatest(onReset);
+  const maxRef = useLatest(maxEvents);
 
   useEffect(() => {
     // Inactive: no subscription, and the status is already 'closed' (the initial state, or set
     // by the cleanup below when the previous subscription was torn down).
     if (!active || !userId) return undefined;
     let live = true;
+    /** Changes this key's state only: a late update for another key is dropped. */
+    const update = (patch: (prev: HookState<T>) => Partial<HookState<T>>) =>
+      setState((prev) => (prev.key === key ? { ...prev, ...patch(prev) } : prev));
     const provider = providerOptions?.current ?? {};
     const list = namesKey === '*' ? null : namesKey.split(',');
+    // Connection-level events reach the provider's callbacks through the first hook of this
+    // user only (they all share one connection, and all get the same events).
+    const me = {};
+    const forwards = () => forwarders?.get(userId)?.[0] === me;
     let sub: Subscription<T>;
     try {
       sub = client.subscribe<T>(
@@ -137,13 +182,13 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
         (e) => {
           if (!live) return;
           const max = Math.max(0, Math.floor(maxRef.current));
-          setEvents((prev) => {
-            if (max === 0) return prev.length ? [] : prev;
-            const next = prev.length >= max ? prev.slice(prev.length - max + 1) : prev.slice();
+          const lastEventId = sub?.lastEventId ?? null;
+          update((prev) => {
+            if (max === 0) return { events: prev.events.length ? [] : prev.events, lastEventId };
+            const next = prev.events.length >= max ? prev.events.slice(prev.events.length - max + 1) : prev.events.slice();
             next.push(e);
-            return next;
+            return { events: next, lastEventId };
           });
-          setLastEventId(sub?.lastEventId ?? null);
           onEventRef.current?.(e.event, e.data, e);
         },
         {
@@ -152,38 +197,46 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
           ...(provider.getToken ? { getToken: () => providerOptions!.current.getToken!() } : {}),
           onStatus: (s) => {
             if (!live) return;
-            setStatus(s);
-            if (s === 'open') setError(null);
-            providerOptions?.current.onStatus?.(s);
+            update(() => (s === 'open' ? { status: s, error: null } : { status: s }));
+            if (forwards()) providerOptions?.current.onStatus?.(s);
           },
           onError: (err) => {
             if (!live) return;
-            setError(err);
-            providerOptions?.current.onError?.(err);
+            update(() => ({ error: err }));
+            onErrorRef.current?.(err);
+            // What this hook's onEvent threw is its own: the provider hears of it too.
+            if (forwards() || !isRealtimeError(err)) providerOptions?.current.onError?.(err);
           },
           onReset: (info) => {
-            if (live) providerOptions?.current.onReset?.(info);
+            if (!live) return;
+            onResetRef.current?.(info);
+            if (forwards()) providerOptions?.current.onReset?.(info);
           },
         },
       );
     } catch (err) {
-      // eslint-disable-next-line react-hooks/set-state-in-effect -- subscribe() refused its arguments (a TypeError): reported like the errors that come later
-      setStatus('closed');
-      setError(err as RealtimeError);
+      // subscribe() refused its arguments (a TypeError): reported like the errors that come later.
+      update(() => ({ status: 'closed', error: err as RealtimeError }));
       return undefined;
     }
     subRef.current = sub;
-    setStatus(sub.status);
+    if (forwarders) forwarders.set(userId, [...(forwarders.get(userId) ?? []), me]);
+    update(() => ({ status: sub.status }));
     return () => {
       live = false;
+      if (forwarders) {
+        const rest = (forwarders.get(userId) ?? []).filter((f) => f !== me);
+        if (rest.length) forwarders.set(userId, rest);
+        else forwarders.delete(userId);
+      }
       sub.close();
       if (subRef.current === sub) subRef.current = null;
       // Its onStatus('closed') is no longer listened to. Batched with the next subscription's
       // status when the effect runs again, so only an inactive hook ever shows this.
-      setStatus('closed');
+      update(() => ({ status: 'closed' }));
     };
     // providerUrl and providerToken are not read here: a change of either resubscribes.
-  }, [client, userId, namesKey, active, generation, providerOptions, providerUrl, providerToken, maxRef, onEventRef]);
+  }, [client, userId, namesKey, key, active, generation, providerOptions, providerUrl, providerToken, forwarders, maxRef, onEventRef, onErrorRef, onResetRef]);
 
   const reconnect = useCallback(() => {
     if (subRef.current && subRef.current.status !== 'closed') subRef.current.reconnect();
@@ -194,11 +247,12 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
     const sub = subRef.current;
     subRef.current = null;
     sub?.close();
-    setStatus('closed');
+    setState((prev) => ({ ...prev, status: 'closed' }));
   }, []);
 
-  const clearEvents = useCallback(() => setEvents([]), []);
+  const clearEvents = useCallback(() => setState((prev) => ({ ...prev, events: [] })), []);
 
+  const { events, status, error, lastEventId } = shown;
   return { events, isConnected: status === 'open', status, error, lastEventId, reconnect, disconnect, clearEvents };
 }
 
@@ -214,22 +268,28 @@ export const NOTIFICATION_EVENTS: readonly NotificationEventType[] = [
   'notification_deleted',
 ];
 
-/** Messages and typing indicators of `userId`. */
-export function useRealtimeMessages(userId: string | null | undefined): UseRealtimeResult<RealtimeMessageDto> {
-  return useRealtime<RealtimeMessageDto>({ userId, events: MESSAGE_EVENTS });
+/** Messages and typing indicators of `userId`. `options.onEvent` sees every one, once. */
+export function useRealtimeMessages(
+  userId: string | null | undefined,
+  options: RealtimeHookOptions<RealtimeMessageDto> = {},
+): UseRealtimeResult<RealtimeMessageDto> {
+  return useRealtime<RealtimeMessageDto>({ ...options, userId, events: MESSAGE_EVENTS });
 }
 
-/** Transactions of `userId`. */
-export function useRealtimeTransactions(userId: string | null | undefined): UseRealtimeResult<RealtimeTransactionDto> {
-  return useRealtime<RealtimeTransactionDto>({ userId, events: TRANSACTION_EVENTS });
+/** Transactions of `userId`. `options.onEvent` sees every one, once. */
+export function useRealtimeTransactions(
+  userId: string | null | undefined,
+  options: RealtimeHookOptions<RealtimeTransactionDto> = {},
+): UseRealtimeResult<RealtimeTransactionDto> {
+  return useRealtime<RealtimeTransactionDto>({ ...options, userId, events: TRANSACTION_EVENTS });
 }
 
-export interface UseRealtimeNotificationsOptions {
+export interface UseRealtimeNotificationsOptions
+  extends Omit<RealtimeHookOptions<RealtimeNotificationDto>, 'maxEvents'> {
   userId: string | null | undefined;
   /** How many notifications (and events) are kept. 100. */
   maxNotifications?: number;
   onNotification?: (notification: RealtimeNotificationDto) => void;
-  enabled?: boolean;
 }
 
 export interface UseRealtimeNotificationsResult extends UseRealtimeResult<RealtimeNotificationDto> {
@@ -250,12 +310,24 @@ function notificationId(data: unknown): string | undefined {
 
 /** The notification list of `userId`, kept up to date in real time. */
 export function useRealtimeNotifications(options: UseRealtimeNotificationsOptions): UseRealtimeNotificationsResult {
-  const { userId, maxNotifications = 100, onNotification, enabled } = options;
-  const [notifications, setNotifications] = useState<RealtimeNotificationDto[]>([]);
+  const { userId, maxNotifications = 100, onNotification, onEvent: userOnEvent, ...rest } = options;
+  const url = useContext(RealtimeContext)?.url;
+  // Like useRealtime's state: another url or user starts from an empty list, in the same render.
+  const key = `${url ?? ''}\n${userId ?? ''}`;
+  const [list, setList] = useState<{ key: string; notifications: RealtimeNotificationDto[] }>(() => ({ key, notifications: [] }));
+  const shown = list.key === key ? list : { key, notifications: [] };
+  if (list.key !== key) setList(shown);
+  const notifications = shown.notifications;
+  const setNotifications = useCallback(
+    (change: (prev: RealtimeNotificationDto[]) => RealtimeNotificationDto[]) =>
+      setList((prev) => (prev.key === key ? { key, notifications: change(prev.notifications) } : prev)),
+    [key],
+  );
   const onNotificationRef = useLatest(onNotification);
+  const userOnEventRef = useLatest(userOnEvent);
   const maxRef = useLatest(maxNotifications);
 
-  const onEvent = useCallback((event: string, data: RealtimeNotificationDto) => {
+  const onEvent = useCallback((event: string, data: RealtimeNotificationDto, envelope: RealtimeEvent<RealtimeNotificationDto>) => {
     const id = notificationId(data);
     if (event === 'notification') {
       setNotifications((prev) => {
@@ -268,16 +340,17 @@ export function useRealtimeNotifications(options: UseRealtimeNotificationsOption
     } else if (event === 'notification_deleted') {
       if (id !== undefined) setNotifications((prev) => prev.filter((n) => notificationId(n) !== id));
     }
-  }, [maxRef, onNotificationRef]);
+    userOnEventRef.current?.(event, data, envelope);
+  }, [maxRef, onNotificationRef, userOnEventRef, setNotifications]);
 
   const base = useRealtime<RealtimeNotificationDto>({
+    ...rest,
     userId,
     events: NOTIFICATION_EVENTS,
     onEvent,
     maxEvents: maxNotifications,
-    enabled,
   });
   const unreadCount = useMemo(() => notifications.filter((n) => !n.read).length, [notifications]);
-  const clearNotifications = useCallback(() => setNotifications([]), []);
+  const clearNotifications = useCallback(() => setNotifications(() => []), [setNotifications]);
   return { ...base, notifications, unreadCount, clearNotifications };
 }

@@ -218,3 +218,30 @@ describe('specialised hooks against the bridge', () => {
     expect(screen.getByTestId('message-kinds').textContent.split(',').slice(-1)).toEqual(['typing_start']);
   });
 });
+
+function Payments({ userId, onEvent }) {
+  const { events, isConnected } = useRealtimeTransactions(userId, { maxEvents: 3, onEvent });
+  return (
+    <div>
+      <span data-testid="ready">{String(isConnected)}</span>
+      <span data-testid="amounts">{events.map((e) => e.data.amount).join(',')}</span>
+    </div>
+  );
+}
+
+describe('onEvent of a specialised hook against the bridge', () => {
+  test('a burst: onEvent sees every event once, in order; events keeps the last maxEvents', async () => {
+    const user = 'hook-burst';
+    const seen = [];
+    render(
+      <RealtimeProvider url={bridge.url} getToken={async () => token(user)}>
+        <Payments userId={user} onEvent={(event, data) => seen.push(`${event}:${data.amount}`)} />
+      </RealtimeProvider>,
+    );
+    await rtlWaitFor(() => expect(screen.getByTestId('ready').textContent).toBe('true'), { timeout: 10000 });
+    const N = 25;
+    await Promise.all(Array.from({ length: N }, (_, n) => pub.send(user, 'transaction_completed', { amount: n })));
+    await rtlWaitFor(() => expect(screen.getByTestId('amounts').textContent).toBe(`${N - 3},${N - 2},${N - 1}`), { timeout: 10000 });
+    expect(seen).toEqual(Array.from({ length: N }, (_, n) => `transaction_completed:${n}`));
+  });
+});

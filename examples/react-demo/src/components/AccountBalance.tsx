@@ -1,8 +1,6 @@
 import { useEffect, useState } from 'react';
 import { useRealtimeTransactions } from 'realtime-bridge/react';
-import type { RealtimeTransactionDto } from 'realtime-bridge';
 import { fetchAccount, type Account } from '../api';
-import { useNewEvents } from '../useNewEvents';
 import { clock, money } from '../format';
 
 interface Tx {
@@ -21,23 +19,25 @@ export function AccountBalance({ userId }: { userId: string }) {
   const [deltaCents, setDeltaCents] = useState(0);
   const [recent, setRecent] = useState<Tx[]>([]);
   const [flash, setFlash] = useState<'up' | 'down' | null>(null);
-  const { events } = useRealtimeTransactions(userId);
+  // Every event, once, in order (a burst is rendered at once: `events` is only a window).
+  useRealtimeTransactions(userId, {
+    onEvent: (_event, _data, e) => {
+      const d = e.data;
+      if (e.event !== 'transaction_completed' || !d) return;
+      if (d.accountId && account && d.accountId !== account.accountId) return;
+      const amount = Math.round(Number(d.amount) * 100);
+      const signed = !Number.isFinite(amount) ? 0 : d.type === 'CREDIT' ? amount : d.type === 'DEBIT' ? -amount : 0;
+      if (!signed) return;
+      setDeltaCents((c) => c + signed);
+      setRecent((r) => [{ id: String(d.transactionId ?? e.id), cents: signed, at: e.timestamp }, ...r].slice(0, 5));
+      setFlash(signed > 0 ? 'up' : 'down');
+    },
+  });
 
   useEffect(() => {
     fetchAccount(userId).then(setAccount, () => {});
   }, [userId]);
 
-  useNewEvents<RealtimeTransactionDto>(events, (e) => {
-    const d = e.data;
-    if (e.event !== 'transaction_completed' || !d) return;
-    if (d.accountId && account && d.accountId !== account.accountId) return;
-    const amount = Math.round(Number(d.amount) * 100);
-    const signed = !Number.isFinite(amount) ? 0 : d.type === 'CREDIT' ? amount : d.type === 'DEBIT' ? -amount : 0;
-    if (!signed) return;
-    setDeltaCents((c) => c + signed);
-    setRecent((r) => [{ id: String(d.transactionId ?? e.id), cents: signed, at: e.timestamp }, ...r].slice(0, 5));
-    setFlash(signed > 0 ? 'up' : 'down');
-  });
   useEffect(() => {
     if (!flash) return undefined;
     const t = setTimeout(() => setFlash(null), 900);

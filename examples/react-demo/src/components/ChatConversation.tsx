@@ -1,8 +1,6 @@
 import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { useRealtimeMessages } from 'realtime-bridge/react';
-import type { RealtimeMessageDto } from 'realtime-bridge';
 import { sendMessage, sendTyping } from '../api';
-import { useNewEvents } from '../useNewEvents';
 import { clock, hue, initials } from '../format';
 
 /** A typing indicator with no typing_stop (a producer that died) fades after this long. */
@@ -32,29 +30,31 @@ export function ChatConversation({
   recipientId: string;
   emptyHint: string;
 }) {
-  const { events } = useRealtimeMessages(currentUserId);
   const [messages, setMessages] = useState<Message[]>([]);
   // Who is typing, and until when (expiry).
   const [typing, setTyping] = useState<Record<string, number>>({});
 
-  useNewEvents<RealtimeMessageDto>(events, (e) => {
-    const d = e.data ?? {};
-    if (d.conversationId && d.conversationId !== conversationId) return;
-    if (e.event === 'message_new') {
-      const senderId = String(d.senderId ?? 'unknown');
-      const id = String(d.id ?? e.id);
-      setMessages((prev) =>
-        prev.some((m) => m.id === id)
-          ? prev
-          : [...prev, { id, senderId, content: String(d.content ?? d.text ?? ''), createdAt: d.createdAt ?? e.timestamp }].slice(-200),
-      );
-      // A message from someone ends their typing.
-      setTyping(({ [senderId]: _, ...rest }) => rest);
-    } else if (e.event === 'typing_start' && d.userId && d.userId !== currentUserId) {
-      setTyping((t) => ({ ...t, [String(d.userId)]: Date.now() + TYPING_EXPIRES_MS }));
-    } else if (e.event === 'typing_stop' && d.userId) {
-      setTyping(({ [String(d.userId)]: _, ...rest }) => rest);
-    }
+  // Every event, once, in order (a burst is rendered at once: `events` is only a window).
+  useRealtimeMessages(currentUserId, {
+    onEvent: (_event, _data, e) => {
+      const d = e.data ?? {};
+      if (d.conversationId && d.conversationId !== conversationId) return;
+      if (e.event === 'message_new') {
+        const senderId = String(d.senderId ?? 'unknown');
+        const id = String(d.id ?? e.id);
+        setMessages((prev) =>
+          prev.some((m) => m.id === id)
+            ? prev
+            : [...prev, { id, senderId, content: String(d.content ?? d.text ?? ''), createdAt: d.createdAt ?? e.timestamp }].slice(-200),
+        );
+        // A message from someone ends their typing.
+        setTyping(({ [senderId]: _, ...rest }) => rest);
+      } else if (e.event === 'typing_start' && d.userId && d.userId !== currentUserId) {
+        setTyping((t) => ({ ...t, [String(d.userId)]: Date.now() + TYPING_EXPIRES_MS }));
+      } else if (e.event === 'typing_stop' && d.userId) {
+        setTyping(({ [String(d.userId)]: _, ...rest }) => rest);
+      }
+    },
   });
 
   // Expire stale typing indicators.
