@@ -75,7 +75,8 @@ if [ "$SETUP_CHECK" = 0 ] && [ "$(node_major)" -lt 20 ]; then
 fi
 
 # 5. npm dependencies, from the lock files (binaryen@132's wasm-opt, typescript, vitest,
-#    testing-library, nats.js; and the e2e app's vite, plugin-react, playwright-core).
+#    testing-library, nats.js; the e2e app's vite, plugin-react, playwright-core; the
+#    packaging test projects: Jest + jsdom, Next.js, and the TypeScript consumer's link).
 npm_ci() {
   local dir=$1
   if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
@@ -87,6 +88,9 @@ npm_ci() {
 }
 npm_ci "$sdk_root/npm"
 npm_ci "$sdk_root/npm/test/e2e"
+npm_ci "$sdk_root/npm/test/jest-app"
+npm_ci "$sdk_root/npm/test/next-app"
+npm_ci "$sdk_root/npm/test/tsconfigs"
 
 # 6. Chromium for the browser test (Debian's; never a test tool's own browser download).
 if [ ! -x /usr/lib/chromium/chromium ] && [ ! -x /usr/bin/chromium ]; then

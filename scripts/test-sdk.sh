@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the SDK package and runs every SDK test: Rust unit tests of sdk-wasm (native),
 # ESLint on the package's sources, the npm build (wasm-pack + wasm-opt + tsc, prints the
-# gzipped .wasm size), type tests, Node tests and React hook tests against a real bridge and
-# nats-server, and the browser end-to-end test in headless Chromium. Each runner ends with a
+# gzipped .wasm size), type tests (also a consumer under moduleResolution node, node16 and
+# bundler), Node tests and React hook tests against a real bridge and nats-server, the
+# CommonJS build under Jest + jsdom and plain require(), a Next.js App Router app (next build,
+# next start), and the browser end-to-end test in headless Chromium. Each runner ends with a
 # "N passed, N failed" line, and fails when it ran fewer tests than expected: a runner that
 # found no test (or lost a file) passes on its own. The expected counts are the tests in the
 # files today; raise them with the tests.
@@ -40,7 +42,7 @@ echo "sdk-lint: 1 passed, 0 failed"
 echo "== sdk: build the npm package (wasm-pack --mode no-install, wasm-opt -Oz from binaryen@132, tsc)"
 (cd npm && node scripts/build.mjs)
 
-echo "== sdk: type-check (package sources; the original system's examples against the .d.ts)"
+echo "== sdk: type-check (package sources; the original system's examples against the .d.ts; a consumer under moduleResolution node, node16, bundler)"
 # Each run counts only if tsc (the package's own, not whatever npx would fetch) passed and its
 # program held the file it exists for.
 typecheck() {
@@ -53,12 +55,14 @@ typecheck() {
 }
 types_pass=0
 types_fail=0
-for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/seed-usage.tsx" "test/types/tsconfig.json test/types/errors.tsx"; do
+for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/seed-usage.tsx" "test/types/tsconfig.json test/types/errors.tsx" \
+  "test/tsconfigs/tsconfig.node.json dist/testing.d.ts" "test/tsconfigs/tsconfig.node16.json dist/testing.d.cts" \
+  "test/tsconfigs/tsconfig.bundler.json dist/testing.d.ts"; do
   # shellcheck disable=SC2086 # two words: project, file
   if typecheck $check; then types_pass=$((types_pass + 1)); else types_fail=$((types_fail + 1)); fi
 done
 echo "sdk-types: $types_pass passed, $types_fail failed"
-expect_count sdk-types "$types_pass" "$types_fail" 3
+expect_count sdk-types "$types_pass" "$types_fail" 6
 
 echo "== sdk: bridge binary for the integration tests"
 cargo build -p realtime-bridge --locked
@@ -97,6 +101,24 @@ echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory t
   [ "$rc" = 0 ] || exit "$rc"
   expect_count sdk-hooks "$pass" "$fail" 14
 )
+
+echo "== sdk: CommonJS (require condition): plain Node require()/import of every entry point, Jest + jsdom with realtime-bridge/testing"
+(
+  cd npm/test/jest-app
+  node_test sdk-cjs 4 require.test.mjs
+  rm -f "$results/jest.json"
+  set +e
+  node_modules/.bin/jest --ci --json --outputFile="$results/jest.json"
+  rc=$?
+  set -e
+  read -r pass fail < <(node -e 'const r=require(process.argv[1]); console.log(r.numPassedTests, r.numFailedTests)' "$results/jest.json")
+  echo "sdk-jest: $pass passed, $fail failed"
+  [ "$rc" = 0 ] || exit "$rc"
+  expect_count sdk-jest "$pass" "$fail" 2
+)
+
+echo "== sdk: Next.js App Router (next build; next start on 127.0.0.1, the page's server-rendered hooks)"
+(cd npm/test/next-app && NEXT_TELEMETRY_DISABLED=1 node_test sdk-next 2 next.test.mjs)
 
 echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium) and node app.mjs"
 (

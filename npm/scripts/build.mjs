@@ -5,7 +5,9 @@
 //   2. wasm-opt -Oz from npm binaryen@132 (never Debian's binaryen 108)
 //   3. the .wasm embedded as base64 in a generated module (initSync: Node, Vite, webpack
 //      without plugins or top-level await)
-//   4. tsc: the TypeScript layer -> dist/
+//   4. tsc: the TypeScript layer -> dist/ (ES modules, .js + .d.ts), then a CommonJS copy
+//      (.cjs + .d.cts: the package's "require" condition, for Jest and require()), with
+//      'use client' at the top of the React entry points (Next.js App Router)
 // and prints the sizes; it fails when the gzipped .wasm is over its budget (scripts/wasm-budget.mjs).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
@@ -108,6 +110,54 @@ if (glue.includes('import.meta')) {
   console.error('[build] the glue still refers to import.meta');
   process.exit(1);
 }
+// No TextDecoder / TextEncoder at module scope (jsdom has neither): created on first use.
+const textCodecs = /\nlet cachedTextDecoder = new TextDecoder\([\s\S]*?\n(?=let WASM_VECTOR_LEN = 0;)/;
+if (!textCodecs.test(glue)) {
+  console.error('[build] unexpected wasm-bindgen glue: the module-scope TextDecoder/TextEncoder block was not found');
+  process.exit(1);
+}
+glue = glue.replace(
+  textCodecs,
+  `
+// realtime-bridge: TextDecoder and TextEncoder are created on first use, not at import.
+let cachedTextDecoder = null;
+const MAX_SAFARI_DECODE_BYTES = 2146435072;
+let numBytesDecoded = 0;
+function decodeText(bytes) {
+    numBytesDecoded += bytes.length;
+    if (cachedTextDecoder === null || numBytesDecoded >= MAX_SAFARI_DECODE_BYTES) {
+        cachedTextDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
+        cachedTextDecoder.decode();
+        numBytesDecoded = bytes.length;
+    }
+    return cachedTextDecoder.decode(bytes);
+}
+
+let realTextEncoder = null;
+function textEncoder() {
+    if (realTextEncoder === null) {
+        realTextEncoder = new TextEncoder();
+        if (!('encodeInto' in realTextEncoder)) {
+            realTextEncoder.encodeInto = function (arg, view) {
+                const buf = realTextEncoder.encode(arg);
+                view.set(buf);
+                return { read: arg.length, written: buf.length };
+            };
+        }
+    }
+    return realTextEncoder;
+}
+const cachedTextEncoder = {
+    encode: (arg) => textEncoder().encode(arg),
+    encodeInto: (arg, view) => textEncoder().encodeInto(arg, view),
+};
+
+`,
+);
+if (/^(let|const|var) \w+ = new Text(De|En)coder/m.test(glue) || /^\w+\.(decode|encode)/m.test(glue)) {
+  console.error('[build] the glue still creates a TextDecoder/TextEncoder at import');
+  process.exit(1);
+}
 writeFileSync(join(genDir, `${name}.js`), glue);
 copyFileSync(join(pkgDir, `${name}.d.ts`), join(genDir, `${name}.d.ts`));
 const b64 = bytes.toString('base64');
@@ -117,11 +167,79 @@ writeFileSync(
 );
 writeFileSync(join(genDir, 'bytes.d.ts'), 'export declare const wasmBase64: string;\n');
 
-// 4. TypeScript layer.
+// 4. TypeScript layer: ES modules.
+const tsc = join(npmDir, 'node_modules', '.bin', 'tsc');
 rmSync(distDir, { recursive: true, force: true });
-run(join(npmDir, 'node_modules', '.bin', 'tsc'), ['-p', join(npmDir, 'tsconfig.json')]);
+run(tsc, ['-p', join(npmDir, 'tsconfig.json')]);
 mkdirSync(join(distDir, 'wasm'), { recursive: true });
 for (const f of readdirSync(genDir)) copyFileSync(join(genDir, f), join(distDir, 'wasm', f));
+
+// 4b. CommonJS copy (the "require" condition): tsc again, into pkg/cjs, renamed to .cjs.
+//     The glue and the embedded bytes are required on first use (load()), not at import:
+//     require('realtime-bridge/testing') never loads the .wasm.
+const cjsDir = join(pkgDir, 'cjs');
+run(tsc, [
+  '-p', join(npmDir, 'tsconfig.json'),
+  '--module', 'commonjs', '--moduleResolution', 'node10', '--verbatimModuleSyntax', 'false',
+  '--declaration', 'false', '--outDir', cjsDir,
+]);
+const toCjsSpecifiers = (code) => code.replace(/(require\(|from |import\()(['"])(\.\.?\/[^'"]+)\.js\2/g, '$1$2$3.cjs$2');
+for (const f of readdirSync(cjsDir)) {
+  if (!f.endsWith('.js')) continue;
+  let code = toCjsSpecifiers(readFileSync(join(cjsDir, f), 'utf8'));
+  if (f === 'index.js') {
+    let lazy = 0;
+    code = code.replace(/^const (\w+) = require\("(\.\/wasm\/[^"]+\.cjs)"\);$/gm, (_, id, path) => {
+      lazy++;
+      return `let ${id}_loaded;\nconst ${id} = new Proxy({}, { get: (_, key) => (${id}_loaded ??= require("${path}"))[key] });`;
+    });
+    if (lazy !== 2) {
+      console.error(`[build] CommonJS index: expected 2 requires of ./wasm/ to make lazy, found ${lazy}`);
+      process.exit(1);
+    }
+  }
+  writeFileSync(join(distDir, f.replace(/\.js$/, '.cjs')), code);
+}
+// The glue and bytes modules are plain ES modules: exports -> CommonJS exports.
+function esmToCjs(code, file) {
+  const names = [];
+  code = code.replace(/^export (class|function|const|let) (\w+)/gm, (_, kw, id) => {
+    names.push([id, id]);
+    return `${kw} ${id}`;
+  });
+  code = code.replace(/^export \{([^}]*)\};?$/gm, (_, list) => {
+    for (const part of list.split(',')) {
+      const [local, exported = local] = part.trim().split(/\s+as\s+/);
+      names.push([local, exported]);
+    }
+    return '';
+  });
+  if (/^\s*(import|export)\b/m.test(code)) {
+    console.error(`[build] ${file}: ES module syntax left after the CommonJS conversion`);
+    process.exit(1);
+  }
+  return `"use strict";\n${code}\n${names.map(([l, e]) => `exports.${e} = ${l};`).join('\n')}\n`;
+}
+for (const f of readdirSync(genDir)) {
+  if (f.endsWith('.js')) {
+    writeFileSync(join(distDir, 'wasm', f.replace(/\.js$/, '.cjs')), esmToCjs(readFileSync(join(genDir, f), 'utf8'), f));
+  }
+}
+// Declarations for the require condition (.d.cts: TypeScript's node16/nodenext resolution
+// must see CommonJS types there, not the ES module ones).
+for (const dir of [distDir, join(distDir, 'wasm')]) {
+  for (const f of readdirSync(dir)) {
+    if (f.endsWith('.d.ts')) writeFileSync(join(dir, f.replace(/\.d\.ts$/, '.d.cts')), toCjsSpecifiers(readFileSync(join(dir, f), 'utf8')));
+  }
+}
+
+// 4c. 'use client' at the top of the React entry points, both formats (Next.js App Router:
+//     they create a React context at import, which React Server Components cannot).
+for (const f of ['react.js', 'testing.js', 'react.cjs', 'testing.cjs']) {
+  const file = join(distDir, f);
+  const code = readFileSync(file, 'utf8');
+  if (!/^['"]use client['"]/.test(code)) writeFileSync(file, `'use client';\n${code}`);
+}
 
 // Sizes.
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;

@@ -1,0 +1,1 @@
+throw new Error('realtime-bridge/testing loaded the WebAssembly core');

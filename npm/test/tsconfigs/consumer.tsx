@@ -1,0 +1,28 @@
+// Every entry point, as an app imports them; type-checked by the three tsconfig.*.json.
+import { configure, isRealtimeError, subscribe } from 'realtime-bridge';
+import type { RealtimeMessageDto, Subscription } from 'realtime-bridge';
+import { RealtimeProvider, useRealtimeMessages } from 'realtime-bridge/react';
+import { createTestRealtime, RealtimeTestProvider } from 'realtime-bridge/testing';
+
+configure({ url: 'http://127.0.0.1:8080' });
+const sub: Subscription<RealtimeMessageDto> = subscribe<RealtimeMessageDto>('42', ['message_new'], (e) => {
+  const content: string | undefined = e.data.content;
+  void content;
+});
+sub.close();
+export const known: boolean = isRealtimeError(new Error('x'));
+
+export function Inbox() {
+  const { events, isConnected } = useRealtimeMessages('42');
+  return <p>{isConnected ? events.length : 'offline'}</p>;
+}
+
+const rt = createTestRealtime();
+rt.emit('42', 'message_new', { content: 'hi' });
+export const app = (
+  <RealtimeProvider url="http://127.0.0.1:8080">
+    <RealtimeTestProvider client={rt}>
+      <Inbox />
+    </RealtimeTestProvider>
+  </RealtimeProvider>
+);
