@@ -169,6 +169,26 @@ impl<'a> Target<'a> {
     }
 }
 
+/// The `<event>` of `user.<user>.<event>` for a subject already known to be `user`'s (a
+/// message of that user's subscription), without validating it: the receiver validates the
+/// name once, as an [`EventName`]. `None` if the subject is not `user`'s.
+///
+/// ```
+/// use realtime_bridge_wire::{subject::user_event, UserId};
+/// let u = UserId::parse("42")?;
+/// assert_eq!(user_event("user.42.message_new", &u), Some("message_new"));
+/// assert_eq!(user_event("user.421.x", &u), None);
+/// # Ok::<(), realtime_bridge_wire::IdError>(())
+/// ```
+pub fn user_event<'s>(subject: &'s str, user: &UserId) -> Option<&'s str> {
+    subject.strip_prefix(USER_PREFIX)?.strip_prefix(user.as_str())?.strip_prefix('.')
+}
+
+/// The `<event>` of `broadcast.<event>`, unvalidated like [`user_event`].
+pub fn broadcast_event(subject: &str) -> Option<&str> {
+    subject.strip_prefix(BROADCAST_PREFIX)
+}
+
 /// Parses a subject into a [`Target`].
 ///
 /// Accepts exactly `user.<tok>.<tok>` or `broadcast.<tok>` where each `<tok>`

@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use realtime_bridge_wire::subject::{self, parse_subject, Target};
-use realtime_bridge_wire::UserId;
+use realtime_bridge_wire::subject;
+use realtime_bridge_wire::{EventName, UserId};
 use tokio::sync::watch;
 
 use super::SUBSCRIBE_CONFIRM_TIMEOUT;
@@ -158,14 +158,15 @@ impl Kind {
         }
     }
 
-    /// The event name of one of this channel's (un-republished) subjects; `None` for a
-    /// subject that is not of this channel or not well-formed.
-    pub(super) fn event_of<'s>(&self, subject: &'s str) -> Option<&'s str> {
-        match (self, parse_subject(subject)?) {
-            (Self::User(u), Target::User { user, event }) if user == u.as_str() => Some(event),
-            (Self::Broadcast, Target::Broadcast { event }) => Some(event),
-            _ => None,
-        }
+    /// The event name of one of this channel's (un-republished) subjects, validated once
+    /// here (every message passes by, so the user id it already knows is not checked again);
+    /// `None` for a subject that is not of this channel or not well-formed.
+    pub(super) fn event_of(&self, subject: &str) -> Option<EventName> {
+        let event = match self {
+            Self::User(u) => subject::user_event(subject, u)?,
+            Self::Broadcast => subject::broadcast_event(subject)?,
+        };
+        EventName::parse(event).ok()
     }
 }
 
@@ -182,13 +183,13 @@ mod tests {
         assert_eq!(user.stored_subject(), "user.42.*");
         assert_eq!(Kind::Broadcast.live_subject(false), "broadcast.*");
         assert_eq!(Kind::Broadcast.live_subject(true), "rt.broadcast.*");
-        assert_eq!(user.event_of("user.42.message_new"), Some("message_new"));
-        assert_eq!(Kind::Broadcast.event_of("broadcast.x"), Some("x"));
+        assert_eq!(user.event_of("user.42.message_new").as_ref().map(EventName::as_str), Some("message_new"));
+        assert_eq!(Kind::Broadcast.event_of("broadcast.x").as_ref().map(EventName::as_str), Some("x"));
         for other in ["user.4.x", "user.421.x", "user.42.x.y", "user.42.", "broadcast.x", "user.42.a b"] {
-            assert_eq!(user.event_of(other), None, "{other:?}");
+            assert!(user.event_of(other).is_none(), "{other:?}");
         }
         for other in ["user.42.x", "broadcast.", "broadcast.a.b"] {
-            assert_eq!(Kind::Broadcast.event_of(other), None, "{other:?}");
+            assert!(Kind::Broadcast.event_of(other).is_none(), "{other:?}");
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use realtime_bridge_wire::subject::{self, parse_subject, Target};
+use realtime_bridge_wire::EventName;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -49,7 +50,7 @@ impl Hub {
             };
             // Users with no stream here are the common case: one map lookup, nothing else.
             let Some(channel) = self.channel_of(user) else { continue };
-            self.push_live(&channel, Some(event), channel.user(), &msg);
+            self.push_live(&channel, EventName::parse(event).ok(), channel.user(), &msg);
         }
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use realtime_bridge_wire::EventName;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -226,7 +225,7 @@ impl Hub {
         }
         // Even an event that is skipped moves `upto`: it has been dealt with.
         *upto = seq;
-        let Some(event) = kind.event_of(subject).and_then(|e| EventName::parse(e).ok()) else {
+        let Some(event) = kind.event_of(subject) else {
             drop(upto);
             self.drop_event(DropReason::InvalidSubject, subject);
             return true;

@@ -27,11 +27,11 @@ impl Hub {
     pub(super) fn push_live(
         &self,
         channel: &Channel,
-        event: Option<&str>,
+        event: Option<EventName>,
         user: Option<&UserId>,
         msg: &async_nats::Message,
     ) {
-        let Some(event) = event.and_then(|e| EventName::parse(e).ok()) else {
+        let Some(event) = event else {
             self.drop_event(DropReason::InvalidSubject, &msg.subject);
             return;
         };
