@@ -116,6 +116,22 @@ fn classify(ev: &SseEvent) -> FrameKind {
     }
 }
 
+/// The start of an event envelope as the bridge writes it: the `id` first.
+const ENVELOPE_ID: &str = "{\"id\":\"";
+
+/// The envelope id read straight from `data` when it has the bridge's shape: `{"id":"` then
+/// the id (a sequence number: no escape, no quote) and `",` or `"}`. That is the value
+/// `JSON.parse(data).id` gives, found without a call out of WebAssembly and a string copy
+/// back per event; anything else (`None`) is left to the parsed object.
+pub fn envelope_id(data: &str) -> Option<&str> {
+    let rest = data.strip_prefix(ENVELOPE_ID)?;
+    let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
+    // `get`, not slicing or `split_at`: no panic path (its message formatting costs the wasm
+    // build kilobytes), though `end` is an ASCII byte's index, so a char boundary.
+    let after = rest.as_bytes().get(end..end + 2)?;
+    (after == b"\"," || after == b"\"}").then(|| rest.get(..end)).flatten()
+}
+
 /// One parsed SSE event and the listeners it must be delivered to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -481,6 +497,26 @@ mod tests {
         let mut out = Vec::new();
         d.push(bytes, &mut out);
         out
+    }
+
+    #[test]
+    fn envelope_id_reads_the_bridge_shape_only() {
+        assert_eq!(envelope_id(&envelope("1734", "a")), Some("1734"));
+        assert_eq!(envelope_id("{\"id\":\"7\"}"), Some("7"));
+        assert_eq!(envelope_id("{\"id\":\"\",\"event\":\"a\"}"), Some(""));
+        // Anything else is left to JSON.parse: escapes, another key order, spacing, no end.
+        for other in [
+            "{\"id\":\"a\\\"b\",\"event\":\"a\"}",
+            "{\"id\":\"a\\u0041\",\"event\":\"a\"}",
+            "{\"event\":\"a\",\"id\":\"1\"}",
+            "{ \"id\":\"1\",\"event\":\"a\"}",
+            "{\"id\":1,\"event\":\"a\"}",
+            "{\"id\":\"1\" ,\"event\":\"a\"}",
+            "{\"id\":\"1",
+            "",
+        ] {
+            assert_eq!(envelope_id(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, ReadableStream, WritableStream};
 
@@ -13,7 +14,7 @@ use super::connection::Connection;
 use super::errors;
 use super::options;
 use super::watchdog::Watchdog;
-use crate::demux::{EndReason, FrameKind, ListenerId};
+use crate::demux::{envelope_id, EndReason, FrameKind, ListenerId};
 
 #[wasm_bindgen]
 extern "C" {
@@ -37,20 +38,20 @@ pub(super) async fn read_stream(
     let watchdog = (heartbeat_ms > 0.0).then(|| Watchdog::start(heartbeat_ms, ctrl));
     let end = Rc::new(Cell::new(None));
     let (c, e, abort) = (Rc::clone(conn), Rc::clone(&end), ctrl.clone());
-    let last = watchdog.as_ref().map(Watchdog::clock);
+    let chunks = watchdog.as_ref().map(Watchdog::chunks);
     let write = Closure::<dyn FnMut(JsValue)>::new(move |chunk: JsValue| {
-        if let Some(l) = &last {
-            l.set(js_sys::Date::now());
+        if let Some(n) = &chunks {
+            n.set(n.get().wrapping_add(1));
         }
-        if chunk.is_object() {
-            if let Some(reason) = deliver(&c, &Uint8Array::new(&chunk).to_vec()) {
-                e.set(Some(reason));
-            }
-            // Closed, or the bridge said `end`: close our side now rather than wait for
-            // the bridge's close (the reconnection need not wait for it).
-            if e.get().is_some() || c.is_closed() {
-                abort.abort();
-            }
+        // A body's chunks are Uint8Arrays (Fetch standard): read as one, not wrapped in a
+        // new one (an allocation and a call out of WebAssembly per chunk).
+        if let Some(reason) = deliver(&c, &chunk.unchecked_into::<Uint8Array>().to_vec()) {
+            e.set(Some(reason));
+        }
+        // Closed, or the bridge said `end`: close our side now rather than wait for
+        // the bridge's close (the reconnection need not wait for it).
+        if e.get().is_some() || c.is_closed() {
+            abort.abort();
         }
     });
     let sink = js_sys::Object::new();
@@ -88,8 +89,18 @@ fn deliver(conn: &Connection, bytes: &[u8]) -> Option<EndReason> {
                 continue;
             };
             // In frame order: a `reset` makes the ids delivered before it forgotten.
-            let id = if f.kind == FrameKind::Event { options::get_string(&value, "id").ok() } else { None };
-            if !st.demux.admit(f.kind, id.as_deref()) {
+            let looked_up;
+            let id = match f.kind {
+                FrameKind::Event => match envelope_id(&f.data) {
+                    Some(id) => Some(id),
+                    None => {
+                        looked_up = options::get_string(&value, "id").ok();
+                        looked_up.as_deref()
+                    }
+                },
+                _ => None,
+            };
+            if !st.demux.admit(f.kind, id) {
                 continue;
             }
             for t in f.targets {
