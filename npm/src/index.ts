@@ -1,50 +1,33 @@
 /**
- * realtime-bridge: subscribe to a user's Realtime Bridge event stream.
+ * realtime-bridge's core: subscribe to a user's Realtime Bridge event stream.
  *
  * The work (fetch stream, SSE parsing, reconnection, resume, de-duplication, one shared
  * connection per url + user) is done by the Rust/WebAssembly core; this layer merges
- * options with `configure()` defaults, loads the `.wasm` itself (embedded, on first use,
- * once: no init call, no bundler plugin), and gives the API its TypeScript types.
+ * options with `configure()` defaults, loads the `.wasm` on first use (once, with the loader
+ * its entry point installed), and gives the API its TypeScript types.
+ *
+ * Not an entry point itself: `realtime-bridge` (embedded.ts) loads the `.wasm` from bytes
+ * embedded in the JavaScript, synchronously; `realtime-bridge/url` (url.ts) fetches it as a
+ * separate file. Neither module is imported here, so a bundle holds only the one it uses.
  */
-import { initSync, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
+import { subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
-import { wasmBase64 } from './wasm/bytes.js';
 import type {
   EventCallback,
   EventType,
   RealtimeClient,
+  RealtimeError,
   RealtimeOptions,
   SubscribeOptions,
   Subscription,
   SubscriptionStatus,
 } from './types.js';
+import { loadCore } from './loader.js';
 
 export type * from './types.js';
 export { isKnownErrorCode, isRealtimeError } from './types.js';
 
-let loaded = false;
-let memory: WebAssembly.Memory | undefined;
-
-function decodeBase64(b64: string): Uint8Array {
-  const g = globalThis as { atob?: (s: string) => string; Buffer?: { from(s: string, enc: string): Uint8Array } };
-  if (typeof g.atob !== 'function' && g.Buffer) return new Uint8Array(g.Buffer.from(b64, 'base64'));
-  const bin = (g.atob as (s: string) => string)(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-/** Instantiates the WebAssembly core (synchronously, once). Called by `subscribe`; exported for warm-up. */
-export function load(): void {
-  if (loaded) return;
-  memory = initSync({ module: decodeBase64(wasmBase64) }).memory;
-  loaded = true;
-}
-
-/** Diagnostics: bytes of WebAssembly memory in use by the core (0 before the first subscribe). */
-export function wasmMemoryBytes(): number {
-  return memory?.buffer.byteLength ?? 0;
-}
+export { wasmMemoryBytes } from './loader.js';
 
 let defaults: RealtimeOptions = {};
 
@@ -94,6 +77,25 @@ class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
   #closed = false;
   #cursor: string | null = null;
+  /** Tells the subscriber it is closed, when closed before the core was loaded. */
+  #closedEarly: (() => void) | undefined;
+
+  /** `cursor`, `closedEarly`: for a subscription that waits for the core to load. */
+  constructor(cursor: string | null = null, closedEarly?: () => void) {
+    this.#cursor = cursor;
+    this.#closedEarly = closedEarly;
+  }
+
+  /** @internal Still waiting for the core (not attached, not closed). */
+  get waiting(): boolean {
+    return !this.#raw && !this.#closed;
+  }
+
+  /** @internal The core could not be loaded, or refused the arguments: closed for good. */
+  fail(): void {
+    this.#closed = true;
+    live.delete(this as SubscriptionHandle<unknown>);
+  }
 
   /** @internal */
   attach(raw: RawSubscription): void {
@@ -132,7 +134,12 @@ class SubscriptionHandle<T> implements Subscription<T> {
 
   close(): void {
     const raw = this.#raw;
-    if (!raw) return;
+    if (!raw) {
+      if (!this.waiting) return;
+      this.fail();
+      this.#closedEarly?.();
+      return;
+    }
     raw.close();
     this.#release(raw);
   }
@@ -159,22 +166,68 @@ export function subscribe<T = unknown>(
   options?: SubscribeOptions,
 ): Subscription<T> {
   if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
-  load();
+  const loaded = loadCore();
   const o = merge(defaults, options);
-  const handle = new SubscriptionHandle<T>();
   const userStatus = o.onStatus;
-  const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
-    ...o,
-    url: resolveUrl(o.url),
-    onStatus: (s: SubscriptionStatus) => {
-      if (s === 'closed') handle.closedByCore();
-      userStatus?.(s);
-    },
-  } as RawSubscribeOptions);
-  handle.attach(raw);
+  const handle = new SubscriptionHandle<T>(o.lastEventId ?? null, () => userStatus?.('closed'));
+  const url = resolveUrl(o.url);
+  const start = () => {
+    const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
+      ...o,
+      url,
+      onStatus: (s: SubscriptionStatus) => {
+        if (s === 'closed') handle.closedByCore();
+        userStatus?.(s);
+      },
+    } as RawSubscribeOptions);
+    handle.attach(raw);
+  };
+  if (!loaded) {
+    start();
+    live.add(handle as SubscriptionHandle<unknown>);
+    return handle;
+  }
+  // The core is still loading (realtime-bridge/url): the subscription is 'connecting' and
+  // attaches once it is ready; what fails on the way reaches onError, then status 'closed'.
   live.add(handle as SubscriptionHandle<unknown>);
+  const fail = (err: unknown) => {
+    handle.fail();
+    o.onError?.(err as RealtimeError);
+    userStatus?.('closed');
+  };
+  loaded.then(
+    () => {
+      if (!handle.waiting) return;
+      try {
+        start();
+      } catch (err) {
+        // Arguments the core refuses: what subscribe would have thrown had the core been loaded.
+        fail(err);
+      }
+    },
+    (err: unknown) => {
+      if (handle.waiting) fail(loadError(err));
+    },
+  );
   return handle;
 }
 
-/** The real client, as an object (what `realtime-bridge/react` uses unless told otherwise). */
+/** The `RealtimeError` for a core that could not be fetched, compiled or instantiated. */
+function loadError(cause: unknown): RealtimeError {
+  const msg = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  const csp = /content.security.policy|unsafe-eval/i.test(msg)
+    ? " (a Content-Security-Policy must allow 'wasm-unsafe-eval' in script-src)"
+    : '';
+  const err = new Error(`realtime-bridge: the WebAssembly core could not be loaded${csp}: ${msg}`, { cause }) as RealtimeError;
+  err.name = 'RealtimeError';
+  err.code = 'wasm_load_failed';
+  err.final = true;
+  return err;
+}
+
+/**
+ * The real client, as an object: what the hooks use unless told otherwise. It loads the core
+ * with the loader installed by the entry point (`realtime-bridge/react`: embedded bytes;
+ * `realtime-bridge/url/react`: the `.wasm` by URL).
+ */
 export const realtimeClient: RealtimeClient = { subscribe };

@@ -55,6 +55,7 @@ const statusOf = {
   token_error: null,
   heartbeat_timeout: null,
   invalid_event: null,
+  wasm_load_failed: null,
 } as const satisfies Record<KnownRealtimeErrorCode, number | null>;
 void statusOf;
 assertType<Equal<KnownRealtimeErrorCode, BridgeErrorCode | ClientErrorCode>>();
@@ -99,7 +100,8 @@ if (isKnownErrorCode(err.code)) {
     case 'network_error':
     case 'token_error':
     case 'heartbeat_timeout':
-    case 'invalid_event': {
+    case 'invalid_event':
+    case 'wasm_load_failed': {
       const own: ClientErrorCode = err.code;
       void own;
       break;
