@@ -6,7 +6,8 @@
 //     inline script) it loads the .wasm and shows events, and so does the embedded page (dist/);
 //   * without 'wasm-unsafe-eval' the same page shows the failure (error wasm_load_failed,
 //     status closed): proof that the header is applied, and that the app hears of it;
-//   * a server that sends the .wasm with a wrong Content-Type still works (the fallback).
+//   * a server that sends the .wasm with a wrong Content-Type still works (the fallback);
+//   * Vite's dev server, configured as the README says, serves the .wasm too.
 // Build both pages first: npx vite build && npx vite build --config vite.url.config.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { createServer as createViteServer } from 'vite';
 import { startNats, startBridge, token, producer } from '../helpers.mjs';
 import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
 
@@ -172,4 +174,42 @@ test("the embedded page (realtime-bridge/react) also needs nothing more than 'wa
   await pub.send(user, 'message_new', { text: 'intégré sous CSP' });
   await page.getByText('intégré sous CSP').waitFor({ timeout: 10000 });
   await page.close();
+});
+
+test("Vite's dev server with optimizeDeps.exclude (the README's setting): the page loads the .wasm and connects", async () => {
+  // Pre-bundling would move the package's module away from its .wasm (the URL would miss);
+  // the package is linked here, which Vite never pre-bundles, so `include` forces it to first
+  // show that the setting is what makes it work.
+  const start = async (optimizeDeps) => {
+    const server = await createViteServer({
+      configFile: join(here, 'vite.url.config.mjs'),
+      logLevel: 'silent',
+      optimizeDeps: { force: true, ...optimizeDeps },
+      // The linked package lives outside this app's folder.
+      server: { host: '127.0.0.1', port: 0, fs: { allow: [join(here, '..', '..')] } },
+    });
+    await server.listen();
+    return server;
+  };
+  const statusWith = async (optimizeDeps, user) => {
+    const server = await start(optimizeDeps);
+    try {
+      const devOrigin = `http://127.0.0.1:${server.httpServer.address().port}`;
+      const page = await context.newPage();
+      const q = new URLSearchParams({ bridge: bridge.url, user, token: token(user) });
+      await page.goto(`${devOrigin}/?${q}`);
+      // No CSP here, and this origin is not in the bridge's CORS list: 'open' is not reachable,
+      // but loading the core is: 'reconnecting' (CORS refused) or 'closed' (no core).
+      await page.locator('#status', { hasText: /reconnecting|closed/ }).waitFor({ timeout: 30000 });
+      const result = [await page.locator('#status').textContent(), await page.locator('#error-code').textContent()];
+      await page.close();
+      return result;
+    } finally {
+      await server.close();
+    }
+  };
+  assert.deepEqual(await statusWith({ include: ['realtime-bridge/url/react'] }, 'dev-prebundled'), ['closed', 'wasm_load_failed']);
+  const [status, code] = await statusWith({ exclude: ['realtime-bridge'] }, 'dev-excluded');
+  assert.equal(status, 'reconnecting');
+  assert.notEqual(code, 'wasm_load_failed');
 });
