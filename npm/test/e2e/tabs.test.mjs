@@ -1,0 +1,236 @@
+// One stream per browser: tabs of one origin share one connection per url + user (npm/src/tabs.ts).
+// Headless Chromium (Debian's, driven by playwright-core), pages of one browser context (the
+// tabs of one profile), the package's dist/ loaded as ES modules from a loopback server, a real
+// bridge in history mode on a real nats-server with JetStream. Events are published with
+// JetStream publish, so each one's sequence (its envelope id) is known from its ack. Every wait
+// is bounded.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { join, dirname, extname, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startNats, startBridge, token, jsProducer, openStreams, waitFor } from '../helpers.mjs';
+import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = resolve(here, '..', '..', 'dist');
+
+// Each tab: one subscribe (query: bridge, user, token, events, share), what it got in `window.rb`.
+const PAGE = `<!doctype html>
+<meta charset="utf-8"><title>tabs</title>
+<script type="module">
+import { subscribe } from '/dist/index.js';
+const q = new URLSearchParams(location.search);
+const rb = (window.rb = { got: [], statuses: [], errors: [], resets: [] });
+const options = {
+  url: q.get('bridge'),
+  getToken: async () => q.get('token'),
+  backoff: { initialMs: 100, maxMs: 500 },
+  onStatus: (s) => rb.statuses.push(s),
+  onError: (e) => rb.errors.push({ name: e.name, message: e.message, status: e.status, code: e.code, final: e.final }),
+  onReset: (r) => rb.resets.push(r),
+};
+if (q.get('share') === 'off') options.shareAcrossTabs = false;
+const events = q.get('events') ? q.get('events').split(',') : null;
+rb.sub = subscribe(q.get('user'), events, (e) => rb.got.push({ id: e.id, event: e.event, k: e.data && e.data.k }), options);
+</script>`;
+
+/** Serves the page at / and the built package at /dist/. */
+function serve() {
+  const types = { '.js': 'text/javascript' };
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
+      return;
+    }
+    const file = join(dist, path.replace(/^\/dist\//, ''));
+    if (!path.startsWith('/dist/') || !file.startsWith(dist) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
+}
+
+let nats;
+let bridge;
+let pub;
+let web;
+let origin;
+let context;
+let userDataDir;
+const pageErrors = [];
+
+before(async () => {
+  assert.ok(existsSync(join(dist, 'index.js')), 'build the package first (node scripts/build.mjs)');
+  nats = await startNats();
+  web = await serve();
+  origin = `http://127.0.0.1:${web.address().port}`;
+  bridge = await startBridge({ natsUrl: nats.url, args: ['--cors-origin', origin, '--history', 'on'] });
+  pub = await jsProducer(nats.url);
+  userDataDir = mkdtempSync(join(tmpdir(), 'rb-sdk-tabs-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath(),
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await bridge?.kill('SIGTERM');
+  await pub?.close();
+  await nats?.stop();
+  web?.closeAllConnections();
+  web?.close();
+  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+});
+
+/** Opens a tab subscribed for `user`; resolves once its subscription says `open`. */
+async function openTab(user, { events, share } = {}) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && pageErrors.push(m.text()));
+  const q = new URLSearchParams({ bridge: bridge.url, user, token: token(user) });
+  if (events) q.set('events', events.join(','));
+  if (share === false) q.set('share', 'off');
+  await page.goto(`${origin}/?${q}`);
+  await page.waitForFunction(() => window.rb?.sub?.status === 'open', null, { timeout: 15000 });
+  return page;
+}
+
+const state = (page) => page.evaluate(() => ({ got: window.rb.got, statuses: window.rb.statuses, errors: window.rb.errors }));
+const keysOf = async (page) => (await state(page)).got.map((e) => e.k);
+
+/** Publishes `keys` (acked) and waits until every tab of `pages` got all of them. */
+async function publishAndWaitAll(pages, user, keys, event = 'message_new') {
+  for (const k of keys) await pub.publish(user, event, k);
+  for (const p of pages) {
+    await waitFor(async () => {
+      const got = new Set(await keysOf(p));
+      return keys.every((k) => got.has(k));
+    }, { timeoutMs: 10000, intervalMs: 50, what: `${keys.length} events in every tab` });
+  }
+}
+
+/** Every acked key of `keys` delivered exactly once, with its sequence as id, ids ascending. */
+function checkExactlyOnce(name, got, user, keys) {
+  const want = new Set(keys);
+  const count = new Map();
+  for (const e of got) if (want.has(e.k)) count.set(e.k, (count.get(e.k) ?? 0) + 1);
+  const lost = keys.filter((k) => !count.has(k));
+  const twice = [...count].filter(([, n]) => n > 1).map(([k]) => k);
+  const ids = got.map((e) => Number(e.id));
+  const unordered = ids.filter((id, i) => i > 0 && !(id > ids[i - 1]));
+  console.log(`${name}: published=${keys.length} delivered=${[...count.values()].reduce((a, b) => a + b, 0)} lost=${lost.length} duplicated=${twice.length}`);
+  assert.deepEqual(lost, [], `${name}: lost`);
+  assert.deepEqual(twice, [], `${name}: delivered twice`);
+  assert.deepEqual(unordered, [], `${name}: ids not ascending`);
+  for (const e of got) if (want.has(e.k)) assert.equal(e.id, String(pub.acked.get(`${user}/${e.k}`)), `${e.k}: id is its sequence`);
+}
+
+test('three tabs of one user: the bridge has one stream, and every tab gets every event', { timeout: 60000 }, async () => {
+  const user = 'tabs-three';
+  const pages = [];
+  for (let i = 0; i < 3; i++) pages.push(await openTab(user));
+  const keys = [...Array(20).keys()].map((i) => `three-${i}`);
+  await publishAndWaitAll(pages, user, keys);
+  assert.equal(await openStreams(bridge.url), 1, 'one stream for three tabs');
+  for (const [i, p] of pages.entries()) {
+    const s = await state(p);
+    checkExactlyOnce(`tab ${i}`, s.got, user, keys);
+    assert.deepEqual(s.statuses, ['connecting', 'open'], `tab ${i} statuses`);
+    assert.deepEqual(s.errors, []);
+  }
+  for (const p of pages) await p.close();
+  await waitFor(async () => (await openStreams(bridge.url)) === 0, { what: 'stream closed after the last tab' });
+});
+
+test('each tab gets its own event names; the stream carries their union', { timeout: 60000 }, async () => {
+  const user = 'tabs-filters';
+  const a = await openTab(user, { events: ['message_new'] });
+  const b = await openTab(user, { events: ['typing_start'] });
+  const c = await openTab(user, { events: ['notification', 'message_new'] });
+  // The second and third tab's names grew the leader's request (a reconnection from its cursor).
+  await waitFor(async () => (await a.evaluate(() => window.rb.sub.status)) === 'open', { what: 'leader open again' });
+  for (const [event, k] of [['message_new', 'm1'], ['typing_start', 't1'], ['notification', 'n1'], ['transaction_created', 'x1']]) {
+    await pub.publish(user, event, k);
+  }
+  await waitFor(async () => (await keysOf(c)).includes('n1'), { what: 'notification in tab c' });
+  await waitFor(async () => (await keysOf(b)).includes('t1'), { what: 'typing_start in tab b' });
+  await waitFor(async () => (await keysOf(a)).includes('m1'), { what: 'message_new in tab a' });
+  // A last event every tab wants, so that nothing else is still on its way.
+  await pub.publish(user, 'message_new', 'm2');
+  await waitFor(async () => (await keysOf(c)).includes('m2'), { what: 'm2 in tab c' });
+  await waitFor(async () => (await keysOf(a)).includes('m2'), { what: 'm2 in tab a' });
+  assert.deepEqual(await keysOf(a), ['m1', 'm2']);
+  assert.deepEqual(await keysOf(b), ['t1']);
+  assert.deepEqual(await keysOf(c), ['m1', 'n1', 'm2']);
+  assert.equal(await openStreams(bridge.url), 1);
+  for (const p of [a, b, c]) await p.close();
+  await waitFor(async () => (await openStreams(bridge.url)) === 0, { what: 'stream closed after the last tab' });
+});
+
+test('the leader tab closes: another takes over from its cursor, nothing lost, nothing twice', { timeout: 90000 }, async () => {
+  const user = 'tabs-takeover';
+  const pages = [];
+  for (let i = 0; i < 3; i++) pages.push(await openTab(user));
+  // The first tab got the lock (it asked first, alone).
+  const [leader, ...others] = pages;
+  await publishAndWaitAll(pages, user, ['warmup']);
+
+  // Publish without pause across the takeover (a steady producer, one every 20 ms).
+  const keys = [];
+  let stop = false;
+  const producing = (async () => {
+    for (let i = 0; !stop; i++) {
+      const k = `steady-${i}`;
+      await pub.publish(user, 'message_new', k);
+      keys.push(k);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  await waitFor(() => keys.length >= 25, { what: 'events before the takeover' });
+  const t0 = Date.now();
+  await leader.close();
+  // The others keep receiving: an event published after the close reaches both within seconds.
+  const after = keys.length + 5;
+  await waitFor(() => keys.length >= after, { what: 'publishing goes on' });
+  const probe = keys[after - 1];
+  for (const p of others) {
+    await waitFor(async () => (await keysOf(p)).includes(probe), { timeoutMs: 10000, intervalMs: 50, what: `${probe} after the takeover` });
+  }
+  console.log(`takeover: events flowing again ${Date.now() - t0} ms after the leader closed`);
+  await waitFor(() => keys.length >= after + 25, { what: 'events after the takeover' });
+  stop = true;
+  await producing;
+  await publishAndWaitAll(others, user, ['last']);
+  for (const [i, p] of others.entries()) {
+    const s = await state(p);
+    checkExactlyOnce(`tab ${i + 1}`, s.got, user, ['warmup', ...keys, 'last']);
+    assert.equal(s.statuses[0], 'connecting');
+    assert.equal(s.statuses.at(-1), 'open');
+    assert.ok(!s.statuses.includes('closed'), `tab ${i + 1} statuses: ${s.statuses}`);
+    assert.deepEqual(s.errors, []);
+  }
+  assert.equal(await openStreams(bridge.url), 1, 'one stream after the takeover');
+  for (const p of others) await p.close();
+});
+
+test('shareAcrossTabs: false: three tabs, three streams', { timeout: 60000 }, async () => {
+  const user = 'tabs-optout';
+  const pages = [];
+  for (let i = 0; i < 3; i++) pages.push(await openTab(user, { share: false }));
+  assert.equal(await openStreams(bridge.url), 3, 'one stream per tab');
+  const keys = ['o1', 'o2', 'o3'];
+  await publishAndWaitAll(pages, user, keys);
+  for (const [i, p] of pages.entries()) checkExactlyOnce(`tab ${i}`, (await state(p)).got, user, keys);
+  for (const p of pages) await p.close();
+  assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource|net::ERR/i.test(e)), []);
+});
