@@ -18,22 +18,35 @@ import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(here, '..', '..', 'dist');
 
-// Each tab: one subscribe (query: bridge, user, token, events, share), what it got in `window.rb`.
+// Each tab: one subscribe (query: bridge, user, token, events, share; `gate`: getToken waits for
+// window.rb.open(); `cursor`: lastEventId), what it got in `window.rb`. `watch` counts the tabs
+// announcing their names on the package's channel (docs/protocol.md §6.3).
 const PAGE = `<!doctype html>
 <meta charset="utf-8"><title>tabs</title>
 <script type="module">
-import { subscribe } from '/dist/index.js';
+import { subscribe, isRealtimeError } from '/dist/index.js';
 const q = new URLSearchParams(location.search);
-const rb = (window.rb = { got: [], statuses: [], errors: [], resets: [] });
+const rb = (window.rb = { got: [], statuses: [], errors: [], resets: [], tokenAsked: 0, wants: new Set() });
+const gate = new Promise((r) => (rb.open = r));
 const options = {
   url: q.get('bridge'),
-  getToken: async () => q.get('token'),
+  getToken: async () => {
+    rb.tokenAsked++;
+    if (q.get('gate')) await gate;
+    return q.get('token');
+  },
   backoff: { initialMs: 100, maxMs: 500 },
   onStatus: (s) => rb.statuses.push(s),
-  onError: (e) => rb.errors.push({ name: e.name, message: e.message, status: e.status, code: e.code, final: e.final }),
+  onError: (e) => rb.errors.push({ rt: isRealtimeError(e), name: e.name, message: e.message, status: e.status, code: e.code, final: e.final }),
   onReset: (r) => rb.resets.push(r),
 };
 if (q.get('share') === 'off') options.shareAcrossTabs = false;
+if (q.get('cursor')) options.lastEventId = q.get('cursor');
+if (q.get('watch')) {
+  new BroadcastChannel('realtime-bridge/1\\n' + q.get('bridge') + '\\n' + q.get('user')).onmessage = (m) => {
+    if (m.data.t === 'want') rb.wants.add(m.data.from);
+  };
+}
 const events = q.get('events') ? q.get('events').split(',') : null;
 rb.sub = subscribe(q.get('user'), events, (e) => rb.got.push({ id: e.id, event: e.event, k: e.data && e.data.k }), options);
 </script>`;
@@ -93,19 +106,20 @@ after(async () => {
 });
 
 /** Opens a tab subscribed for `user`; resolves once its subscription says `open`. */
-async function openTab(user, { events, share } = {}) {
+async function openTab(user, { events, share, wait = 'open', params = {}, on = bridge } = {}) {
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => m.type() === 'error' && pageErrors.push(m.text()));
-  const q = new URLSearchParams({ bridge: bridge.url, user, token: token(user) });
+  const q = new URLSearchParams({ bridge: on.url, user, token: token(user), ...params });
   if (events) q.set('events', events.join(','));
   if (share === false) q.set('share', 'off');
   await page.goto(`${origin}/?${q}`);
-  await page.waitForFunction(() => window.rb?.sub?.status === 'open', null, { timeout: 15000 });
+  await page.waitForFunction((s) => window.rb?.sub?.status === s, wait, { timeout: 15000 });
   return page;
 }
 
-const state = (page) => page.evaluate(() => ({ got: window.rb.got, statuses: window.rb.statuses, errors: window.rb.errors }));
+const state = (page) =>
+  page.evaluate(() => ({ got: window.rb.got, statuses: window.rb.statuses, errors: window.rb.errors, resets: window.rb.resets, tokenAsked: window.rb.tokenAsked }));
 const keysOf = async (page) => (await state(page)).got.map((e) => e.k);
 
 /** Publishes `keys` (acked) and waits until every tab of `pages` got all of them. */
@@ -231,6 +245,77 @@ test('shareAcrossTabs: false: three tabs, three streams', { timeout: 60000 }, as
   const keys = ['o1', 'o2', 'o3'];
   await publishAndWaitAll(pages, user, keys);
   for (const [i, p] of pages.entries()) checkExactlyOnce(`tab ${i}`, (await state(p)).got, user, keys);
+  for (const p of pages) await p.close();
+  assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource|net::ERR/i.test(e)), []);
+});
+
+test("the bridge goes away and comes back: every tab gets the leader's statuses and errors, and the events", { timeout: 90000 }, async () => {
+  const user = 'tabs-errors';
+  const args = ['--cors-origin', origin, '--history', 'on'];
+  const first = await startBridge({ natsUrl: nats.url, args });
+  let second;
+  const pages = [];
+  try {
+    for (let i = 0; i < 3; i++) pages.push(await openTab(user, { on: first }));
+    const [leader, ...others] = pages;
+    await publishAndWaitAll(pages, user, ['before']);
+    await first.kill('SIGKILL');
+    for (const p of pages) await p.waitForFunction(() => window.rb.errors.length > 0, null, { timeout: 15000 });
+    // Published while no bridge runs: stored by JetStream, replayed on the resume.
+    const during = ['during-0', 'during-1', 'during-2'];
+    for (const k of during) await pub.publish(user, 'message_new', k);
+    second = await startBridge({ natsUrl: nats.url, listen: first.addr, args });
+    for (const p of pages) await p.waitForFunction(() => window.rb.sub.status === 'open', null, { timeout: 15000 });
+    // A follower's reconnect() reconnects the shared stream: every tab sees it.
+    await others[0].evaluate(() => window.rb.sub.reconnect());
+    for (const p of pages) {
+      await p.waitForFunction(() => window.rb.statuses.filter((x) => x === 'open').length === 3, null, { timeout: 15000 });
+    }
+    await publishAndWaitAll(pages, user, ['after']);
+    const lead = await state(leader);
+    assert.ok(lead.errors.length > 0 && lead.errors.every((e) => e.rt && e.name === 'RealtimeError' && e.final === false), JSON.stringify(lead.errors));
+    assert.deepEqual(lead.statuses, ['connecting', 'open', 'reconnecting', 'open', 'reconnecting', 'open']);
+    for (const [i, p] of others.entries()) {
+      const s = await state(p);
+      assert.deepEqual(s.errors, lead.errors, `tab ${i + 1}: the leader's errors`);
+      assert.deepEqual(s.statuses, lead.statuses, `tab ${i + 1}: the leader's statuses`);
+      assert.equal(s.tokenAsked, 0, `tab ${i + 1} never connected`);
+    }
+    for (const [i, p] of pages.entries()) checkExactlyOnce(`tab ${i}`, (await state(p)).got, user, ['before', ...during, 'after']);
+    assert.equal(await openStreams(second.url), 1);
+  } finally {
+    for (const p of pages) await p.close();
+    await first.kill();
+    await second?.kill('SIGTERM');
+  }
+});
+
+test('a reset reaches the onReset of every tab', { timeout: 60000 }, async () => {
+  const user = 'tabs-reset';
+  // The leader starts from a cursor past the end of the history (reset: unknown_cursor), once
+  // the two other tabs have announced their names.
+  const leader = await openTab(user, { wait: 'connecting', params: { gate: '1', watch: '1', cursor: '999999999:0' } });
+  await leader.waitForFunction(() => window.rb.tokenAsked === 1, null, { timeout: 10000 });
+  const others = [];
+  for (let i = 0; i < 2; i++) others.push(await openTab(user, { wait: 'connecting' }));
+  // Three: the leader's own (sent before it had the lock) and the two others'.
+  await leader.waitForFunction(() => window.rb.wants.size === 3, null, { timeout: 10000 });
+  await leader.evaluate(() => window.rb.open());
+  const pages = [leader, ...others];
+  for (const p of pages) await p.waitForFunction(() => window.rb.sub.status === 'open', null, { timeout: 15000 });
+  await publishAndWaitAll(pages, user, ['r1']);
+  for (const [i, p] of pages.entries()) {
+    const s = await state(p);
+    assert.deepEqual(s.resets, [{ reason: 'unknown_cursor' }], `tab ${i} resets`);
+    assert.deepEqual(s.statuses, ['connecting', 'open'], `tab ${i} statuses`);
+    checkExactlyOnce(`tab ${i}`, s.got, user, ['r1']);
+  }
+  // The followers hear of the leader's cursor with each event, and within a second when it moves alone.
+  const cursors = () => Promise.all(pages.map((p) => p.evaluate(() => window.rb.sub.lastEventId)));
+  await waitFor(async () => {
+    const c = await cursors();
+    return c[0] && c.every((x) => x === c[0]);
+  }, { what: `the same lastEventId in every tab (${await cursors()})` });
   for (const p of pages) await p.close();
   assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource|net::ERR/i.test(e)), []);
 });
