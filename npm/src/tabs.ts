@@ -162,48 +162,51 @@ function quietly<A>(f: ((a: A) => void) | undefined, arg: A): void {
   }
 }
 
-/** This tab's side of one url + user: its subscriptions, and either the stream or the channel. */
+/**
+ * This tab's side of one url + user: its subscriptions, and either the stream or the channel.
+ * (`private` rather than `#` fields: compiled for ES2020, those become a WeakMap each.)
+ */
 class TabHub {
-  readonly #name: string;
-  readonly #me = Math.random().toString(36).slice(2) + Date.now().toString(36);
-  readonly #userId: string;
+  private readonly _name: string;
+  private readonly _me = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  private readonly _userId: string;
   /** The first `subscribe` call's options: they configure the stream when this tab leads. */
-  readonly #options: RealtimeOptions;
-  readonly #direct: Direct;
-  readonly #channel: BroadcastChannel;
-  readonly #abort = new AbortController();
-  readonly #locals = new Set<Local>();
+  private readonly _options: RealtimeOptions;
+  private readonly _direct: Direct;
+  private readonly _channel: BroadcastChannel;
+  private readonly _abort = new AbortController();
+  private readonly _locals = new Set<Local>();
   /** The other tabs' names, by tab id. */
-  readonly #wants = new Map<string, Filter>();
-  readonly #seen = new Set<string>();
-  /** The same ids, oldest first from `#next` (a ring). */
-  readonly #order: (string | undefined)[] = [];
-  #next = 0;
-  #status: SubscriptionStatus = 'connecting';
-  #cursor: string | null;
-  #leader = false;
-  #closed = false;
+  private readonly _wants = new Map<string, Filter>();
+  private readonly _seen = new Set<string>();
+  /** The same ids, oldest first from `_next` (a ring). */
+  private readonly _order: (string | undefined)[] = [];
+  private _next = 0;
+  private _status: SubscriptionStatus = 'connecting';
+  private _cursor: string | null;
+  private _leader = false;
+  private _closed = false;
   /** Leader: the core's subscription, and the names it asked for. */
-  #raw: Subscription<unknown> | null = null;
-  #rawFilter: Filter = new Set();
-  #release: (() => void) | null = null;
-  #ticker: ReturnType<typeof setInterval> | undefined;
-  #toldCursor: string | null = null;
+  private _raw: Subscription<unknown> | null = null;
+  private _rawFilter: Filter = new Set();
+  private _release: (() => void) | null = null;
+  private _ticker: ReturnType<typeof setInterval> | undefined;
+  private _toldCursor: string | null = null;
 
   constructor(name: string, userId: string, options: RealtimeOptions, direct: Direct, locks: LockManagerLike) {
-    this.#name = name;
-    this.#userId = userId;
-    this.#options = { ...options, onStatus: undefined, onError: undefined, onReset: undefined };
-    this.#direct = direct;
-    this.#cursor = options.lastEventId ?? null;
-    this.#channel = new BroadcastChannel(name);
-    this.#channel.onmessage = (m: MessageEvent<Message>) => this.#receive(m.data);
+    this._name = name;
+    this._userId = userId;
+    this._options = { ...options, onStatus: undefined, onError: undefined, onReset: undefined };
+    this._direct = direct;
+    this._cursor = options.lastEventId ?? null;
+    this._channel = new BroadcastChannel(name);
+    this._channel.onmessage = (m: MessageEvent<Message>) => this._receive(m.data);
     locks
-      .request(name, { signal: this.#abort.signal }, () => {
-        if (this.#closed) return undefined;
+      .request(name, { signal: this._abort.signal }, () => {
+        if (this._closed) return undefined;
         return new Promise<void>((resolve) => {
-          this.#release = resolve;
-          this.#lead();
+          this._release = resolve;
+          this._lead();
         });
       })
       // Aborted: this tab left before its turn.
@@ -211,54 +214,54 @@ class TabHub {
   }
 
   get status(): SubscriptionStatus {
-    return this.#status;
+    return this._status;
   }
 
   get cursor(): string | null {
     // The leader reads the core's cursor when asked (not at each event: a string out of wasm).
-    return (this.#raw ? this.#raw.lastEventId : null) ?? this.#cursor;
+    return (this._raw ? this._raw.lastEventId : null) ?? this._cursor;
   }
 
   add(local: Local): void {
-    this.#locals.add(local);
-    if (this.#leader) this.#grow();
-    else this.#post({ t: 'want', from: this.#me, f: list(this.#localNames()) });
+    this._locals.add(local);
+    if (this._leader) this._grow();
+    else this._post({ t: 'want', from: this._me, f: list(this._localNames()) });
     // Told the current status after `subscribe` has returned, as the core does.
     queueMicrotask(() => {
-      if (this.#locals.has(local)) this.#tell(local);
+      if (this._locals.has(local)) this._tell(local);
     });
   }
 
   /** Removes a subscription (told `closed`); the last one ends this tab's part. */
   leave(local: Local): void {
-    if (!this.#locals.delete(local)) return;
+    if (!this._locals.delete(local)) return;
     if (local.reported !== 'closed') {
       local.reported = 'closed';
       quietly(local.onStatus, 'closed');
     }
-    if (this.#locals.size === 0) this.#end();
+    if (this._locals.size === 0) this._end();
   }
 
   reconnect(): void {
-    if (this.#closed) return;
-    if (this.#leader) this.#raw?.reconnect();
-    else this.#post({ t: 'reconnect' });
+    if (this._closed) return;
+    if (this._leader) this._raw?.reconnect();
+    else this._post({ t: 'reconnect' });
   }
 
-  #localNames(): Filter {
-    return union([...this.#locals].map((l) => l.filter));
+  private _localNames(): Filter {
+    return union([...this._locals].map((l) => l.filter));
   }
 
-  #post(m: Message): void {
-    if (!this.#closed) this.#channel.postMessage(m);
+  private _post(m: Message): void {
+    if (!this._closed) this._channel.postMessage(m);
   }
 
   /** This tab got the lock: it opens the stream, from the last cursor it saw. */
-  #lead(): void {
-    this.#leader = true;
-    this.#post({ t: 'hello', from: this.#me });
-    this.#open(this.#cursor);
-    this.#ticker = setInterval(() => this.#tellCursor(), CURSOR_EVERY_MS);
+  private _lead(): void {
+    this._leader = true;
+    this._post({ t: 'hello', from: this._me });
+    this._open(this._cursor);
+    this._ticker = setInterval(() => this._tellCursor(), CURSOR_EVERY_MS);
   }
 
   /**
@@ -266,179 +269,179 @@ class TabHub {
    * there, the new one joins its connection (which reconnects with the grown union, from its
    * cursor) before the old one is closed.
    */
-  #open(cursor: string | null): void {
-    const filter = union([this.#localNames(), ...this.#wants.values()]);
-    const old = this.#raw;
+  private _open(cursor: string | null): void {
+    const filter = union([this._localNames(), ...this._wants.values()]);
+    const old = this._raw;
     let raw: Subscription<unknown> | undefined;
-    const mine = () => raw !== undefined && raw === this.#raw;
+    const mine = () => raw !== undefined && raw === this._raw;
     try {
-      raw = this.#direct<unknown>(this.#userId, list(filter), (e) => mine() && this.#fromCore(e as RealtimeEvent), {
-        ...this.#options,
+      raw = this._direct<unknown>(this._userId, list(filter), (e) => mine() && this._fromCore(e as RealtimeEvent), {
+        ...this._options,
         shareAcrossTabs: false,
         lastEventId: cursor,
-        onStatus: (s) => mine() && this.#statusFromCore(s),
-        onError: (e) => mine() && this.#error(e, true),
-        onReset: (r) => mine() && this.#reset(r, true),
+        onStatus: (s) => mine() && this._statusFromCore(s),
+        onError: (e) => mine() && this._error(e, true),
+        onReset: (r) => mine() && this._reset(r, true),
       });
     } catch (e) {
       // Cannot happen for arguments `subscribe` accepted; reported rather than lost.
-      this.#error(e as RealtimeError, true);
+      this._error(e as RealtimeError, true);
       return;
     }
-    this.#raw = raw;
-    this.#rawFilter = filter;
+    this._raw = raw;
+    this._rawFilter = filter;
     old?.close();
   }
 
-  #grow(): void {
-    if (this.#raw && !covers(this.#rawFilter, union([this.#localNames(), ...this.#wants.values()]))) {
-      this.#open(this.#cursor);
+  private _grow(): void {
+    if (this._raw && !covers(this._rawFilter, union([this._localNames(), ...this._wants.values()]))) {
+      this._open(this._cursor);
     }
   }
 
-  #fromCore(e: RealtimeEvent): void {
-    if (!this.#admit(e)) return;
+  private _fromCore(e: RealtimeEvent): void {
+    if (!this._admit(e)) return;
     let c: string | null = null;
     // Posted first: a callback may close the last subscription of this tab (and the channel).
-    if (this.#wants.size) {
-      c = this.#raw?.lastEventId ?? null;
-      this.#post({ t: 'ev', e, c });
-      this.#toldCursor = c;
+    if (this._wants.size) {
+      c = this._raw?.lastEventId ?? null;
+      this._post({ t: 'ev', e, c });
+      this._toldCursor = c;
     }
-    this.#deliver(e, c);
+    this._deliver(e, c);
   }
 
-  #tellCursor(): void {
-    if (!this.#wants.size) return;
-    const c = this.#raw?.lastEventId ?? null;
-    if (c !== null && c !== this.#toldCursor) {
-      this.#toldCursor = c;
-      this.#post({ t: 'cur', c });
+  private _tellCursor(): void {
+    if (!this._wants.size) return;
+    const c = this._raw?.lastEventId ?? null;
+    if (c !== null && c !== this._toldCursor) {
+      this._toldCursor = c;
+      this._post({ t: 'cur', c });
     }
   }
 
   /** An envelope id delivered once (until a reset), by whichever tab connected. */
-  #admit(e: RealtimeEvent): boolean {
+  private _admit(e: RealtimeEvent): boolean {
     const id = e?.id;
     if (typeof id !== 'string') return true;
-    if (this.#seen.has(id)) return false;
-    const oldest = this.#order[this.#next];
-    if (oldest !== undefined) this.#seen.delete(oldest);
-    this.#seen.add(id);
-    this.#order[this.#next] = id;
-    this.#next = (this.#next + 1) % DEDUPE_CAPACITY;
+    if (this._seen.has(id)) return false;
+    const oldest = this._order[this._next];
+    if (oldest !== undefined) this._seen.delete(oldest);
+    this._seen.add(id);
+    this._order[this._next] = id;
+    this._next = (this._next + 1) % DEDUPE_CAPACITY;
     return true;
   }
 
-  #deliver(e: RealtimeEvent, cursor: string | null): void {
-    if (cursor !== null) this.#cursor = cursor;
-    for (const l of [...this.#locals]) {
+  private _deliver(e: RealtimeEvent, cursor: string | null): void {
+    if (cursor !== null) this._cursor = cursor;
+    for (const l of [...this._locals]) {
       // Looked up per call: an earlier callback may have closed this one.
-      if (this.#locals.has(l) && (l.filter === null || l.filter.has(e.event))) call(l, l.callback, e);
+      if (this._locals.has(l) && (l.filter === null || l.filter.has(e.event))) call(l, l.callback, e);
     }
   }
 
-  #statusFromCore(s: SubscriptionStatus): void {
+  private _statusFromCore(s: SubscriptionStatus): void {
     if (s === 'closed') {
       // A final error (400, 403): every tab's subscriptions are over, as the connection is.
-      this.#setStatus('closed');
-      this.#post({ t: 'st', s });
-      this.#end();
+      this._setStatus('closed');
+      this._post({ t: 'st', s });
+      this._end();
       return;
     }
     // A tab that takes over connects anew: after an open stream that is a reconnection.
-    const shown = s === 'connecting' && this.#status !== 'connecting' ? 'reconnecting' : s;
-    this.#setStatus(shown);
-    if (this.#wants.size) this.#post({ t: 'st', s: shown });
+    const shown = s === 'connecting' && this._status !== 'connecting' ? 'reconnecting' : s;
+    this._setStatus(shown);
+    if (this._wants.size) this._post({ t: 'st', s: shown });
   }
 
-  #setStatus(s: SubscriptionStatus): void {
-    if (this.#status === 'closed') return;
-    this.#status = s;
-    for (const l of [...this.#locals]) if (this.#locals.has(l)) this.#tell(l);
+  private _setStatus(s: SubscriptionStatus): void {
+    if (this._status === 'closed') return;
+    this._status = s;
+    for (const l of [...this._locals]) if (this._locals.has(l)) this._tell(l);
   }
 
-  #tell(l: Local): void {
-    if (l.reported === this.#status) return;
-    l.reported = this.#status;
-    quietly(l.onStatus, this.#status);
+  private _tell(l: Local): void {
+    if (l.reported === this._status) return;
+    l.reported = this._status;
+    quietly(l.onStatus, this._status);
   }
 
-  #error(e: RealtimeError, relay: boolean): void {
-    if (relay && this.#wants.size) this.#post({ t: 'err', e: errorData(e) });
-    for (const l of [...this.#locals]) if (this.#locals.has(l)) quietly(l.onError, e);
+  private _error(e: RealtimeError, relay: boolean): void {
+    if (relay && this._wants.size) this._post({ t: 'err', e: errorData(e) });
+    for (const l of [...this._locals]) if (this._locals.has(l)) quietly(l.onError, e);
   }
 
-  #reset(info: { reason?: string }, relay: boolean): void {
+  private _reset(info: { reason?: string }, relay: boolean): void {
     // After a reset the ids start again (history re-created): those remembered would hide events.
-    this.#seen.clear();
-    this.#order.length = 0;
-    this.#next = 0;
-    if (relay && this.#wants.size) this.#post({ t: 'reset', r: info });
-    for (const l of [...this.#locals]) if (this.#locals.has(l)) call(l, l.onReset, info);
+    this._seen.clear();
+    this._order.length = 0;
+    this._next = 0;
+    if (relay && this._wants.size) this._post({ t: 'reset', r: info });
+    for (const l of [...this._locals]) if (this._locals.has(l)) call(l, l.onReset, info);
   }
 
-  #receive(m: Message): void {
-    if (this.#closed || typeof m !== 'object' || m === null) return;
+  private _receive(m: Message): void {
+    if (this._closed || typeof m !== 'object' || m === null) return;
     switch (m.t) {
       case 'want':
-        this.#wants.set(m.from, m.f === null ? null : new Set(m.f));
-        if (this.#leader) {
-          this.#grow();
+        this._wants.set(m.from, m.f === null ? null : new Set(m.f));
+        if (this._leader) {
+          this._grow();
           // The newcomer learns the status (and the others ignore what they know).
-          this.#post({ t: 'st', s: this.#status });
+          this._post({ t: 'st', s: this._status });
         }
         break;
       case 'bye':
-        this.#wants.delete(m.from);
-        if (m.leader && !this.#leader && this.#status === 'open') this.#setStatus('reconnecting');
+        this._wants.delete(m.from);
+        if (m.leader && !this._leader && this._status === 'open') this._setStatus('reconnecting');
         break;
       case 'hello':
-        if (!this.#leader) this.#post({ t: 'want', from: this.#me, f: list(this.#localNames()) });
+        if (!this._leader) this._post({ t: 'want', from: this._me, f: list(this._localNames()) });
         break;
       case 'reconnect':
-        if (this.#leader) this.#raw?.reconnect();
+        if (this._leader) this._raw?.reconnect();
         break;
       // Also taken by a leader: what the previous one sent just before it went.
       case 'ev':
-        if (this.#admit(m.e)) this.#deliver(m.e, m.c);
+        if (this._admit(m.e)) this._deliver(m.e, m.c);
         break;
       case 'reset':
-        this.#reset(m.r, false);
+        this._reset(m.r, false);
         break;
       case 'cur':
-        if (!this.#leader && m.c !== null) this.#cursor = m.c;
+        if (!this._leader && m.c !== null) this._cursor = m.c;
         break;
       case 'st':
-        if (this.#leader) break;
+        if (this._leader) break;
         if (m.s === 'closed') {
-          this.#setStatus('closed');
-          this.#end();
+          this._setStatus('closed');
+          this._end();
         } else {
-          this.#setStatus(m.s);
+          this._setStatus(m.s);
         }
         break;
       case 'err':
-        if (!this.#leader) this.#error(errorFrom(m.e), false);
+        if (!this._leader) this._error(errorFrom(m.e), false);
         break;
     }
   }
 
   /** This tab's part ends: the stream closed (a follower takes over) or the lock request dropped. */
-  #end(): void {
-    if (this.#closed) return;
-    this.#post({ t: 'bye', from: this.#me, leader: this.#leader });
-    this.#closed = true;
-    hubs.delete(this.#name);
-    for (const l of [...this.#locals]) this.leave(l);
-    clearInterval(this.#ticker);
-    const raw = this.#raw;
-    this.#cursor = this.cursor;
-    this.#raw = null;
+  private _end(): void {
+    if (this._closed) return;
+    this._post({ t: 'bye', from: this._me, leader: this._leader });
+    this._closed = true;
+    hubs.delete(this._name);
+    for (const l of [...this._locals]) this.leave(l);
+    clearInterval(this._ticker);
+    const raw = this._raw;
+    this._cursor = this.cursor;
+    this._raw = null;
     raw?.close();
-    this.#abort.abort();
-    this.#release?.();
-    this.#channel.close();
+    this._abort.abort();
+    this._release?.();
+    this._channel.close();
   }
 }
 
@@ -450,34 +453,34 @@ const disposeSymbol: typeof Symbol.dispose =
 const hubs = new Map<string, TabHub>();
 
 class SharedSubscription<T> implements Subscription<T> {
-  #hub: TabHub | null;
-  readonly #local: Local;
-  #status: SubscriptionStatus = 'closed';
-  #cursor: string | null = null;
+  private _hub: TabHub | null;
+  private readonly _local: Local;
+  private _status: SubscriptionStatus = 'closed';
+  private _cursor: string | null = null;
 
   constructor(hub: TabHub, local: Local) {
-    this.#hub = hub;
-    this.#local = local;
+    this._hub = hub;
+    this._local = local;
   }
 
   get status(): SubscriptionStatus {
-    return this.#hub && this.#local.reported !== 'closed' ? this.#hub.status : this.#status;
+    return this._hub && this._local.reported !== 'closed' ? this._hub.status : this._status;
   }
 
   get lastEventId(): string | null {
-    return this.#hub ? this.#hub.cursor : this.#cursor;
+    return this._hub ? this._hub.cursor : this._cursor;
   }
 
   reconnect(): void {
-    if (this.#local.reported !== 'closed') this.#hub?.reconnect();
+    if (this._local.reported !== 'closed') this._hub?.reconnect();
   }
 
   close(): void {
-    const hub = this.#hub;
+    const hub = this._hub;
     if (!hub) return;
-    this.#cursor = hub.cursor;
-    this.#hub = null;
-    hub.leave(this.#local);
+    this._cursor = hub.cursor;
+    this._hub = null;
+    hub.leave(this._local);
   }
 
   [disposeSymbol](): void {
