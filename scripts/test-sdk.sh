@@ -125,7 +125,7 @@ echo "== sdk: browser e2e (Vite build of a React page using the package, headles
 (
   cd npm/test/e2e
   npx vite build
-  node_test sdk-e2e 9 e2e.test.mjs node-app.test.mjs tabs.test.mjs
+  node_test sdk-e2e 10 e2e.test.mjs node-app.test.mjs tabs.test.mjs
 )
 echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 

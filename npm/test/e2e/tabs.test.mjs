@@ -17,6 +17,7 @@ import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(here, '..', '..', 'dist');
+const reactDist = join(here, 'dist');
 
 // Each tab: one subscribe (query: bridge, user, token, events, share; `gate`: getToken waits for
 // window.rb.open(); `cursor`: lastEventId), what it got in `window.rb`. `watch` counts the tabs
@@ -51,17 +52,22 @@ const events = q.get('events') ? q.get('events').split(',') : null;
 rb.sub = subscribe(q.get('user'), events, (e) => rb.got.push({ id: e.id, event: e.event, k: e.data && e.data.k }), options);
 </script>`;
 
-/** Serves the page at / and the built package at /dist/. */
+/**
+ * Serves the page at /, the built package at /dist/, and the React page of e2e.test.mjs (Vite's
+ * build in ./dist: hooks and a plain subscribe under StrictMode) at /react.
+ */
 function serve() {
-  const types = { '.js': 'text/javascript' };
+  const types = { '.js': 'text/javascript', '.html': 'text/html' };
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     if (path === '/') {
       res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
       return;
     }
-    const file = join(dist, path.replace(/^\/dist\//, ''));
-    if (!path.startsWith('/dist/') || !file.startsWith(dist) || !existsSync(file)) {
+    const [root, rel] =
+      path === '/react' ? [reactDist, 'index.html'] : path.startsWith('/assets/') ? [reactDist, path.slice(1)] : [dist, path.replace(/^\/dist\//, '')];
+    const file = join(root, rel);
+    if (!(path === '/react' || path.startsWith('/assets/') || path.startsWith('/dist/')) || !file.startsWith(root) || !existsSync(file)) {
       res.writeHead(404).end();
       return;
     }
@@ -82,6 +88,7 @@ const pageErrors = [];
 
 before(async () => {
   assert.ok(existsSync(join(dist, 'index.js')), 'build the package first (node scripts/build.mjs)');
+  assert.ok(existsSync(join(reactDist, 'index.html')), 'build the React page first (npx vite build)');
   nats = await startNats();
   web = await serve();
   origin = `http://127.0.0.1:${web.address().port}`;
@@ -318,4 +325,33 @@ test('a reset reaches the onReset of every tab', { timeout: 60000 }, async () =>
   }, { what: `the same lastEventId in every tab (${await cursors()})` });
   for (const p of pages) await p.close();
   assert.deepEqual(pageErrors.filter((e) => !/Failed to load resource|net::ERR/i.test(e)), []);
+});
+
+test('React hooks in two tabs share one stream, and the second tab goes on when the first closes', { timeout: 60000 }, async () => {
+  const user = 'tabs-react';
+  const q = new URLSearchParams({ bridge: bridge.url, user, token: token(user) });
+  const pages = [];
+  for (let i = 0; i < 2; i++) {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    await page.goto(`${origin}/react?${q}`);
+    await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+    pages.push(page);
+  }
+  // Two hooks and a plain subscribe per tab, under StrictMode: one stream for the browser.
+  assert.equal(await openStreams(bridge.url), 1);
+  await pub.publish(user, 'message_new', 'r1', { text: 'Premier message' });
+  await pub.publish(user, 'notification', 'n1', { id: 'n1', title: 'Une notification' });
+  for (const p of pages) {
+    await p.getByText('Premier message').waitFor({ timeout: 10000 });
+    await p.getByText('Une notification').waitFor({ timeout: 10000 });
+  }
+  await pages[0].close();
+  await pub.publish(user, 'message_new', 'r2', { text: 'Après la fermeture' });
+  await pages[1].getByText('Après la fermeture').waitFor({ timeout: 10000 });
+  await pages[1].locator('#status', { hasText: 'open' }).waitFor({ timeout: 10000 });
+  assert.deepEqual(await pages[1].locator('#events li').allTextContents(), ['message_new Premier message', 'message_new Après la fermeture']);
+  assert.equal(await pages[1].locator('#plain-count').textContent(), '2');
+  assert.equal(await openStreams(bridge.url), 1);
+  await pages[1].close();
 });
