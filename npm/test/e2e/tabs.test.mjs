@@ -235,11 +235,13 @@ test('the leader tab closes: another takes over from its cursor, nothing lost, n
   for (const [i, p] of others.entries()) {
     const s = await state(p);
     checkExactlyOnce(`tab ${i + 1}`, s.got, user, ['warmup', ...keys, 'last']);
-    assert.equal(s.statuses[0], 'connecting');
-    assert.equal(s.statuses.at(-1), 'open');
-    assert.ok(!s.statuses.includes('closed'), `tab ${i + 1} statuses: ${s.statuses}`);
+    // The new leader's connection is a reconnection for every tab.
+    assert.deepEqual(s.statuses, ['connecting', 'open', 'reconnecting', 'open'], `tab ${i + 1} statuses`);
     assert.deepEqual(s.errors, []);
   }
+  // Exactly one of them connected (with its own token), once.
+  const asked = await Promise.all(others.map(async (p) => (await state(p)).tokenAsked));
+  assert.deepEqual(asked.sort(), [0, 1], `getToken calls: ${asked}`);
   assert.equal(await openStreams(bridge.url), 1, 'one stream after the takeover');
   for (const p of others) await p.close();
 });
