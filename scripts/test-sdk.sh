@@ -4,7 +4,8 @@
 # gzipped .wasm size), type tests (also a consumer under moduleResolution node, node16 and
 # bundler), Node tests and React hook tests against a real bridge and nats-server, the
 # CommonJS build under Jest + jsdom and plain require(), a Next.js App Router app (next build,
-# next start), and the browser end-to-end test in headless Chromium. Each runner ends with a
+# next start), and the browser end-to-end tests in headless Chromium (a React page; tabs of one
+# browser sharing one stream). Each runner ends with a
 # "N passed, N failed" line, and fails when it ran fewer tests than expected: a runner that
 # found no test (or lost a file) passes on its own. The expected counts are the tests in the
 # files today; raise them with the tests.
@@ -120,11 +121,11 @@ echo "== sdk: CommonJS (require condition): plain Node require()/import of every
 echo "== sdk: Next.js App Router (next build; next start on 127.0.0.1, the page's server-rendered hooks)"
 (cd npm/test/next-app && NEXT_TELEMETRY_DISABLED=1 node_test sdk-next 2 next.test.mjs)
 
-echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium) and node app.mjs"
+echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium), node app.mjs, tabs sharing one stream"
 (
   cd npm/test/e2e
   npx vite build
-  node_test sdk-e2e 3 e2e.test.mjs node-app.test.mjs
+  node_test sdk-e2e 10 e2e.test.mjs node-app.test.mjs tabs.test.mjs
 )
 echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 

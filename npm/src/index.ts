@@ -9,6 +9,7 @@
 import { initSync, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
 import { wasmBase64 } from './wasm/bytes.js';
+import { sharesAcrossTabs, subscribeShared } from './tabs.js';
 import type {
   EventCallback,
   EventType,
@@ -159,8 +160,10 @@ export function subscribe<T = unknown>(
   options?: SubscribeOptions,
 ): Subscription<T> {
   if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
-  load();
   const o = merge(defaults, options);
+  // Browsers: one stream per url + user for all the tabs of the origin (tabs.ts).
+  if (sharesAcrossTabs(o)) return subscribeShared(userId, events, callback, o, subscribe);
+  load();
   const handle = new SubscriptionHandle<T>();
   const userStatus = o.onStatus;
   const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
