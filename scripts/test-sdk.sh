@@ -4,8 +4,9 @@
 # gzipped .wasm size), type tests (also a consumer under moduleResolution node, node16 and
 # bundler), Node tests and React hook tests against a real bridge and nats-server, the
 # CommonJS build under Jest + jsdom and plain require(), a Next.js App Router app (next build,
-# next start), and the browser end-to-end tests in headless Chromium (also under a strict
-# Content-Security-Policy, with the .wasm embedded and by URL). Each runner ends with a
+# next start), and the browser end-to-end tests in headless Chromium (a React page; tabs of one
+# browser sharing one stream; a strict Content-Security-Policy, with the .wasm embedded and by
+# URL). Each runner ends with a
 # "N passed, N failed" line, and fails when it ran fewer tests than expected: a runner that
 # found no test (or lost a file) passes on its own. The expected counts are the tests in the
 # files today; raise them with the tests.
@@ -121,12 +122,12 @@ echo "== sdk: CommonJS (require condition): plain Node require()/import of every
 echo "== sdk: Next.js App Router (next build; next start on 127.0.0.1, the page's server-rendered hooks)"
 (cd npm/test/next-app && NEXT_TELEMETRY_DISABLED=1 node_test sdk-next 3 next.test.mjs)
 
-echo "== sdk: browser e2e (Vite builds of React pages using the package: .wasm embedded, and by URL under a strict CSP; headless Chromium) and node app.mjs"
+echo "== sdk: browser e2e (Vite builds of React pages using the package: .wasm embedded, and by URL under a strict CSP; headless Chromium), node app.mjs, tabs sharing one stream"
 (
   cd npm/test/e2e
   npx vite build
   npx vite build --config vite.url.config.mjs
-  node_test sdk-e2e 9 e2e.test.mjs node-app.test.mjs csp.test.mjs
+  node_test sdk-e2e 16 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
   echo "== sdk: what the package adds to a Vite page bundle (gzip -9)"
   node sizes.mjs
 )

@@ -12,6 +12,7 @@
  */
 import { subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
+import { sharesAcrossTabs, subscribeShared } from './tabs.js';
 import type {
   EventCallback,
   EventType,
@@ -166,8 +167,10 @@ export function subscribe<T = unknown>(
   options?: SubscribeOptions,
 ): Subscription<T> {
   if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
-  const loaded = loadCore();
   const o = merge(defaults, options);
+  // Browsers: one stream per url + user for all the tabs of the origin (tabs.ts).
+  if (sharesAcrossTabs(o)) return subscribeShared(userId, events, callback, o, subscribe);
+  const loaded = loadCore();
   const userStatus = o.onStatus;
   const handle = new SubscriptionHandle<T>(o.lastEventId ?? null, () => userStatus?.('closed'));
   const url = resolveUrl(o.url);

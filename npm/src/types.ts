@@ -242,6 +242,13 @@ export interface RealtimeOptions {
    * on live, and the envelope ids remembered for de-duplication are forgotten.
    */
   onReset?: (info: { reason?: string }) => void;
+  /**
+   * In a browser, share one stream per url + user between all the tabs of the origin: one tab
+   * (elected with `navigator.locks`) holds the connection and relays to the others over a
+   * `BroadcastChannel`; when it closes, another takes over from the last cursor. Default: true
+   * where both exist (never in Node). false: this subscription has the tab's own connection.
+   */
+  shareAcrossTabs?: boolean;
 }
 
 export type SubscribeOptions = RealtimeOptions;
