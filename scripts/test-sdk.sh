@@ -127,7 +127,7 @@ echo "== sdk: browser e2e (Vite builds of React pages using the package: .wasm e
   cd npm/test/e2e
   npx vite build
   npx vite build --config vite.url.config.mjs
-  node_test sdk-e2e 16 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
+  node_test sdk-e2e 17 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
   echo "== sdk: what the package adds to a Vite page bundle (gzip -9)"
   node sizes.mjs
 )

@@ -4,6 +4,7 @@
 //     no base64 copy of it in its JavaScript;
 //   * served with `script-src 'self' 'wasm-unsafe-eval'` (nothing else: no 'unsafe-eval', no
 //     inline script) it loads the .wasm and shows events, and so does the embedded page (dist/);
+//   * two tabs of one user share one stream, and only the tab holding it downloads the .wasm;
 //   * without 'wasm-unsafe-eval' the same page shows the failure (error wasm_load_failed,
 //     status closed): proof that the header is applied, and that the app hears of it;
 //   * a server that sends the .wasm with a wrong Content-Type still works (the fallback);
@@ -19,7 +20,7 @@ import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { createServer as createViteServer } from 'vite';
-import { startNats, startBridge, token, producer } from '../helpers.mjs';
+import { startNats, startBridge, token, producer, openStreams } from '../helpers.mjs';
 import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -141,6 +142,22 @@ test("under script-src 'self' 'wasm-unsafe-eval' the url page loads the .wasm by
   assert.ok(web.served.some((p) => /^\/url\/strict\/assets\/.*\.wasm$/.test(p)), 'the .wasm was fetched by URL');
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test('two tabs of one user: one stream, and only the tab that holds it downloads the .wasm', async () => {
+  const user = 'csp-tabs';
+  const wasmFetches = () => web.served.filter((p) => /^\/url\/strict\/assets\/.*\.wasm$/.test(p)).length;
+  const before = wasmFetches();
+  const first = await open('/url/strict/', user);
+  await first.page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+  const second = await open('/url/strict/', user);
+  await second.page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+  await pub.send(user, 'message_new', { text: 'deux onglets' });
+  for (const t of [first, second]) await t.page.getByText('deux onglets').waitFor({ timeout: 10000 });
+  assert.equal(await openStreams(bridge.url), 1);
+  assert.equal(wasmFetches() - before, 1, 'the following tab fetched the .wasm');
+  await first.page.close();
+  await second.page.close();
 });
 
 test("without 'wasm-unsafe-eval' the same page shows the failure: error wasm_load_failed, status closed", async () => {
