@@ -36,14 +36,17 @@ const subscribe = (...args) => {
   return sub;
 };
 
-/** A getToken that counts its calls; `next(n)` (n from 1) gives the token of call n. */
+/**
+ * A getToken that counts its calls; `next(n)` (n from 1) gives (or throws, synchronously or not)
+ * the token of call n; `given` holds the tokens given.
+ */
 function tokenSource(next) {
   const src = { calls: 0, given: [] };
-  src.getToken = async () => {
-    const t = await next(++src.calls);
-    src.given.push(t);
-    return t;
-  };
+  src.getToken = () =>
+    Promise.resolve(next(++src.calls)).then((t) => {
+      src.given.push(t);
+      return t;
+    });
   return src;
 }
 
