@@ -87,7 +87,7 @@ node_test() {
 }
 
 echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
-(cd npm && node_test sdk-node 47 test/node/)
+(cd npm && node_test sdk-node 56 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (

@@ -3,13 +3,15 @@
  *
  * The work (fetch stream, SSE parsing, reconnection, resume, de-duplication, one shared
  * connection per url + user) is done by the Rust/WebAssembly core; this layer merges
- * options with `configure()` defaults, loads the `.wasm` itself (embedded, on first use,
- * once: no init call, no bundler plugin), and gives the API its TypeScript types.
+ * options with `configure()` defaults, keeps `getToken`'s token for reuse (`token.ts`), loads
+ * the `.wasm` itself (embedded, on first use, once: no init call, no bundler plugin), and
+ * gives the API its TypeScript types.
  */
 import { initSync, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
 import { wasmBase64 } from './wasm/bytes.js';
 import { sharesAcrossTabs, subscribeShared } from './tabs.js';
+import { reusedToken } from './token.js';
 import type {
   EventCallback,
   EventType,
@@ -21,7 +23,7 @@ import type {
 } from './types.js';
 
 export type * from './types.js';
-export { isKnownErrorCode, isRealtimeError } from './types.js';
+export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
 let loaded = false;
 let memory: WebAssembly.Memory | undefined;
@@ -169,6 +171,8 @@ export function subscribe<T = unknown>(
   const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
     ...o,
     url: resolveUrl(o.url),
+    // One cache per call; only the call that opens the connection has its getToken used.
+    getToken: typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined,
     onStatus: (s: SubscriptionStatus) => {
       if (s === 'closed') handle.closedByCore();
       userStatus?.(s);

@@ -23,7 +23,7 @@ import type {
 
 export type * from './types.js';
 import { isRealtimeError } from './types.js';
-export { isKnownErrorCode, isRealtimeError } from './types.js';
+export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
 /**
  * A ref holding the latest `value`, for code that runs outside render (subscription callbacks,

@@ -24,7 +24,7 @@ import type {
 } from './types.js';
 
 export type * from './types.js';
-export { isKnownErrorCode, isRealtimeError } from './types.js';
+export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
 /** What the test client knows about one subscription. */
 export interface TestSubscriptionInfo {

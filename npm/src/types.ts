@@ -1,6 +1,7 @@
 /**
  * Types shared by `realtime-bridge`, `realtime-bridge/react` and `realtime-bridge/testing`, and
- * the runtime helpers that go with them (`isRealtimeError`, `isKnownErrorCode`). The DTO and
+ * the runtime helpers that go with them (`isRealtimeError`, `isKnownErrorCode`,
+ * `UnauthorizedError`). The DTO and
  * event-name types keep the names of the original realtime system, so code written against it
  * type-checks unchanged.
  */
@@ -123,6 +124,8 @@ export type ClientErrorCode =
   | 'network_error'
   /** `getToken` threw or rejected. Retried. */
   | 'token_error'
+  /** `getToken` gave no token (`null`, `undefined`, `''`) or threw an `UnauthorizedError`: signed out. Final. */
+  | 'unauthenticated'
   /** No byte (not even a heartbeat) for `heartbeatTimeoutMs`: the connection is dropped and retried. */
   | 'heartbeat_timeout'
   /** An event whose data is not JSON: skipped, the stream goes on. */
@@ -157,6 +160,7 @@ const KNOWN_CODES: Record<KnownRealtimeErrorCode, true> = {
   unavailable: true,
   network_error: true,
   token_error: true,
+  unauthenticated: true,
   heartbeat_timeout: true,
   invalid_event: true,
 };
@@ -178,11 +182,11 @@ export interface RealtimeError extends Error {
   /**
    * The bridge's error code (`BridgeErrorCode`: `invalid_user_id`, `forbidden`, ...) or the
    * SDK's (`ClientErrorCode`: `network_error`, `heartbeat_timeout`, `token_error`,
-   * `invalid_event`). Absent when the bridge's answer carried none (e.g. a 200 that is not an
-   * event stream, or a proxy's error page).
+   * `unauthenticated`, `invalid_event`). Absent when the bridge's answer carried none (e.g. a
+   * 200 that is not an event stream, or a proxy's error page).
    */
   code?: RealtimeErrorCode;
-  /** True when the subscription is closed for good (400, 403). */
+  /** True when the subscription is closed for good (400, 403, `unauthenticated`). */
   final: boolean;
 }
 
@@ -208,6 +212,34 @@ export function isRealtimeError(e: unknown): e is RealtimeError {
   );
 }
 
+/**
+ * Throw it from `getToken` (or return `null`) when the user is signed out: the subscription
+ * closes (`onError` with code `unauthenticated`, `final: true`) instead of retrying.
+ *
+ * Recognised by its `name` (`'UnauthorizedError'`), not by `instanceof`: an error from the
+ * package's other build (ES module / CommonJS), from another realm, or an app's own class with
+ * that name counts too.
+ *
+ * ```ts
+ * getToken: async () => {
+ *   const r = await fetch('/api/realtime-token');
+ *   if (r.status === 401) throw new UnauthorizedError('session ended');
+ *   return r.text();
+ * }
+ * ```
+ */
+export class UnauthorizedError extends Error {
+  constructor(message = 'signed out') {
+    super(message);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+/**
+ * Gives the token for the next connection: a JWT, or `null`/`undefined` when signed out (then
+ * the subscription closes, as for a thrown `UnauthorizedError`). Any other throw or rejection is
+ * reported as `token_error` and retried with backoff.
+ */
 export type TokenSource = () => string | null | undefined | Promise<string | null | undefined>;
 
 /** Defaults for every subscription (`configure`), or one subscription's overrides. */
@@ -217,9 +249,12 @@ export interface RealtimeOptions {
   /** A fixed JWT, sent as `Authorization: Bearer`. It cannot be renewed: prefer `getToken` when tokens expire. */
   token?: string | null;
   /**
-   * Called (and awaited) before every (re)connection, and once more right after a 401. That
-   * includes the immediate reconnection after the bridge ends a stream (`event: end`): after
-   * `token_expired` the stream's token has expired, so return a fresh one, not a cached copy.
+   * Called (and awaited) for the first connection; its token is then reused by every
+   * reconnection until the bridge refuses it (401), ends a stream because it expired (`end` /
+   * `token_expired`), or its JWT `exp` is near (a tenth of the time it had left when received,
+   * at most 30 s, before). Each of these calls must give a new token, not a cached copy of the
+   * old one. `null` or a thrown `UnauthorizedError`: signed out, the subscription closes.
+   * Overrides `token`.
    */
   getToken?: TokenSource;
   /** Resume from this cursor (sent as `Last-Event-ID`). */
