@@ -14,8 +14,11 @@ import { sharesAcrossTabs, subscribeShared } from './tabs.js';
 import { reusedToken } from './token.js';
 import type {
   EventCallback,
-  EventType,
+  FromRegistry,
   RealtimeClient,
+  RealtimeDataOf,
+  RealtimeEventName,
+  RealtimeEventOf,
   RealtimeOptions,
   SubscribeOptions,
   Subscription,
@@ -150,23 +153,30 @@ class SubscriptionHandle<T> implements Subscription<T> {
  * Calls for the same url and user share one HTTP connection; each callback gets only its
  * own events, each event id at most once.
  *
+ * `e.data` is typed by `T` when given, else by the app's `RealtimeEvents` registry (`e.event`
+ * then narrows it), else `unknown`.
+ *
  * ```ts
  * const sub = subscribe<RealtimeMessageDto>('42', ['message_new'], (e) => console.log(e.data));
  * sub.close();
  * ```
  */
-export function subscribe<T = unknown>(
+export function subscribe<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
   userId: string,
-  events: readonly EventType[] | null | undefined,
-  callback: EventCallback<T>,
+  events: readonly N[] | null | undefined,
+  callback: (event: RealtimeEventOf<N, T>) => void,
   options?: SubscribeOptions,
-): Subscription<T> {
+): Subscription<RealtimeDataOf<N, T>> {
   if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
   const o = merge(defaults, options);
   // Browsers: one stream per url + user for all the tabs of the origin (tabs.ts).
-  if (sharesAcrossTabs(o)) return subscribeShared(userId, events, callback, o, subscribe);
+  if (sharesAcrossTabs(o)) {
+    // The tab hub calls this same function back, typed loosely (its envelopes are plain JSON).
+    const direct = subscribe as unknown as Parameters<typeof subscribeShared>[4];
+    return subscribeShared(userId, events, callback as EventCallback<RealtimeDataOf<N, T>>, o, direct);
+  }
   load();
-  const handle = new SubscriptionHandle<T>();
+  const handle = new SubscriptionHandle<RealtimeDataOf<N, T>>();
   const userStatus = o.onStatus;
   const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
     ...o,
