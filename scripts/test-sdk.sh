@@ -44,7 +44,7 @@ echo "sdk-lint: 1 passed, 0 failed"
 echo "== sdk: build the npm package (wasm-pack --mode no-install, wasm-opt -Oz from binaryen@132, tsc)"
 (cd npm && node scripts/build.mjs)
 
-echo "== sdk: type-check (package sources; the original system's examples against the .d.ts; a consumer under moduleResolution node, node16, bundler)"
+echo "== sdk: type-check (package sources; the original system's examples, generic hooks and the event registry against the .d.ts; consumers under moduleResolution node, node16, bundler)"
 # Each run counts only if tsc (the package's own, not whatever npx would fetch) passed and its
 # program held the file it exists for.
 typecheck() {
@@ -57,14 +57,20 @@ typecheck() {
 }
 types_pass=0
 types_fail=0
+# test/types/registry*: apps that register their events (`RealtimeEvents`), each its own program
+# since a registration is global; test/tsconfigs/tsconfig.registry.*: one under each resolution.
 for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/seed-usage.tsx" "test/types/tsconfig.json test/types/errors.tsx" \
+  "test/types/tsconfig.json test/types/generics.tsx" "test/types/registry/tsconfig.json test/types/registry/registry.tsx" \
+  "test/types/registry-react/tsconfig.json test/types/registry-react/registry-react.tsx" \
+  "test/types/registry-testing/tsconfig.json test/types/registry-testing/registry-testing.tsx" \
   "test/tsconfigs/tsconfig.node.json dist/testing.d.ts" "test/tsconfigs/tsconfig.node16.json dist/testing.d.cts" \
-  "test/tsconfigs/tsconfig.bundler.json dist/testing.d.ts"; do
+  "test/tsconfigs/tsconfig.bundler.json dist/testing.d.ts" "test/tsconfigs/tsconfig.registry.node.json dist/types.d.ts" \
+  "test/tsconfigs/tsconfig.registry.node16.json dist/types.d.cts" "test/tsconfigs/tsconfig.registry.bundler.json dist/types.d.ts"; do
   # shellcheck disable=SC2086 # two words: project, file
   if typecheck $check; then types_pass=$((types_pass + 1)); else types_fail=$((types_fail + 1)); fi
 done
 echo "sdk-types: $types_pass passed, $types_fail failed"
-expect_count sdk-types "$types_pass" "$types_fail" 6
+expect_count sdk-types "$types_pass" "$types_fail" 13
 
 echo "== sdk: bridge binary for the integration tests"
 cargo build -p realtime-bridge --locked
@@ -88,7 +94,7 @@ node_test() {
 }
 
 echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
-(cd npm && node_test sdk-node 50 test/node/)
+(cd npm && node_test sdk-node 59 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (

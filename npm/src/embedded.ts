@@ -8,10 +8,10 @@
  * file instead. Either way a Content-Security-Policy must allow `'wasm-unsafe-eval'` in
  * `script-src`.
  */
-import { installLoader, loadCore } from './loader.js';
+import { installLoader, loadCore, withLoader } from './loader.js';
 import { embeddedLoader } from './load-embedded.js';
 import { subscribe as coreSubscribe } from './index.js';
-import type { EventCallback, EventType, RealtimeClient, SubscribeOptions, Subscription } from './types.js';
+import type { RealtimeClient } from './types.js';
 
 export * from './index.js';
 
@@ -27,20 +27,15 @@ export function load(): void {
  * Calls for the same url and user share one HTTP connection; each callback gets only its
  * own events, each event id at most once.
  *
+ * `e.data` is typed by `T` when given, else by the app's `RealtimeEvents` registry (`e.event`
+ * then narrows it), else `unknown`.
+ *
  * ```ts
  * const sub = subscribe<RealtimeMessageDto>('42', ['message_new'], (e) => console.log(e.data));
  * sub.close();
  * ```
  */
-export function subscribe<T = unknown>(
-  userId: string,
-  events: readonly EventType[] | null | undefined,
-  callback: EventCallback<T>,
-  options?: SubscribeOptions,
-): Subscription<T> {
-  installLoader(embeddedLoader);
-  return coreSubscribe<T>(userId, events, callback, options);
-}
+export const subscribe: typeof coreSubscribe = withLoader(embeddedLoader, coreSubscribe);
 
 /** The real client, as an object (what `realtime-bridge/react` uses unless told otherwise). */
 export const realtimeClient: RealtimeClient = { subscribe };

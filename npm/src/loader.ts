@@ -53,3 +53,13 @@ export function wasmMemoryBytes(): number {
   return memory?.buffer.byteLength ?? 0;
 }
 
+
+/** `f` (an entry point's `subscribe`) with loader `l` installed first; same signature. */
+export function withLoader<F extends (...args: never[]) => unknown>(l: WasmLoader, f: F): F {
+  const call = f as unknown as (...a: unknown[]) => unknown;
+  const wrapped = (...args: unknown[]) => {
+    installLoader(l);
+    return call(...args);
+  };
+  return wrapped as unknown as F;
+}

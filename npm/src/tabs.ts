@@ -343,7 +343,8 @@ class TabHub {
 
   private _statusFromCore(s: SubscriptionStatus): void {
     if (s === 'closed') {
-      // A final error (400, 403): every tab's subscriptions are over, as the connection is.
+      // A final error (400, 403, signed out): every tab's subscriptions are over, as the
+      // connection is.
       this._setStatus('closed');
       this._post({ t: 'st', s });
       this._end();

@@ -9,10 +9,10 @@
  * `RealtimeError` with code `wasm_load_failed` and the status becomes `closed`. `await load()`
  * first to get that failure as a rejection instead, or to start the download early.
  */
-import { installLoader, loadCore } from './loader.js';
+import { installLoader, loadCore, withLoader } from './loader.js';
 import { setWasmSource, urlLoader } from './load-url.js';
 import { subscribe as coreSubscribe } from './index.js';
-import type { EventCallback, EventType, RealtimeClient, SubscribeOptions, Subscription } from './types.js';
+import type { RealtimeClient } from './types.js';
 
 export * from './index.js';
 
@@ -32,17 +32,10 @@ export function load(wasmUrl?: string | URL): Promise<void> {
  * Subscribes to the events of `userId` (`events`: the names to receive, or null for all).
  * Returns at once; the subscription connects when the core is loaded (`connecting` until
  * then). Calls for the same url and user share one HTTP connection; each callback gets only
- * its own events, each event id at most once.
+ * its own events, each event id at most once. `e.data` is typed by `T` when given, else by
+ * the app's `RealtimeEvents` registry (`e.event` then narrows it), else `unknown`.
  */
-export function subscribe<T = unknown>(
-  userId: string,
-  events: readonly EventType[] | null | undefined,
-  callback: EventCallback<T>,
-  options?: SubscribeOptions,
-): Subscription<T> {
-  installLoader(urlLoader);
-  return coreSubscribe<T>(userId, events, callback, options);
-}
+export const subscribe: typeof coreSubscribe = withLoader(urlLoader, coreSubscribe);
 
 /** The real client, as an object (what `realtime-bridge/url/react` uses unless told otherwise). */
 export const realtimeClient: RealtimeClient = { subscribe };
