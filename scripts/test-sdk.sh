@@ -5,7 +5,8 @@
 # bundler), Node tests and React hook tests against a real bridge and nats-server, the
 # CommonJS build under Jest + jsdom and plain require(), a Next.js App Router app (next build,
 # next start), and the browser end-to-end tests in headless Chromium (a React page; tabs of one
-# browser sharing one stream). Each runner ends with a
+# browser sharing one stream; a strict Content-Security-Policy, with the .wasm embedded and by
+# URL). Each runner ends with a
 # "N passed, N failed" line, and fails when it ran fewer tests than expected: a runner that
 # found no test (or lost a file) passes on its own. The expected counts are the tests in the
 # files today; raise them with the tests.
@@ -93,7 +94,7 @@ node_test() {
 }
 
 echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
-(cd npm && node_test sdk-node 56 test/node/)
+(cd npm && node_test sdk-node 59 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (
@@ -125,13 +126,16 @@ echo "== sdk: CommonJS (require condition): plain Node require()/import of every
 )
 
 echo "== sdk: Next.js App Router (next build; next start on 127.0.0.1, the page's server-rendered hooks)"
-(cd npm/test/next-app && NEXT_TELEMETRY_DISABLED=1 node_test sdk-next 2 next.test.mjs)
+(cd npm/test/next-app && NEXT_TELEMETRY_DISABLED=1 node_test sdk-next 3 next.test.mjs)
 
-echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium), node app.mjs, tabs sharing one stream"
+echo "== sdk: browser e2e (Vite builds of React pages using the package: .wasm embedded, and by URL under a strict CSP; headless Chromium), node app.mjs, tabs sharing one stream"
 (
   cd npm/test/e2e
   npx vite build
-  node_test sdk-e2e 10 e2e.test.mjs node-app.test.mjs tabs.test.mjs
+  npx vite build --config vite.url.config.mjs
+  node_test sdk-e2e 17 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
+  echo "== sdk: what the package adds to a Vite page bundle (gzip -9)"
+  node sizes.mjs
 )
 echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 

@@ -1,15 +1,18 @@
 /**
- * realtime-bridge: subscribe to a user's Realtime Bridge event stream.
+ * realtime-bridge's core: subscribe to a user's Realtime Bridge event stream.
  *
  * The work (fetch stream, SSE parsing, reconnection, resume, de-duplication, one shared
  * connection per url + user) is done by the Rust/WebAssembly core; this layer merges
  * options with `configure()` defaults, keeps `getToken`'s token for reuse (`token.ts`), loads
- * the `.wasm` itself (embedded, on first use, once: no init call, no bundler plugin), and
- * gives the API its TypeScript types.
+ * the `.wasm` on first use (once, with the loader its entry point installed), and gives the
+ * API its TypeScript types.
+ *
+ * Not an entry point itself: `realtime-bridge` (embedded.ts) loads the `.wasm` from bytes
+ * embedded in the JavaScript, synchronously; `realtime-bridge/url` (url.ts) fetches it as a
+ * separate file. Neither module is imported here, so a bundle holds only the one it uses.
  */
-import { initSync, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
+import { subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
-import { wasmBase64 } from './wasm/bytes.js';
 import { sharesAcrossTabs, subscribeShared } from './tabs.js';
 import { reusedToken } from './token.js';
 import type {
@@ -17,6 +20,7 @@ import type {
   FromRegistry,
   RealtimeClient,
   RealtimeDataOf,
+  RealtimeError,
   RealtimeEventName,
   RealtimeEventOf,
   RealtimeOptions,
@@ -24,33 +28,12 @@ import type {
   Subscription,
   SubscriptionStatus,
 } from './types.js';
+import { loadCore } from './loader.js';
 
 export type * from './types.js';
 export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
-let loaded = false;
-let memory: WebAssembly.Memory | undefined;
-
-function decodeBase64(b64: string): Uint8Array {
-  const g = globalThis as { atob?: (s: string) => string; Buffer?: { from(s: string, enc: string): Uint8Array } };
-  if (typeof g.atob !== 'function' && g.Buffer) return new Uint8Array(g.Buffer.from(b64, 'base64'));
-  const bin = (g.atob as (s: string) => string)(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-/** Instantiates the WebAssembly core (synchronously, once). Called by `subscribe`; exported for warm-up. */
-export function load(): void {
-  if (loaded) return;
-  memory = initSync({ module: decodeBase64(wasmBase64) }).memory;
-  loaded = true;
-}
-
-/** Diagnostics: bytes of WebAssembly memory in use by the core (0 before the first subscribe). */
-export function wasmMemoryBytes(): number {
-  return memory?.buffer.byteLength ?? 0;
-}
+export { wasmMemoryBytes } from './loader.js';
 
 let defaults: RealtimeOptions = {};
 
@@ -100,6 +83,25 @@ class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
   #closed = false;
   #cursor: string | null = null;
+  /** Tells the subscriber it is closed, when closed before the core was loaded. */
+  #closedEarly: (() => void) | undefined;
+
+  /** `cursor`, `closedEarly`: for a subscription that waits for the core to load. */
+  constructor(cursor: string | null = null, closedEarly?: () => void) {
+    this.#cursor = cursor;
+    this.#closedEarly = closedEarly;
+  }
+
+  /** @internal Still waiting for the core (not attached, not closed). */
+  get waiting(): boolean {
+    return !this.#raw && !this.#closed;
+  }
+
+  /** @internal The core could not be loaded, or refused the arguments: closed for good. */
+  fail(): void {
+    this.#closed = true;
+    live.delete(this as SubscriptionHandle<unknown>);
+  }
 
   /** @internal */
   attach(raw: RawSubscription): void {
@@ -138,7 +140,12 @@ class SubscriptionHandle<T> implements Subscription<T> {
 
   close(): void {
     const raw = this.#raw;
-    if (!raw) return;
+    if (!raw) {
+      if (!this.waiting) return;
+      this.fail();
+      this.#closedEarly?.();
+      return;
+    }
     raw.close();
     this.#release(raw);
   }
@@ -175,23 +182,69 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
     const direct = subscribe as unknown as Parameters<typeof subscribeShared>[4];
     return subscribeShared(userId, events, callback as EventCallback<RealtimeDataOf<N, T>>, o, direct);
   }
-  load();
-  const handle = new SubscriptionHandle<RealtimeDataOf<N, T>>();
+  const loaded = loadCore();
   const userStatus = o.onStatus;
-  const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
-    ...o,
-    url: resolveUrl(o.url),
-    // One cache per call; only the call that opens the connection has its getToken used.
-    getToken: typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined,
-    onStatus: (s: SubscriptionStatus) => {
-      if (s === 'closed') handle.closedByCore();
-      userStatus?.(s);
-    },
-  } as RawSubscribeOptions);
-  handle.attach(raw);
+  const handle = new SubscriptionHandle<RealtimeDataOf<N, T>>(o.lastEventId ?? null, () => userStatus?.('closed'));
+  const url = resolveUrl(o.url);
+  const start = () => {
+    const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
+      ...o,
+      url,
+      // One cache per call; only the call that opens the connection has its getToken used.
+      getToken: typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined,
+      onStatus: (s: SubscriptionStatus) => {
+        if (s === 'closed') handle.closedByCore();
+        userStatus?.(s);
+      },
+    } as RawSubscribeOptions);
+    handle.attach(raw);
+  };
+  if (!loaded) {
+    start();
+    live.add(handle as SubscriptionHandle<unknown>);
+    return handle;
+  }
+  // The core is still loading (realtime-bridge/url): the subscription is 'connecting' and
+  // attaches once it is ready; what fails on the way reaches onError, then status 'closed'.
   live.add(handle as SubscriptionHandle<unknown>);
+  const fail = (err: unknown) => {
+    handle.fail();
+    o.onError?.(err as RealtimeError);
+    userStatus?.('closed');
+  };
+  loaded.then(
+    () => {
+      if (!handle.waiting) return;
+      try {
+        start();
+      } catch (err) {
+        // Arguments the core refuses: what subscribe would have thrown had the core been loaded.
+        fail(err);
+      }
+    },
+    (err: unknown) => {
+      if (handle.waiting) fail(loadError(err));
+    },
+  );
   return handle;
 }
 
-/** The real client, as an object (what `realtime-bridge/react` uses unless told otherwise). */
+/** The `RealtimeError` for a core that could not be fetched, compiled or instantiated. */
+function loadError(cause: unknown): RealtimeError {
+  const msg = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  const csp = /content.security.policy|unsafe-eval/i.test(msg)
+    ? " (a Content-Security-Policy must allow 'wasm-unsafe-eval' in script-src)"
+    : '';
+  const err = new Error(`realtime-bridge: the WebAssembly core could not be loaded${csp}: ${msg}`, { cause }) as RealtimeError;
+  err.name = 'RealtimeError';
+  err.code = 'wasm_load_failed';
+  err.final = true;
+  return err;
+}
+
+/**
+ * The real client, as an object: what the hooks use unless told otherwise. It loads the core
+ * with the loader installed by the entry point (`realtime-bridge/react`: embedded bytes;
+ * `realtime-bridge/url/react`: the `.wasm` by URL).
+ */
 export const realtimeClient: RealtimeClient = { subscribe };

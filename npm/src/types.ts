@@ -203,7 +203,13 @@ export type ClientErrorCode =
   /** No byte (not even a heartbeat) for `heartbeatTimeoutMs`: the connection is dropped and retried. */
   | 'heartbeat_timeout'
   /** An event whose data is not JSON: skipped, the stream goes on. */
-  | 'invalid_event';
+  | 'invalid_event'
+  /**
+   * `realtime-bridge/url`: the `.wasm` could not be fetched, compiled or instantiated (a 404, or
+   * a Content-Security-Policy without `'wasm-unsafe-eval'`). Final for the subscriptions that
+   * waited for it; a later `subscribe` or `load()` tries again.
+   */
+  | 'wasm_load_failed';
 
 /** Every error code known today. */
 export type KnownRealtimeErrorCode = BridgeErrorCode | ClientErrorCode;
@@ -237,6 +243,7 @@ const KNOWN_CODES: Record<KnownRealtimeErrorCode, true> = {
   unauthenticated: true,
   heartbeat_timeout: true,
   invalid_event: true,
+  wasm_load_failed: true,
 };
 
 /**

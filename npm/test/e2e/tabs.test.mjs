@@ -25,7 +25,7 @@ const reactDist = join(here, 'dist');
 const PAGE = `<!doctype html>
 <meta charset="utf-8"><title>tabs</title>
 <script type="module">
-import { subscribe, isRealtimeError } from '/dist/index.js';
+import { subscribe, isRealtimeError } from '/dist/embedded.js';
 const q = new URLSearchParams(location.search);
 const rb = (window.rb = { got: [], statuses: [], errors: [], resets: [], tokenAsked: 0, wants: new Set() });
 const gate = new Promise((r) => (rb.open = r));

@@ -60,6 +60,7 @@ const statusOf = {
   unauthenticated: null,
   heartbeat_timeout: null,
   invalid_event: null,
+  wasm_load_failed: null,
 } as const satisfies Record<KnownRealtimeErrorCode, number | null>;
 void statusOf;
 assertType<Equal<KnownRealtimeErrorCode, BridgeErrorCode | ClientErrorCode>>();
@@ -105,7 +106,8 @@ if (isKnownErrorCode(err.code)) {
     case 'token_error':
     case 'unauthenticated':
     case 'heartbeat_timeout':
-    case 'invalid_event': {
+    case 'invalid_event':
+    case 'wasm_load_failed': {
       const own: ClientErrorCode = err.code;
       void own;
       break;
