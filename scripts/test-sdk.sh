@@ -24,7 +24,7 @@ expect_count() {
   fi
 }
 
-echo "== sdk: cargo test -p realtime-bridge-sdk (native: backoff, routing, dedupe, cursor, chunking)"
+echo "== sdk: cargo test -p realtime-bridge-sdk (native: backoff and its retry: floor, routing, dedupe over two open streams, cursor, chunking)"
 set +e
 cargo test -p realtime-bridge-sdk --locked 2>&1 | tee "$results/sdk-rust.log"
 rc=${PIPESTATUS[0]}
@@ -33,7 +33,7 @@ set -e
 read -r rust_pass rust_fail < <(awk '/^test result:/{for(i=1;i<=NF;i++){if($(i+1)~/^passed/)p+=$i; if($(i+1)~/^failed/)f+=$i}} END{print p+0, f+0}' "$results/sdk-rust.log")
 echo "sdk-rust: $rust_pass passed, $rust_fail failed"
 [ "$rc" = 0 ]
-expect_count sdk-rust "$rust_pass" "$rust_fail" 20
+expect_count sdk-rust "$rust_pass" "$rust_fail" 23
 
 echo "== sdk: lint (ESLint: typescript-eslint, React hooks rules; npm/eslint.config.mjs; no warning allowed)"
 (cd npm && npm run --silent lint)
@@ -85,8 +85,8 @@ node_test() {
   expect_count "$name" "${pass:-0}" "${fail:-0}" "$want"
 }
 
-echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
-(cd npm && node_test sdk-node 47 test/node/)
+echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; offline/online/visibility, retry: floor, make-before-break; .wasm size)"
+(cd npm && node_test sdk-node 53 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (

@@ -6,7 +6,7 @@
  * options with `configure()` defaults, loads the `.wasm` itself (embedded, on first use,
  * once: no init call, no bundler plugin), and gives the API its TypeScript types.
  */
-import { initSync, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
+import { initSync, network, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
 import { wasmBase64 } from './wasm/bytes.js';
 import type {
@@ -90,14 +90,65 @@ const disposeSymbol: typeof Symbol.dispose =
 /** Subscriptions not yet closed: kept reachable so that an open stream is never garbage-collected. */
 const live = new Set<SubscriptionHandle<unknown>>();
 
+// The page's network and visibility events, for the core (docs/protocol.md §6.2): listened to
+// here, on `globalThis` (window, a worker) and `document` where they exist, while at least one
+// subscription is open.
+type PageTarget = {
+  addEventListener(type: string, f: () => void): void;
+  removeEventListener(type: string, f: () => void): void;
+  visibilityState?: string;
+};
+const eventTarget = (t: unknown): PageTarget | undefined =>
+  typeof (t as Partial<PageTarget> | undefined)?.addEventListener === 'function' ? (t as PageTarget) : undefined;
+const pageDocument = () => eventTarget((globalThis as { document?: unknown }).document);
+const isHidden = () => pageDocument()?.visibilityState === 'hidden';
+const onOffline = () => network(0);
+const onOnline = () => network(1);
+const onVisibility = () => network(isHidden() ? 3 : 2);
+
+function listenToPage(on: boolean): void {
+  const m = on ? 'addEventListener' : 'removeEventListener';
+  const g = eventTarget(globalThis);
+  g?.[m]('offline', onOffline);
+  g?.[m]('online', onOnline);
+  pageDocument()?.[m]('visibilitychange', onVisibility);
+}
+
+/** Adds a subscription to the open set, or removes it; the first in and the last out (un)install the listeners. */
+function track(handle: SubscriptionHandle<unknown>, on: boolean): void {
+  if (on === live.has(handle)) return;
+  if (on) live.add(handle);
+  else live.delete(handle);
+  if (live.size === (on ? 1 : 0)) listenToPage(on);
+}
+
+// The options a shared connection takes from the subscription that opened it (docs/protocol.md
+// §6.3); a later one with other values gets a console warning.
+const CONNECTION_OPTIONS = ['token', 'getToken', 'lastEventId', 'heartbeatTimeoutMs', 'closeWhenHidden'] as const;
+const BACKOFF_KEYS = ['initialMs', 'maxMs', 'multiplier', 'jitter'] as const;
+
+/** Per url + user (the core's key): the opener's options, and how many subscriptions share it. */
+const shared = new Map<string, { options: RealtimeOptions; count: number }>();
+
+const same = (a: unknown, b: unknown) => (a ?? '') === (b ?? '') || (a === false && b == null) || (b === false && a == null);
+
+/** The connection options of `joiner` that differ from the opener's. */
+function ignoredOptions(opener: RealtimeOptions, joiner: RealtimeOptions): string[] {
+  const out: string[] = CONNECTION_OPTIONS.filter((k) => !same(opener[k], joiner[k]));
+  if (BACKOFF_KEYS.some((k) => !same(opener.backoff?.[k], joiner.backoff?.[k]))) out.push('backoff');
+  return out;
+}
+
 class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
   #closed = false;
   #cursor: string | null = null;
+  #key = '';
 
   /** @internal */
-  attach(raw: RawSubscription): void {
+  attach(raw: RawSubscription, key: string): void {
     this.#raw = raw;
+    this.#key = key;
   }
 
   /** @internal The core reported 'closed' (a final error, or close()). */
@@ -113,7 +164,9 @@ class SubscriptionHandle<T> implements Subscription<T> {
     this.#cursor = raw.lastEventId ?? null;
     this.#raw = null;
     this.#closed = true;
-    live.delete(this as SubscriptionHandle<unknown>);
+    track(this as SubscriptionHandle<unknown>, false);
+    const entry = shared.get(this.#key);
+    if (entry && --entry.count === 0) shared.delete(this.#key);
     raw.free();
   }
 
@@ -163,16 +216,33 @@ export function subscribe<T = unknown>(
   const o = merge(defaults, options);
   const handle = new SubscriptionHandle<T>();
   const userStatus = o.onStatus;
+  const url = resolveUrl(o.url);
   const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
     ...o,
-    url: resolveUrl(o.url),
+    url,
     onStatus: (s: SubscriptionStatus) => {
       if (s === 'closed') handle.closedByCore();
       userStatus?.(s);
     },
   } as RawSubscribeOptions);
-  handle.attach(raw);
-  live.add(handle as SubscriptionHandle<unknown>);
+  const key = `${url.replace(/\/+$/, '')}\n${userId}`;
+  const entry = shared.get(key);
+  if (entry) {
+    entry.count++;
+    const ignored = ignoredOptions(entry.options, o);
+    if (ignored.length) {
+      console.warn(
+        `realtime-bridge: subscribe('${userId}') shares the open connection to ${url} for this user; ` +
+          `its ${ignored.join(', ')} differ from the first subscription's and are ignored (connection options)`,
+      );
+    }
+  } else {
+    shared.set(key, { options: o, count: 1 });
+  }
+  handle.attach(raw, key);
+  track(handle as SubscriptionHandle<unknown>, true);
+  // Opened while hidden with closeWhenHidden: wait until visible.
+  if (!entry && o.closeWhenHidden && isHidden()) network(3);
   return handle;
 }
 
