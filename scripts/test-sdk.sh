@@ -124,7 +124,7 @@ echo "== sdk: browser e2e (Vite build of a React page using the package, headles
 (
   cd npm/test/e2e
   npx vite build
-  node_test sdk-e2e 3 e2e.test.mjs node-app.test.mjs
+  node_test sdk-e2e 4 e2e.test.mjs node-app.test.mjs
 )
 echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 
