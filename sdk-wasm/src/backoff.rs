@@ -85,7 +85,7 @@ impl Backoff {
     /// ```
     pub fn delay_with_floor_ms(&self, attempt: u32, random: f64, floor_ms: f64) -> f64 {
         let r = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.0 };
-        let floor = floor_ms * (1.0 + self.sanitized().jitter * r);
+        let floor = floor_ms * (1.0 + self.jitter.clamp(0.0, 1.0) * r);
         f64::from(self.delay_ms(attempt, r)).max(floor.round())
     }
 }

@@ -709,7 +709,10 @@ mod tests {
         take(&mut d, &encode("5", "a"), false);
         assert_eq!(d.cursor(), Some("5"), "the cursor follows the new stream only");
         let want: Vec<(String, Vec<ListenerId>)> =
-            [("1", vec![a]), ("2", vec![a]), ("3", vec![b]), ("4", vec![a]), ("5", vec![a])].iter().map(|(i, t)| ((*i).to_owned(), t.clone())).collect();
+            [("1", vec![a]), ("2", vec![a]), ("3", vec![b]), ("4", vec![a]), ("5", vec![a])]
+                .iter()
+                .map(|(i, t)| ((*i).to_owned(), t.clone()))
+                .collect();
         assert_eq!(*ids.borrow(), want);
         d.close_old();
         take(&mut d, &encode("6", "a"), true);

@@ -209,6 +209,26 @@ test('closeWhenHidden: the stream is closed while the page is hidden and resumes
   }
 });
 
+test('closeWhenHidden: a connection opened while the page is hidden waits until it is visible', async () => {
+  const user = 'net-born-hidden';
+  const c = collector();
+  setVisibility('hidden');
+  const sub = subscribe(user, null, c.cb, { url: bridge.url, token: token(user), closeWhenHidden: true, ...c.opts });
+  try {
+    // Watched for half a second: no request while hidden.
+    await sleep(500);
+    assert.equal(fetchesFor(user).length, 0, 'no request while hidden');
+    assert.equal(sub.status, 'connecting');
+    setVisibility('visible');
+    await waitFor(() => sub.status === 'open', { what: 'open once visible' });
+    assert.equal(fetchesFor(user).length, 1);
+    await publishAndWait(js, user, c, 'v0');
+  } finally {
+    setVisibility('visible');
+    sub.close();
+  }
+});
+
 test("the server's retry: is the backoff's floor (bridge --retry 3000, backoff 10 ms)", async () => {
   const own = await startBridge({ natsUrl: nats.url, args: ['--retry', '3000'] });
   let again;

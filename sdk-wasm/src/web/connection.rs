@@ -123,21 +123,18 @@ pub fn network(event: u32) {
     let conns = REGISTRY.with(|r| r.borrow().clone());
     for c in conns {
         let silent = c.status() == Status::Open && js_sys::Date::now() - c.last.get() > c.quiet_ms;
-        match event {
-            OFFLINE => {
-                c.commands.send(Command::Offline);
-                if c.status() != Status::Connecting {
-                    c.set_status(Status::Reconnecting);
-                }
-            }
-            ONLINE | VISIBLE => {
-                c.commands.send(if event == ONLINE { Command::Online } else { Command::Resume });
-                if silent {
-                    c.commands.send(Command::Reconnect);
-                }
-            }
-            HIDDEN if c.close_when_hidden => c.commands.send(Command::Pause),
-            _ => {}
+        let cmd = match event {
+            OFFLINE => Command::Offline,
+            ONLINE => Command::Online,
+            VISIBLE => Command::Resume,
+            _ if c.close_when_hidden => Command::Pause,
+            _ => continue,
+        };
+        c.commands.send(cmd);
+        if event == OFFLINE {
+            c.set_status(Status::Reconnecting);
+        } else if silent && event != HIDDEN {
+            c.commands.send(Command::Reconnect);
         }
     }
 }
@@ -155,7 +152,13 @@ impl Connection {
 
     /// A new connection whose first listener was added to `demux`, registered (its task is
     /// the caller's to start).
-    pub(super) fn open(key: String, demux: Demux, listener: Listener, heartbeat_ms: f64, close_when_hidden: bool) -> Rc<Self> {
+    pub(super) fn open(
+        key: String,
+        demux: Demux,
+        listener: Listener,
+        heartbeat_ms: f64,
+        close_when_hidden: bool,
+    ) -> Rc<Self> {
         let conn = Rc::new(Self {
             key,
             state: RefCell::new(State { demux, listeners: vec![listener], status: Status::Connecting }),
@@ -173,9 +176,8 @@ impl Connection {
     /// Closes the stream being replaced, if any.
     pub(super) fn close_old(&self) {
         let old = self.old.borrow_mut().take();
-        if old.is_some() {
-            self.state.borrow_mut().demux.close_old();
-        }
+        drop(old);
+        self.state.borrow_mut().demux.close_old();
     }
 
     /// Adds a listener; when its events are not all in the current request, the connection

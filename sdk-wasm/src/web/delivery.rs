@@ -78,7 +78,11 @@ pub(super) async fn read_stream(
             // An event both streams carried: the old one has delivered everything it got
             // before the new one started, and the new one carries the rest (or, failing
             // that, once the new one has been open for a while).
-            let due = c.old.borrow().as_ref().is_some_and(|o| o.since.get() > 0.0 && js_sys::Date::now() - o.since.get() >= HANDOVER_GRACE_MS);
+            let due = c
+                .old
+                .borrow()
+                .as_ref()
+                .is_some_and(|o| o.since.get() > 0.0 && js_sys::Date::now() - o.since.get() >= HANDOVER_GRACE_MS);
             if dup || due {
                 c.close_old();
             }

@@ -44,6 +44,8 @@ enum Outcome {
     Retry,
     /// 400 / 403: the subscription is over.
     Final,
+    /// Not connected: `closeWhenHidden` and the page is hidden.
+    Pause,
 }
 
 /// The task of one connection (async-nats' `ConnectionHandler`: the subscriptions hold the
@@ -73,7 +75,8 @@ pub(super) struct ConnectionHandler {
 
 impl ConnectionHandler {
     pub(super) fn new(conn: Rc<Connection>, endpoint: String, options: ConnectionOptions) -> Self {
-        let ConnectionOptions { backoff, last_event_id: _, token, get_token, heartbeat_ms, close_when_hidden: _ } = options;
+        let ConnectionOptions { backoff, last_event_id: _, token, get_token, heartbeat_ms, close_when_hidden: _ } =
+            options;
         Self {
             conn,
             endpoint,
@@ -126,20 +129,15 @@ impl ConnectionHandler {
                 self.conn.set_status(if first { Status::Connecting } else { Status::Reconnecting });
             }
             first = false;
-            while self.paused && !self.closed {
-                self.conn.close_old();
-                self.conn.commands.sleep(2_147_483_647.0).await;
-                self.receive();
-            }
-            if self.closed {
-                break;
-            }
-            let outcome = self.connect_once().await;
+            // Paused: wait for a command (the longest timer there is), at the one sleep below.
+            let outcome = if self.paused { Outcome::Pause } else { self.connect_once().await };
+            let pause = matches!(outcome, Outcome::Pause);
             self.receive();
             if self.closed {
                 break;
             }
             let delay = match outcome {
+                Outcome::Pause => 2_147_483_647.0,
                 Outcome::Closed => break,
                 Outcome::Final => {
                     self.conn.shut_down();
@@ -166,11 +164,12 @@ impl ConnectionHandler {
                     delay
                 }
             };
-            // One sleep for both (each await point costs wasm size); ended early by any
-            // command. A stream being replaced does not outlive a wait.
+            // One sleep for all (each await point costs wasm size); ended early by any
+            // command (but `Offline`). A stream being replaced does not outlive a wait.
             self.conn.close_old();
             self.receive();
-            if self.closed || self.restart {
+            // (Resumed already: connect now.)
+            if self.closed || !self.paused && (self.restart || pause) {
                 continue;
             }
             self.conn.commands.sleep(delay).await;
