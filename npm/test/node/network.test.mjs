@@ -191,6 +191,7 @@ test('closeWhenHidden: the stream is closed while the page is hidden and resumes
     const cursor = sub.lastEventId;
     setVisibility('hidden');
     await waitFor(() => sub.status === 'reconnecting', { timeoutMs: 2000, what: 'reconnecting while hidden' });
+    await waitFor(() => fetchesFor(user)[0].aborted, { timeoutMs: 2000, what: 'the request aborted' });
     await waitFor(async () => (await openStreams(bridge.url)) === streams - 1, { what: 'the stream closed on the bridge' });
     const keys = ['h1', 'h2', 'h3'];
     for (const k of keys) await js.publish(user, 'probe', k);
