@@ -120,8 +120,12 @@ const HIDDEN: u32 = 3;
 /// connection reacts (docs/protocol.md §6.2).
 #[wasm_bindgen(js_name = network)]
 pub fn network(event: u32) {
-    let conns = REGISTRY.with(|r| r.borrow().clone());
-    for c in conns {
+    // By index, from the end: a callback that closes a connection (`set_status`) removes it
+    // from the registry: none is skipped (at worst one is told twice, which changes nothing).
+    let mut i = REGISTRY.with(|r| r.borrow().len());
+    while i > 0 {
+        i -= 1;
+        let Some(c) = REGISTRY.with(|r| r.borrow().get(i).cloned()) else { continue };
         let silent = c.status() == Status::Open && js_sys::Date::now() - c.last.get() > c.quiet_ms;
         let cmd = match event {
             OFFLINE => Command::Offline,
