@@ -99,7 +99,7 @@ echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory t
   read -r pass fail < <(node -e 'const r=require("./test-results/vitest.json"); console.log(r.numPassedTests, r.numFailedTests)')
   echo "sdk-hooks: $pass passed, $fail failed"
   [ "$rc" = 0 ] || exit "$rc"
-  expect_count sdk-hooks "$pass" "$fail" 14
+  expect_count sdk-hooks "$pass" "$fail" 15
 )
 
 echo "== sdk: CommonJS (require condition): plain Node require()/import of every entry point, Jest + jsdom with realtime-bridge/testing"
