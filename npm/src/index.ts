@@ -3,16 +3,22 @@
  *
  * The work (fetch stream, SSE parsing, reconnection, resume, de-duplication, one shared
  * connection per url + user) is done by the Rust/WebAssembly core; this layer merges
- * options with `configure()` defaults, loads the `.wasm` itself (embedded, on first use,
- * once: no init call, no bundler plugin), and gives the API its TypeScript types.
+ * options with `configure()` defaults, keeps `getToken`'s token for reuse (`token.ts`), loads
+ * the `.wasm` itself (embedded, on first use, once: no init call, no bundler plugin), and
+ * gives the API its TypeScript types.
  */
 import { initSync, network, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
 import { wasmBase64 } from './wasm/bytes.js';
+import { sharesAcrossTabs, subscribeShared } from './tabs.js';
+import { reusedToken } from './token.js';
 import type {
   EventCallback,
-  EventType,
+  FromRegistry,
   RealtimeClient,
+  RealtimeDataOf,
+  RealtimeEventName,
+  RealtimeEventOf,
   RealtimeOptions,
   SubscribeOptions,
   Subscription,
@@ -20,7 +26,7 @@ import type {
 } from './types.js';
 
 export type * from './types.js';
-export { isKnownErrorCode, isRealtimeError } from './types.js';
+export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
 let loaded = false;
 let memory: WebAssembly.Memory | undefined;
@@ -200,26 +206,37 @@ class SubscriptionHandle<T> implements Subscription<T> {
  * Calls for the same url and user share one HTTP connection; each callback gets only its
  * own events, each event id at most once.
  *
+ * `e.data` is typed by `T` when given, else by the app's `RealtimeEvents` registry (`e.event`
+ * then narrows it), else `unknown`.
+ *
  * ```ts
  * const sub = subscribe<RealtimeMessageDto>('42', ['message_new'], (e) => console.log(e.data));
  * sub.close();
  * ```
  */
-export function subscribe<T = unknown>(
+export function subscribe<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
   userId: string,
-  events: readonly EventType[] | null | undefined,
-  callback: EventCallback<T>,
+  events: readonly N[] | null | undefined,
+  callback: (event: RealtimeEventOf<N, T>) => void,
   options?: SubscribeOptions,
-): Subscription<T> {
+): Subscription<RealtimeDataOf<N, T>> {
   if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
-  load();
   const o = merge(defaults, options);
-  const handle = new SubscriptionHandle<T>();
+  // Browsers: one stream per url + user for all the tabs of the origin (tabs.ts).
+  if (sharesAcrossTabs(o)) {
+    // The tab hub calls this same function back, typed loosely (its envelopes are plain JSON).
+    const direct = subscribe as unknown as Parameters<typeof subscribeShared>[4];
+    return subscribeShared(userId, events, callback as EventCallback<RealtimeDataOf<N, T>>, o, direct);
+  }
+  load();
+  const handle = new SubscriptionHandle<RealtimeDataOf<N, T>>();
   const userStatus = o.onStatus;
   const url = resolveUrl(o.url);
   const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
     ...o,
     url,
+    // One cache per call; only the call that opens the connection has its getToken used.
+    getToken: typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined,
     onStatus: (s: SubscriptionStatus) => {
       if (s === 'closed') handle.closedByCore();
       userStatus?.(s);

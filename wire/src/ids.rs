@@ -101,8 +101,10 @@ pub fn validate_token(s: &str) -> Result<(), IdError> {
         return Err(IdError::Empty);
     }
     if let Some(index) = bytes.iter().position(|&b| !is_token_byte(b)) {
-        // Every byte before `index` is ASCII, so `index` is a char boundary.
-        let ch = s[index..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+        // Every byte before `index` is ASCII, so `index` is a char boundary and `get`
+        // always succeeds; unlike `s[index..]`, it links no slicing panic (whose message
+        // formatting costs the wasm SDK kilobytes).
+        let ch = s.get(index..).and_then(|t| t.chars().next()).unwrap_or(char::REPLACEMENT_CHARACTER);
         return Err(IdError::InvalidChar { ch, index });
     }
     if bytes.len() > MAX_TOKEN_LEN {

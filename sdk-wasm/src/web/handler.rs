@@ -1,9 +1,10 @@
 //! The connection's task: connect, read, reconnect, until closed (docs/protocol.md §6.2).
 //!
 //! It alone connects, waits and decides; it owns the loop's state (the backoff's attempt
-//! count, the one retry after a 401, what the commands asked for) and learns of `close()`,
-//! `reconnect()`, a grown filter and the page's network and visibility events from its
-//! command channel, which it reads at each point where they change what comes next.
+//! count, the one retry after a 401, whether the last token was refused or expired, what the
+//! commands asked for) and learns of `close()`, `reconnect()`, a grown filter and the page's
+//! network and visibility events from its command channel, which it reads at each point where
+//! they change what comes next.
 //!
 //! A grown filter while a stream is open is a hand-over (make-before-break): the open
 //! stream goes on being read as the connection's `old` one while the task connects again,
@@ -42,7 +43,7 @@ enum Outcome {
     End(EndReason),
     /// Wait, then connect again.
     Retry,
-    /// 400 / 403: the subscription is over.
+    /// 400 / 403, or signed out: the subscription is over.
     Final,
     /// Not connected: `closeWhenHidden` and the page is hidden.
     Pause,
@@ -57,6 +58,9 @@ pub(super) struct ConnectionHandler {
     endpoint: String,
     token: Option<String>,
     get_token: Option<Function>,
+    /// The last token was refused (401) or expired (`end` / `token_expired`): `getToken(true)`
+    /// until it gives another.
+    stale_token: bool,
     backoff: Backoff,
     heartbeat_ms: f64,
     /// Failed attempts since the last open stream (or reset).
@@ -82,6 +86,7 @@ impl ConnectionHandler {
             endpoint,
             token,
             get_token,
+            stale_token: false,
             backoff,
             heartbeat_ms,
             attempt: 0,
@@ -149,9 +154,10 @@ impl ConnectionHandler {
                 Outcome::Retry if self.restart || self.paused => continue,
                 Outcome::End(reason) => {
                     // The bridge asked for this reconnection: no backoff, and the attempt count
-                    // stays as the successful open left it. `getToken()` is awaited before it, as
-                    // before every connection: after `token_expired` that is the fresh token (a
-                    // fixed `token` is sent again and a 401 is handled as usual).
+                    // stays as the successful open left it. After `token_expired` getToken is
+                    // told the token is stale (a fixed `token` is sent again, and a 401 is
+                    // handled as usual).
+                    self.stale_token |= reason == EndReason::TokenExpired;
                     self.conn.set_status(Status::Reconnecting);
                     reason.reconnect_delay_ms(js_sys::Math::random())
                 }
@@ -182,8 +188,11 @@ impl ConnectionHandler {
         let token = match self.fetch_token().await {
             Ok(t) => t,
             Err(e) => {
-                self.conn.report_error(&errors::token_error(&e));
-                return Outcome::Retry;
+                // An `UnauthorizedError` (by name: it may come from another copy of the
+                // package or another realm): signed out, the subscription is over.
+                let signed_out = options::get(&e, "name") == JsValue::from_str("UnauthorizedError");
+                self.conn.report_error(&errors::token_error(&e, signed_out));
+                return if signed_out { Outcome::Final } else { Outcome::Retry };
             }
         };
         let Ok(ctrl) = AbortController::new() else {
@@ -237,6 +246,7 @@ impl ConnectionHandler {
             }
         };
         let status = response.status();
+        self.stale_token |= status == 401;
         if status == 401 && !self.retried_401 {
             // The token may just have expired: ask getToken again, once, right away.
             self.retried_401 = true;
@@ -286,11 +296,13 @@ impl ConnectionHandler {
         }
     }
 
-    /// The token for the next request: `getToken()` (awaited) if given, else `token`.
-    async fn fetch_token(&self) -> Result<Option<String>, JsValue> {
-        let Some(get) = self.get_token.clone() else { return Ok(self.token.clone()) };
-        let v = get.call0(&JsValue::NULL)?;
+    /// The token for the next request: `getToken(stale_token)` (awaited) if given, else
+    /// `token`.
+    async fn fetch_token(&mut self) -> Result<Option<String>, JsValue> {
+        let Some(get) = &self.get_token else { return Ok(self.token.clone()) };
+        let v = get.call1(&JsValue::NULL, &JsValue::from_bool(self.stale_token))?;
         let v = JsFuture::from(Promise::resolve(&v)).await?;
+        self.stale_token = false;
         Ok(v.as_string().filter(|t| !t.is_empty()))
     }
 }
