@@ -12,6 +12,7 @@ import type { Subscription as RawSubscription, RawSubscribeOptions } from './was
 import { wasmBase64 } from './wasm/bytes.js';
 import { sharesAcrossTabs, subscribeShared } from './tabs.js';
 import { reusedToken } from './token.js';
+import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
 import type {
   EventCallback,
   FromRegistry,
@@ -128,22 +129,8 @@ function track(handle: SubscriptionHandle<unknown>, on: boolean): void {
   if (live.size === (on ? 1 : 0)) listenToPage(on);
 }
 
-// The options a shared connection takes from the subscription that opened it (docs/protocol.md
-// §6.3); a later one with other values gets a console warning.
-const CONNECTION_OPTIONS = ['token', 'getToken', 'lastEventId', 'heartbeatTimeoutMs', 'closeWhenHidden'] as const;
-const BACKOFF_KEYS = ['initialMs', 'maxMs', 'multiplier', 'jitter'] as const;
-
 /** Per url + user (the core's key): the opener's options, and how many subscriptions share it. */
 const shared = new Map<string, { options: RealtimeOptions; count: number }>();
-
-const same = (a: unknown, b: unknown) => (a ?? '') === (b ?? '') || (a === false && b == null) || (b === false && a == null);
-
-/** The connection options of `joiner` that differ from the opener's. */
-function ignoredOptions(opener: RealtimeOptions, joiner: RealtimeOptions): string[] {
-  const out: string[] = CONNECTION_OPTIONS.filter((k) => !same(opener[k], joiner[k]));
-  if (BACKOFF_KEYS.some((k) => !same(opener.backoff?.[k], joiner.backoff?.[k]))) out.push('backoff');
-  return out;
-}
 
 class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
@@ -246,13 +233,7 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
   const entry = shared.get(key);
   if (entry) {
     entry.count++;
-    const ignored = ignoredOptions(entry.options, o);
-    if (ignored.length) {
-      console.warn(
-        `realtime-bridge: subscribe('${userId}') shares the open connection to ${url} for this user; ` +
-          `its ${ignored.join(', ')} differ from the first subscription's and are ignored (connection options)`,
-      );
-    }
+    if (!(options as { [FROM_HUB]?: boolean } | undefined)?.[FROM_HUB]) warnIgnoredOptions(entry.options, o, userId, url);
   } else {
     shared.set(key, { options: o, count: 1 });
   }
