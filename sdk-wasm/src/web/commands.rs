@@ -1,13 +1,15 @@
 //! The one way into a connection's task: a command channel.
 //!
 //! The subscriptions (`reconnect()`, the last `close()`), `subscribe` (a grown filter) and the
-//! browser's `online` event send [`Command`]s; the task (`handler`) alone receives them, at
-//! the points of its loop where they can change what it does next, and owns what they
-//! change (the attempt count, whether to connect again at once, whether to stop).
+//! page's network and visibility events (`connection::network`) send [`Command`]s; the task
+//! (`handler`) alone receives them, at the points of its loop where they can change what it
+//! does next, and owns what they change (the attempt count, whether to connect again at once,
+//! whether to wait, whether to stop).
 //!
 //! Sending also interrupts what the task is waiting on, so it gets to the command: the
-//! request in flight is aborted and the back-off wait ends. A single-threaded queue is all
-//! this needs (every sender and the receiver run on the one JavaScript thread).
+//! request in flight is aborted (an open stream is handed over instead, for a grown filter) and
+//! the back-off wait ends, as each command's doc says. A single-threaded queue is all this
+//! needs (every sender and the receiver run on the one JavaScript thread).
 
 use std::cell::RefCell;
 
@@ -70,7 +72,8 @@ struct Inbox {
     queue: Vec<Command>,
     /// `Close` was sent: nothing more is.
     closed: bool,
-    /// The request in flight (or last made), aborted by every command but `Online`.
+    /// The request in flight (or last made), aborted by every command but `Online`, `Resume` and
+    /// a hand-over.
     request: Option<AbortController>,
     /// The back-off wait in progress, ended by every command but `Offline`.
     sleep: Option<Sleep>,
@@ -119,7 +122,7 @@ impl Commands {
         std::mem::take(&mut self.0.borrow_mut().queue)
     }
 
-    /// The request in flight: the next command (but `Online`) aborts it.
+    /// The request in flight: the next command that aborts (see `Inbox::request`) aborts it.
     pub(super) fn set_request(&self, ctrl: &AbortController) {
         self.0.borrow_mut().request = Some(ctrl.clone());
     }
