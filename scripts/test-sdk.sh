@@ -26,7 +26,7 @@ expect_count() {
   fi
 }
 
-echo "== sdk: cargo test -p realtime-bridge-sdk (native: backoff, routing, dedupe, cursor, chunking)"
+echo "== sdk: cargo test -p realtime-bridge-sdk (native: backoff and its retry: floor, routing, dedupe over two open streams, cursor, chunking)"
 set +e
 cargo test -p realtime-bridge-sdk --locked 2>&1 | tee "$results/sdk-rust.log"
 rc=${PIPESTATUS[0]}
@@ -35,7 +35,7 @@ set -e
 read -r rust_pass rust_fail < <(awk '/^test result:/{for(i=1;i<=NF;i++){if($(i+1)~/^passed/)p+=$i; if($(i+1)~/^failed/)f+=$i}} END{print p+0, f+0}' "$results/sdk-rust.log")
 echo "sdk-rust: $rust_pass passed, $rust_fail failed"
 [ "$rc" = 0 ]
-expect_count sdk-rust "$rust_pass" "$rust_fail" 20
+expect_count sdk-rust "$rust_pass" "$rust_fail" 23
 
 echo "== sdk: lint (ESLint: typescript-eslint, React hooks rules; npm/eslint.config.mjs; no warning allowed)"
 (cd npm && npm run --silent lint)
@@ -93,8 +93,8 @@ node_test() {
   expect_count "$name" "${pass:-0}" "${fail:-0}" "$want"
 }
 
-echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
-(cd npm && node_test sdk-node 59 test/node/)
+echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; offline/online/visibility, retry: floor, make-before-break; .wasm size)"
+(cd npm && node_test sdk-node 66 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (
@@ -107,7 +107,7 @@ echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory t
   read -r pass fail < <(node -e 'const r=require("./test-results/vitest.json"); console.log(r.numPassedTests, r.numFailedTests)')
   echo "sdk-hooks: $pass passed, $fail failed"
   [ "$rc" = 0 ] || exit "$rc"
-  expect_count sdk-hooks "$pass" "$fail" 14
+  expect_count sdk-hooks "$pass" "$fail" 15
 )
 
 echo "== sdk: CommonJS (require condition): plain Node require()/import of every entry point, Jest + jsdom with realtime-bridge/testing"
@@ -133,7 +133,7 @@ echo "== sdk: browser e2e (Vite builds of React pages using the package: .wasm e
   cd npm/test/e2e
   npx vite build
   npx vite build --config vite.url.config.mjs
-  node_test sdk-e2e 17 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
+  node_test sdk-e2e 18 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
   echo "== sdk: what the package adds to a Vite page bundle (gzip -9)"
   node sizes.mjs
 )

@@ -11,10 +11,11 @@
  * embedded in the JavaScript, synchronously; `realtime-bridge/url` (url.ts) fetches it as a
  * separate file. Neither module is imported here, so a bundle holds only the one it uses.
  */
-import { subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
+import { network, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
 import { sharesAcrossTabs, subscribeShared } from './tabs.js';
 import { reusedToken } from './token.js';
+import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
 import type {
   EventCallback,
   FromRegistry,
@@ -76,13 +77,52 @@ function resolveUrl(url: string | undefined): string {
 const disposeSymbol: typeof Symbol.dispose =
   (Symbol as { dispose?: typeof Symbol.dispose }).dispose ?? (Symbol.for('Symbol.dispose') as typeof Symbol.dispose);
 
-/** Subscriptions not yet closed: kept reachable so that an open stream is never garbage-collected. */
+/** Subscriptions attached to the core and not yet closed: kept reachable so that an open stream is
+ * never garbage-collected; while there is one, the page's events are listened to. */
 const live = new Set<SubscriptionHandle<unknown>>();
+/** Subscriptions waiting for the core to load (realtime-bridge/url): kept reachable too. */
+const pending = new Set<SubscriptionHandle<unknown>>();
+
+// The page's network and visibility events, for the core (docs/protocol.md §6.2): listened to
+// here, on `globalThis` (window, a worker) and `document` where they exist, while at least one
+// subscription is open.
+type PageTarget = {
+  addEventListener(type: string, f: () => void): void;
+  removeEventListener(type: string, f: () => void): void;
+  visibilityState?: string;
+};
+const eventTarget = (t: unknown): PageTarget | undefined =>
+  typeof (t as Partial<PageTarget> | undefined)?.addEventListener === 'function' ? (t as PageTarget) : undefined;
+const pageDocument = () => eventTarget((globalThis as { document?: unknown }).document);
+const isHidden = () => pageDocument()?.visibilityState === 'hidden';
+const onOffline = () => network(0);
+const onOnline = () => network(1);
+const onVisibility = () => network(isHidden() ? 3 : 2);
+
+function listenToPage(on: boolean): void {
+  const m = on ? 'addEventListener' : 'removeEventListener';
+  const g = eventTarget(globalThis);
+  g?.[m]('offline', onOffline);
+  g?.[m]('online', onOnline);
+  pageDocument()?.[m]('visibilitychange', onVisibility);
+}
+
+/** Adds a subscription to the open set, or removes it; the first in and the last out (un)install the listeners. */
+function track(handle: SubscriptionHandle<unknown>, on: boolean): void {
+  if (on === live.has(handle)) return;
+  if (on) live.add(handle);
+  else live.delete(handle);
+  if (live.size === (on ? 1 : 0)) listenToPage(on);
+}
+
+/** Per url + user (the core's key): the opener's options, and how many subscriptions share it. */
+const shared = new Map<string, { options: RealtimeOptions; count: number }>();
 
 class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
   #closed = false;
   #cursor: string | null = null;
+  #key = '';
   /** Tells the subscriber it is closed, when closed before the core was loaded. */
   #closedEarly: (() => void) | undefined;
 
@@ -100,12 +140,15 @@ class SubscriptionHandle<T> implements Subscription<T> {
   /** @internal The core could not be loaded, or refused the arguments: closed for good. */
   fail(): void {
     this.#closed = true;
-    live.delete(this as SubscriptionHandle<unknown>);
+    pending.delete(this as SubscriptionHandle<unknown>);
   }
 
   /** @internal */
-  attach(raw: RawSubscription): void {
+  attach(raw: RawSubscription, key: string): void {
     this.#raw = raw;
+    this.#key = key;
+    pending.delete(this as SubscriptionHandle<unknown>);
+    track(this as SubscriptionHandle<unknown>, true);
   }
 
   /** @internal The core reported 'closed' (a final error, or close()). */
@@ -121,7 +164,9 @@ class SubscriptionHandle<T> implements Subscription<T> {
     this.#cursor = raw.lastEventId ?? null;
     this.#raw = null;
     this.#closed = true;
-    live.delete(this as SubscriptionHandle<unknown>);
+    track(this as SubscriptionHandle<unknown>, false);
+    const entry = shared.get(this.#key);
+    if (entry && --entry.count === 0) shared.delete(this.#key);
     raw.free();
   }
 
@@ -197,16 +242,25 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
         userStatus?.(s);
       },
     } as RawSubscribeOptions);
-    handle.attach(raw);
+    const key = `${url.replace(/\/+$/, '')}\n${userId}`;
+    const entry = shared.get(key);
+    if (entry) {
+      entry.count++;
+      if (!(options as { [FROM_HUB]?: boolean } | undefined)?.[FROM_HUB]) warnIgnoredOptions(entry.options, o, userId, url);
+    } else {
+      shared.set(key, { options: o, count: 1 });
+    }
+    handle.attach(raw, key);
+    // Opened while hidden with closeWhenHidden: wait until visible.
+    if (!entry && o.closeWhenHidden && isHidden()) network(3);
   };
   if (!loaded) {
     start();
-    live.add(handle as SubscriptionHandle<unknown>);
     return handle;
   }
   // The core is still loading (realtime-bridge/url): the subscription is 'connecting' and
   // attaches once it is ready; what fails on the way reaches onError, then status 'closed'.
-  live.add(handle as SubscriptionHandle<unknown>);
+  pending.add(handle as SubscriptionHandle<unknown>);
   const fail = (err: unknown) => {
     handle.fail();
     o.onError?.(err as RealtimeError);

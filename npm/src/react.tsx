@@ -49,6 +49,8 @@ interface ContextValue {
   options: { readonly current: RealtimeOptions };
   url?: string;
   token?: string | null;
+  /** Calls the provider's latest `getToken`: one function for every hook (a shared connection's options are compared). */
+  getToken: () => ReturnType<NonNullable<RealtimeOptions['getToken']>>;
   /**
    * Per user (one shared connection under this provider): the hooks subscribed, in order.
    * Only the first forwards connection-level events (status, errors, resets) to the provider's
@@ -72,9 +74,10 @@ export interface RealtimeProviderProps extends RealtimeOptions {
 export function RealtimeProvider({ children, client, ...options }: RealtimeProviderProps) {
   const optionsRef = useLatest<RealtimeOptions>(options);
   const [forwarders] = useState(() => new Map<string, object[]>());
+  const [getToken] = useState(() => () => optionsRef.current.getToken?.());
   const value = useMemo<ContextValue>(
-    () => ({ client: client ?? realtimeClient, options: optionsRef, url: options.url, token: options.token, forwarders }),
-    [client, optionsRef, options.url, options.token, forwarders],
+    () => ({ client: client ?? realtimeClient, options: optionsRef, url: options.url, token: options.token, getToken, forwarders }),
+    [client, optionsRef, options.url, options.token, getToken, forwarders],
   );
   return <RealtimeContext.Provider value={value}>{children}</RealtimeContext.Provider>;
 }
@@ -177,6 +180,7 @@ function useRealtimeEvents(options: UseRealtimeOptions<unknown>): UseRealtimeRes
   const providerOptions = ctx?.options;
   const providerUrl = ctx?.url;
   const providerToken = ctx?.token;
+  const providerGetToken = ctx?.getToken;
   const forwarders = ctx?.forwarders;
   const key = `${providerUrl ?? ''}\n${userId ?? ''}\n${namesKey}`;
 
@@ -226,7 +230,7 @@ function useRealtimeEvents(options: UseRealtimeOptions<unknown>): UseRealtimeRes
         {
           ...provider,
           // Through the ref: a new getToken function on each render must not resubscribe.
-          ...(provider.getToken ? { getToken: () => providerOptions!.current.getToken!() } : {}),
+          ...(provider.getToken ? { getToken: providerGetToken } : {}),
           onStatus: (s) => {
             if (!live) return;
             update(() => (s === 'open' ? { status: s, error: null } : { status: s }));
@@ -268,7 +272,7 @@ function useRealtimeEvents(options: UseRealtimeOptions<unknown>): UseRealtimeRes
       update(() => ({ status: 'closed' }));
     };
     // providerUrl and providerToken are not read here: a change of either resubscribes.
-  }, [client, userId, namesKey, key, active, generation, providerOptions, providerUrl, providerToken, forwarders, maxRef, onEventRef, onErrorRef, onResetRef]);
+  }, [client, userId, namesKey, key, active, generation, providerOptions, providerUrl, providerToken, providerGetToken, forwarders, maxRef, onEventRef, onErrorRef, onResetRef]);
 
   const reconnect = useCallback(() => {
     if (subRef.current && subRef.current.status !== 'closed') subRef.current.reconnect();

@@ -23,6 +23,7 @@ import type {
   Subscription,
   SubscriptionStatus,
 } from './types.js';
+import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
 
 type Direct = <T>(
   userId: string,
@@ -84,7 +85,9 @@ function lockManager(): LockManagerLike | undefined {
 
 /** Whether `subscribe` shares its stream with the other tabs (the option, and the built-ins). */
 export function sharesAcrossTabs(options: RealtimeOptions): boolean {
-  return options.shareAcrossTabs !== false && lockManager() !== undefined;
+  // closeWhenHidden: a hidden tab holds no stream, so each visible tab holds its own (a leader
+  // would otherwise follow its own visibility for every tab).
+  return options.shareAcrossTabs !== false && !options.closeWhenHidden && lockManager() !== undefined;
 }
 
 function union(filters: Iterable<Filter>): Filter {
@@ -172,6 +175,10 @@ class TabHub {
   private readonly _userId: string;
   /** The first `subscribe` call's options: they configure the stream when this tab leads. */
   private readonly _options: RealtimeOptions;
+  /** The connection options (those of this tab's first subscription). */
+  get options(): RealtimeOptions {
+    return this._options;
+  }
   private readonly _direct: Direct;
   private readonly _channel: BroadcastChannel;
   private readonly _abort = new AbortController();
@@ -275,14 +282,16 @@ class TabHub {
     let raw: Subscription<unknown> | undefined;
     const mine = () => raw !== undefined && raw === this._raw;
     try {
-      raw = this._direct<unknown>(this._userId, list(filter), (e) => mine() && this._fromCore(e as RealtimeEvent), {
+      const options: RealtimeOptions & { [FROM_HUB]: true } = {
         ...this._options,
         shareAcrossTabs: false,
         lastEventId: cursor,
+        [FROM_HUB]: true,
         onStatus: (s) => mine() && this._statusFromCore(s),
         onError: (e) => mine() && this._error(e, true),
         onReset: (r) => mine() && this._reset(r, true),
-      });
+      };
+      raw = this._direct<unknown>(this._userId, list(filter), (e) => mine() && this._fromCore(e as RealtimeEvent), options);
     } catch (e) {
       // Cannot happen for arguments `subscribe` accepted; reported rather than lost.
       this._error(e as RealtimeError, true);
@@ -518,6 +527,8 @@ export function subscribeShared<T>(
   if (!hub) {
     hub = new TabHub(name, userId, options, direct, locks);
     hubs.set(name, hub);
+  } else {
+    warnIgnoredOptions(hub.options, options, userId, url);
   }
   const local: Local = {
     filter: events == null ? null : new Set(events),

@@ -343,6 +343,13 @@ export interface RealtimeOptions {
   backoff?: Partial<BackoffOptions>;
   /** No byte (not even a heartbeat) for this long (checked every quarter of it) means a dead link: reconnect. 45000; 0 disables. */
   heartbeatTimeoutMs?: number;
+  /**
+   * Close the stream while the page is hidden (`document.visibilityState`), and open it again,
+   * from the cursor, when it is visible (status `reconnecting` meanwhile). Off by default: the
+   * inverse of `openWhenHidden` in `@microsoft/fetch-event-source`, which closes by default. In
+   * live mode events published while hidden are not delivered.
+   */
+  closeWhenHidden?: boolean;
   onStatus?: (status: SubscriptionStatus) => void;
   onError?: (error: RealtimeError) => void;
   /**

@@ -2,9 +2,15 @@
 //!
 //! It alone connects, waits and decides; it owns the loop's state (the backoff's attempt
 //! count, the one retry after a 401, whether the last token was refused or expired, what the
-//! commands asked for) and learns of `close()`, `reconnect()`, a grown filter and `online`
-//! from its command channel, which it reads at each point where they change what comes next.
+//! commands asked for) and learns of `close()`, `reconnect()`, a grown filter and the page's
+//! network and visibility events from its command channel, which it reads at each point where
+//! they change what comes next.
+//!
+//! A grown filter while a stream is open is a hand-over (make-before-break): the open
+//! stream goes on being read as the connection's `old` one while the task connects again,
+//! and is closed once the new one has taken over (`delivery`), or before any wait.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise, JSON};
@@ -14,7 +20,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, RequestInit, Response};
 
 use super::commands::Command;
-use super::connection::{Connection, Status};
+use super::connection::{Connection, OldStream, Status};
+use super::delivery::Read;
 use super::options::{self, ConnectionOptions};
 use super::{delivery, errors};
 use crate::backoff::Backoff;
@@ -38,6 +45,8 @@ enum Outcome {
     Retry,
     /// 400 / 403, or signed out: the subscription is over.
     Final,
+    /// Not connected: `closeWhenHidden` and the page is hidden.
+    Pause,
 }
 
 /// The task of one connection (async-nats' `ConnectionHandler`: the subscriptions hold the
@@ -64,11 +73,14 @@ pub(super) struct ConnectionHandler {
     restart: bool,
     /// Received: reset the attempt count before the next connection.
     reset_attempts: bool,
+    /// `closeWhenHidden` and the page is hidden: no connection until resumed.
+    paused: bool,
 }
 
 impl ConnectionHandler {
     pub(super) fn new(conn: Rc<Connection>, endpoint: String, options: ConnectionOptions) -> Self {
-        let ConnectionOptions { backoff, last_event_id: _, token, get_token, heartbeat_ms } = options;
+        let ConnectionOptions { backoff, last_event_id: _, token, get_token, heartbeat_ms, close_when_hidden: _ } =
+            options;
         Self {
             conn,
             endpoint,
@@ -82,6 +94,7 @@ impl ConnectionHandler {
             closed: false,
             restart: false,
             reset_attempts: false,
+            paused: false,
         }
     }
 
@@ -95,6 +108,9 @@ impl ConnectionHandler {
                     self.reset_attempts = true;
                 }
                 Command::Online => self.reset_attempts = true,
+                Command::Offline => {}
+                Command::Pause => self.paused = true,
+                Command::Resume => self.paused = false,
                 Command::Close => self.closed = true,
             }
         }
@@ -113,14 +129,20 @@ impl ConnectionHandler {
                 self.reset_attempts = false;
                 self.attempt = 0;
             }
-            self.conn.set_status(if first { Status::Connecting } else { Status::Reconnecting });
+            // While a stream is being replaced it still delivers: the status stays.
+            if self.conn.old.borrow().is_none() {
+                self.conn.set_status(if first { Status::Connecting } else { Status::Reconnecting });
+            }
             first = false;
-            let outcome = self.connect_once().await;
+            // Paused: wait for a command (the longest timer there is), at the one sleep below.
+            let outcome = if self.paused { Outcome::Pause } else { self.connect_once().await };
+            let pause = matches!(outcome, Outcome::Pause);
             self.receive();
             if self.closed {
                 break;
             }
             let delay = match outcome {
+                Outcome::Pause => 2_147_483_647.0,
                 Outcome::Closed => break,
                 Outcome::Final => {
                     self.conn.shut_down();
@@ -129,7 +151,7 @@ impl ConnectionHandler {
                     break;
                 }
                 Outcome::Now => continue,
-                Outcome::Retry if self.restart => continue,
+                Outcome::Retry if self.restart || self.paused => continue,
                 Outcome::End(reason) => {
                     // The bridge asked for this reconnection: no backoff, and the attempt count
                     // stays as the successful open left it. After `token_expired` getToken is
@@ -141,19 +163,24 @@ impl ConnectionHandler {
                 }
                 Outcome::Retry => {
                     self.conn.set_status(Status::Reconnecting);
-                    let delay = self.backoff.delay_ms(self.attempt, js_sys::Math::random());
+                    // The server's `retry:` is the floor.
+                    let floor = self.conn.state.borrow().demux.server_retry_ms();
+                    let delay = self.backoff.delay_with_floor_ms(self.attempt, js_sys::Math::random(), floor);
                     self.attempt = self.attempt.saturating_add(1);
-                    f64::from(delay)
+                    delay
                 }
             };
-            // One sleep for both (each await point costs wasm size); ended early by any
-            // command.
+            // One sleep for all (each await point costs wasm size); ended early by any
+            // command (but `Offline`). A stream being replaced does not outlive a wait.
+            self.conn.close_old();
             self.receive();
-            if self.closed || self.restart {
+            // (Resumed already: connect now.)
+            if self.closed || !self.paused && (self.restart || pause) {
                 continue;
             }
             self.conn.commands.sleep(delay).await;
         }
+        self.conn.close_old();
     }
 
     /// One request: token, fetch, status handling, reading the stream to its end.
@@ -243,8 +270,20 @@ impl ConnectionHandler {
             return Outcome::Retry;
         };
         self.attempt = 0;
+        if let Some(o) = &*self.conn.old.borrow() {
+            o.since.set(js_sys::Date::now());
+        }
         self.conn.set_status(Status::Open);
-        let end = delivery::read_stream(&self.conn, &body, &ctrl, self.heartbeat_ms).await;
+        let end = match delivery::read_stream(&self.conn, &body, &ctrl, self.heartbeat_ms).await {
+            Read::HandedOver(reader) => {
+                // This stream goes on as the old one (an older one is closed); connect again.
+                self.conn.close_old();
+                self.conn.state.borrow_mut().demux.hand_over();
+                *self.conn.old.borrow_mut() = Some(OldStream { ctrl, since: Cell::new(0.0), _reader: reader });
+                return Outcome::Now;
+            }
+            Read::Done(end) => end,
+        };
         // Ends the body if it is still open (no-op otherwise). Not `reader.cancel()`: its
         // promise rejects on an errored stream, an unhandled rejection in Node.
         ctrl.abort();

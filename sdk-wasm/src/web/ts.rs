@@ -40,6 +40,7 @@ export interface RawSubscribeOptions {
   lastEventId?: string | null;
   backoff?: { initialMs?: number; maxMs?: number; multiplier?: number; jitter?: number };
   heartbeatTimeoutMs?: number;
+  closeWhenHidden?: boolean;
   onStatus?: (status: SubscriptionStatus) => void;
   onError?: (error: RealtimeErrorLike) => void;
   onReset?: (info: { reason?: string }) => void;

@@ -20,12 +20,10 @@ extern "C" {
 ///
 /// Events often arrive one per chunk: re-arming a timer for every chunk (a promise, a race
 /// and two timer calls each) cost more main-thread time than parsing the event. So a chunk
-/// only records when it came ([`Watchdog::clock`]), and one interval checks now and then
+/// only records when it came (the connection's `last`), and one interval checks now and then
 /// (`ms` / 4: the stream is cut between `ms` and 1.25 × `ms` after its last byte).
 #[derive(Debug)]
 pub(super) struct Watchdog {
-    /// When the last chunk came (`Date.now()`), shared with the interval's closure.
-    last: Rc<Cell<f64>>,
     /// Set by the closure when it aborted the request.
     fired: Rc<Cell<bool>>,
     interval: JsValue,
@@ -34,10 +32,10 @@ pub(super) struct Watchdog {
 }
 
 impl Watchdog {
-    pub(super) fn start(ms: f64, ctrl: &AbortController) -> Self {
-        let last = Rc::new(Cell::new(js_sys::Date::now()));
+    /// `last`: when the last chunk came (`Date.now()`), set by the reader.
+    pub(super) fn start(ms: f64, ctrl: &AbortController, last: &Rc<Cell<f64>>) -> Self {
         let fired = Rc::new(Cell::new(false));
-        let (l, f, ctrl) = (Rc::clone(&last), Rc::clone(&fired), ctrl.clone());
+        let (l, f, ctrl) = (Rc::clone(last), Rc::clone(&fired), ctrl.clone());
         let tick = Closure::<dyn FnMut()>::new(move || {
             if !f.get() && js_sys::Date::now() - l.get() >= ms {
                 f.set(true);
@@ -45,12 +43,7 @@ impl Watchdog {
             }
         });
         let interval = set_interval(tick.as_ref().unchecked_ref(), (ms / 4.0).max(10.0));
-        Self { last, fired, interval, _tick: tick }
-    }
-
-    /// Where a chunk records the time it came (`Date.now()`).
-    pub(super) fn clock(&self) -> Rc<Cell<f64>> {
-        Rc::clone(&self.last)
+        Self { fired, interval, _tick: tick }
     }
 
     /// Whether it cut the stream.
