@@ -11,7 +11,7 @@
 //     and .tmp/demo/ are rewritten, and RB_URL / RB_NATS_URL (the variables behind the defaults of
 //     `listen` and `send`) are set. `realtime-bridge` is on PATH, as after `cargo install`.
 // (b) Every ```ts / ```tsx block is type-checked with tsc against the built package (npm/dist),
-//     with the settings of npm/test/types.
+//     with the settings of npm/test/types; one marked `isolated` in a program of its own.
 //
 // Ends with "docs: N passed, N failed"; fails when a block fails or fewer ran than were found.
 // Environment: DEMO_PROFILE (debug: the bridge build to run).
@@ -79,14 +79,16 @@ const typed = all.filter((b) => ['ts', 'tsx'].includes(b.lang) && !b.flags.inclu
 found = shell.length + typed.length;
 const name = (b) => `${b.file}:${b.line} (${b.lang}${b.flags.length ? ' ' + b.flags.join(' ') : ''})`;
 
-// ---- (b) TypeScript: one tsc run over every snippet, each in its own module file
-{
+// ---- (b) TypeScript: one tsc run over every snippet, each in its own module file; a block
+//     marked `isolated` (e.g. a `declare module` augmentation, which is global to a program)
+//     gets a tsc run of its own.
+function typeCheck(group) {
   const dir = mkdtempSync(join(npmDir, '.docs-types-'));
   try {
     const base = JSON.parse(readFileSync(join(npmDir, 'test', 'types', 'tsconfig.json'), 'utf8'));
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ ...base, include: ['*.ts', '*.tsx'] }));
     const fileOf = new Map();
-    typed.forEach((b, i) => {
+    group.forEach((b) => {
       const f = `${b.file.replace(/[/.]/g, '_')}_${b.line}.${b.lang}`;
       // `export {}`: a module of its own, so two snippets may declare the same names.
       writeFileSync(join(dir, f), `${b.body}\nexport {};\n`);
@@ -100,7 +102,7 @@ const name = (b) => `${b.file}:${b.line} (${b.lang}${b.flags.length ? ' ' + b.fl
     if (tsc.error) throw tsc.error;
     const errors = out.split('\n').filter((l) => l.includes('error TS'));
     const claimed = new Set();
-    for (const b of typed) {
+    for (const b of group) {
       ranBlocks.add(b);
       const mine = errors.filter((l) => l.includes(fileOf.get(b)));
       mine.forEach((l) => claimed.add(l));
@@ -114,6 +116,8 @@ const name = (b) => `${b.file}:${b.line} (${b.lang}${b.flags.length ? ' ' + b.fl
     rmSync(dir, { recursive: true, force: true });
   }
 }
+typeCheck(typed.filter((b) => !b.flags.includes('isolated')));
+for (const b of typed.filter((b) => b.flags.includes('isolated'))) typeCheck([b]);
 
 // ---- (a) shell blocks against scripts/demo.sh
 const [natsPort, rbPort, webPort] = await freePorts(3);

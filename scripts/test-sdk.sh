@@ -4,7 +4,9 @@
 # gzipped .wasm size), type tests (also a consumer under moduleResolution node, node16 and
 # bundler), Node tests and React hook tests against a real bridge and nats-server, the
 # CommonJS build under Jest + jsdom and plain require(), a Next.js App Router app (next build,
-# next start), and the browser end-to-end test in headless Chromium. Each runner ends with a
+# next start), and the browser end-to-end tests in headless Chromium (a React page; tabs of one
+# browser sharing one stream; a strict Content-Security-Policy, with the .wasm embedded and by
+# URL). Each runner ends with a
 # "N passed, N failed" line, and fails when it ran fewer tests than expected: a runner that
 # found no test (or lost a file) passes on its own. The expected counts are the tests in the
 # files today; raise them with the tests.
@@ -24,7 +26,7 @@ expect_count() {
   fi
 }
 
-echo "== sdk: cargo test -p realtime-bridge-sdk (native: backoff, routing, dedupe, cursor, chunking)"
+echo "== sdk: cargo test -p realtime-bridge-sdk (native: backoff and its retry: floor, routing, dedupe over two open streams, cursor, chunking)"
 set +e
 cargo test -p realtime-bridge-sdk --locked 2>&1 | tee "$results/sdk-rust.log"
 rc=${PIPESTATUS[0]}
@@ -33,7 +35,7 @@ set -e
 read -r rust_pass rust_fail < <(awk '/^test result:/{for(i=1;i<=NF;i++){if($(i+1)~/^passed/)p+=$i; if($(i+1)~/^failed/)f+=$i}} END{print p+0, f+0}' "$results/sdk-rust.log")
 echo "sdk-rust: $rust_pass passed, $rust_fail failed"
 [ "$rc" = 0 ]
-expect_count sdk-rust "$rust_pass" "$rust_fail" 22
+expect_count sdk-rust "$rust_pass" "$rust_fail" 25
 
 echo "== sdk: lint (ESLint: typescript-eslint, React hooks rules; npm/eslint.config.mjs; no warning allowed)"
 (cd npm && npm run --silent lint)
@@ -42,7 +44,7 @@ echo "sdk-lint: 1 passed, 0 failed"
 echo "== sdk: build the npm package (wasm-pack --mode no-install, wasm-opt -Oz from binaryen@132, tsc)"
 (cd npm && node scripts/build.mjs)
 
-echo "== sdk: type-check (package sources; the original system's examples against the .d.ts; a consumer under moduleResolution node, node16, bundler)"
+echo "== sdk: type-check (package sources; the original system's examples, generic hooks and the event registry against the .d.ts; consumers under moduleResolution node, node16, bundler)"
 # Each run counts only if tsc (the package's own, not whatever npx would fetch) passed and its
 # program held the file it exists for.
 typecheck() {
@@ -55,14 +57,20 @@ typecheck() {
 }
 types_pass=0
 types_fail=0
+# test/types/registry*: apps that register their events (`RealtimeEvents`), each its own program
+# since a registration is global; test/tsconfigs/tsconfig.registry.*: one under each resolution.
 for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/seed-usage.tsx" "test/types/tsconfig.json test/types/errors.tsx" \
+  "test/types/tsconfig.json test/types/generics.tsx" "test/types/registry/tsconfig.json test/types/registry/registry.tsx" \
+  "test/types/registry-react/tsconfig.json test/types/registry-react/registry-react.tsx" \
+  "test/types/registry-testing/tsconfig.json test/types/registry-testing/registry-testing.tsx" \
   "test/tsconfigs/tsconfig.node.json dist/testing.d.ts" "test/tsconfigs/tsconfig.node16.json dist/testing.d.cts" \
-  "test/tsconfigs/tsconfig.bundler.json dist/testing.d.ts"; do
+  "test/tsconfigs/tsconfig.bundler.json dist/testing.d.ts" "test/tsconfigs/tsconfig.registry.node.json dist/types.d.ts" \
+  "test/tsconfigs/tsconfig.registry.node16.json dist/types.d.cts" "test/tsconfigs/tsconfig.registry.bundler.json dist/types.d.ts"; do
   # shellcheck disable=SC2086 # two words: project, file
   if typecheck $check; then types_pass=$((types_pass + 1)); else types_fail=$((types_fail + 1)); fi
 done
 echo "sdk-types: $types_pass passed, $types_fail failed"
-expect_count sdk-types "$types_pass" "$types_fail" 6
+expect_count sdk-types "$types_pass" "$types_fail" 13
 
 echo "== sdk: bridge binary for the integration tests"
 cargo build -p realtime-bridge --locked
@@ -85,8 +93,8 @@ node_test() {
   expect_count "$name" "${pass:-0}" "${fail:-0}" "$want"
 }
 
-echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; .wasm size)"
-(cd npm && node_test sdk-node 47 test/node/)
+echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; offline/online/visibility, retry: floor, make-before-break; .wasm size)"
+(cd npm && node_test sdk-node 66 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (
@@ -99,7 +107,7 @@ echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory t
   read -r pass fail < <(node -e 'const r=require("./test-results/vitest.json"); console.log(r.numPassedTests, r.numFailedTests)')
   echo "sdk-hooks: $pass passed, $fail failed"
   [ "$rc" = 0 ] || exit "$rc"
-  expect_count sdk-hooks "$pass" "$fail" 14
+  expect_count sdk-hooks "$pass" "$fail" 15
 )
 
 echo "== sdk: CommonJS (require condition): plain Node require()/import of every entry point, Jest + jsdom with realtime-bridge/testing"
@@ -118,13 +126,16 @@ echo "== sdk: CommonJS (require condition): plain Node require()/import of every
 )
 
 echo "== sdk: Next.js App Router (next build; next start on 127.0.0.1, the page's server-rendered hooks)"
-(cd npm/test/next-app && NEXT_TELEMETRY_DISABLED=1 node_test sdk-next 2 next.test.mjs)
+(cd npm/test/next-app && NEXT_TELEMETRY_DISABLED=1 node_test sdk-next 3 next.test.mjs)
 
-echo "== sdk: browser e2e (Vite build of a React page using the package, headless Chromium) and node app.mjs"
+echo "== sdk: browser e2e (Vite builds of React pages using the package: .wasm embedded, and by URL under a strict CSP; headless Chromium), node app.mjs, tabs sharing one stream"
 (
   cd npm/test/e2e
   npx vite build
-  node_test sdk-e2e 3 e2e.test.mjs node-app.test.mjs
+  npx vite build --config vite.url.config.mjs
+  node_test sdk-e2e 18 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
+  echo "== sdk: what the package adds to a Vite page bundle (gzip -9)"
+  node sizes.mjs
 )
 echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 

@@ -1,50 +1,40 @@
 /**
- * realtime-bridge: subscribe to a user's Realtime Bridge event stream.
+ * realtime-bridge's core: subscribe to a user's Realtime Bridge event stream.
  *
  * The work (fetch stream, SSE parsing, reconnection, resume, de-duplication, one shared
  * connection per url + user) is done by the Rust/WebAssembly core; this layer merges
- * options with `configure()` defaults, loads the `.wasm` itself (embedded, on first use,
- * once: no init call, no bundler plugin), and gives the API its TypeScript types.
+ * options with `configure()` defaults, keeps `getToken`'s token for reuse (`token.ts`), loads
+ * the `.wasm` on first use (once, with the loader its entry point installed), and gives the
+ * API its TypeScript types.
+ *
+ * Not an entry point itself: `realtime-bridge` (embedded.ts) loads the `.wasm` from bytes
+ * embedded in the JavaScript, synchronously; `realtime-bridge/url` (url.ts) fetches it as a
+ * separate file. Neither module is imported here, so a bundle holds only the one it uses.
  */
-import { initSync, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
+import { network, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
-import { wasmBase64 } from './wasm/bytes.js';
+import { sharesAcrossTabs, subscribeShared } from './tabs.js';
+import { reusedToken } from './token.js';
+import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
 import type {
   EventCallback,
-  EventType,
+  FromRegistry,
   RealtimeClient,
+  RealtimeDataOf,
+  RealtimeError,
+  RealtimeEventName,
+  RealtimeEventOf,
   RealtimeOptions,
   SubscribeOptions,
   Subscription,
   SubscriptionStatus,
 } from './types.js';
+import { loadCore } from './loader.js';
 
 export type * from './types.js';
-export { isKnownErrorCode, isRealtimeError } from './types.js';
+export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
-let loaded = false;
-let memory: WebAssembly.Memory | undefined;
-
-function decodeBase64(b64: string): Uint8Array {
-  const g = globalThis as { atob?: (s: string) => string; Buffer?: { from(s: string, enc: string): Uint8Array } };
-  if (typeof g.atob !== 'function' && g.Buffer) return new Uint8Array(g.Buffer.from(b64, 'base64'));
-  const bin = (g.atob as (s: string) => string)(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-/** Instantiates the WebAssembly core (synchronously, once). Called by `subscribe`; exported for warm-up. */
-export function load(): void {
-  if (loaded) return;
-  memory = initSync({ module: decodeBase64(wasmBase64) }).memory;
-  loaded = true;
-}
-
-/** Diagnostics: bytes of WebAssembly memory in use by the core (0 before the first subscribe). */
-export function wasmMemoryBytes(): number {
-  return memory?.buffer.byteLength ?? 0;
-}
+export { wasmMemoryBytes } from './loader.js';
 
 let defaults: RealtimeOptions = {};
 
@@ -87,17 +77,78 @@ function resolveUrl(url: string | undefined): string {
 const disposeSymbol: typeof Symbol.dispose =
   (Symbol as { dispose?: typeof Symbol.dispose }).dispose ?? (Symbol.for('Symbol.dispose') as typeof Symbol.dispose);
 
-/** Subscriptions not yet closed: kept reachable so that an open stream is never garbage-collected. */
+/** Subscriptions attached to the core and not yet closed: kept reachable so that an open stream is
+ * never garbage-collected; while there is one, the page's events are listened to. */
 const live = new Set<SubscriptionHandle<unknown>>();
+/** Subscriptions waiting for the core to load (realtime-bridge/url): kept reachable too. */
+const pending = new Set<SubscriptionHandle<unknown>>();
+
+// The page's network and visibility events, for the core (docs/protocol.md §6.2): listened to
+// here, on `globalThis` (window, a worker) and `document` where they exist, while at least one
+// subscription is open.
+type PageTarget = {
+  addEventListener(type: string, f: () => void): void;
+  removeEventListener(type: string, f: () => void): void;
+  visibilityState?: string;
+};
+const eventTarget = (t: unknown): PageTarget | undefined =>
+  typeof (t as Partial<PageTarget> | undefined)?.addEventListener === 'function' ? (t as PageTarget) : undefined;
+const pageDocument = () => eventTarget((globalThis as { document?: unknown }).document);
+const isHidden = () => pageDocument()?.visibilityState === 'hidden';
+const onOffline = () => network(0);
+const onOnline = () => network(1);
+const onVisibility = () => network(isHidden() ? 3 : 2);
+
+function listenToPage(on: boolean): void {
+  const m = on ? 'addEventListener' : 'removeEventListener';
+  const g = eventTarget(globalThis);
+  g?.[m]('offline', onOffline);
+  g?.[m]('online', onOnline);
+  pageDocument()?.[m]('visibilitychange', onVisibility);
+}
+
+/** Adds a subscription to the open set, or removes it; the first in and the last out (un)install the listeners. */
+function track(handle: SubscriptionHandle<unknown>, on: boolean): void {
+  if (on === live.has(handle)) return;
+  if (on) live.add(handle);
+  else live.delete(handle);
+  if (live.size === (on ? 1 : 0)) listenToPage(on);
+}
+
+/** Per url + user (the core's key): the opener's options, and how many subscriptions share it. */
+const shared = new Map<string, { options: RealtimeOptions; count: number }>();
 
 class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
   #closed = false;
   #cursor: string | null = null;
+  #key = '';
+  /** Tells the subscriber it is closed, when closed before the core was loaded. */
+  #closedEarly: (() => void) | undefined;
+
+  /** `cursor`, `closedEarly`: for a subscription that waits for the core to load. */
+  constructor(cursor: string | null = null, closedEarly?: () => void) {
+    this.#cursor = cursor;
+    this.#closedEarly = closedEarly;
+  }
+
+  /** @internal Still waiting for the core (not attached, not closed). */
+  get waiting(): boolean {
+    return !this.#raw && !this.#closed;
+  }
+
+  /** @internal The core could not be loaded, or refused the arguments: closed for good. */
+  fail(): void {
+    this.#closed = true;
+    pending.delete(this as SubscriptionHandle<unknown>);
+  }
 
   /** @internal */
-  attach(raw: RawSubscription): void {
+  attach(raw: RawSubscription, key: string): void {
     this.#raw = raw;
+    this.#key = key;
+    pending.delete(this as SubscriptionHandle<unknown>);
+    track(this as SubscriptionHandle<unknown>, true);
   }
 
   /** @internal The core reported 'closed' (a final error, or close()). */
@@ -113,7 +164,9 @@ class SubscriptionHandle<T> implements Subscription<T> {
     this.#cursor = raw.lastEventId ?? null;
     this.#raw = null;
     this.#closed = true;
-    live.delete(this as SubscriptionHandle<unknown>);
+    track(this as SubscriptionHandle<unknown>, false);
+    const entry = shared.get(this.#key);
+    if (entry && --entry.count === 0) shared.delete(this.#key);
     raw.free();
   }
 
@@ -132,7 +185,12 @@ class SubscriptionHandle<T> implements Subscription<T> {
 
   close(): void {
     const raw = this.#raw;
-    if (!raw) return;
+    if (!raw) {
+      if (!this.waiting) return;
+      this.fail();
+      this.#closedEarly?.();
+      return;
+    }
     raw.close();
     this.#release(raw);
   }
@@ -147,34 +205,100 @@ class SubscriptionHandle<T> implements Subscription<T> {
  * Calls for the same url and user share one HTTP connection; each callback gets only its
  * own events, each event id at most once.
  *
+ * `e.data` is typed by `T` when given, else by the app's `RealtimeEvents` registry (`e.event`
+ * then narrows it), else `unknown`.
+ *
  * ```ts
  * const sub = subscribe<RealtimeMessageDto>('42', ['message_new'], (e) => console.log(e.data));
  * sub.close();
  * ```
  */
-export function subscribe<T = unknown>(
+export function subscribe<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
   userId: string,
-  events: readonly EventType[] | null | undefined,
-  callback: EventCallback<T>,
+  events: readonly N[] | null | undefined,
+  callback: (event: RealtimeEventOf<N, T>) => void,
   options?: SubscribeOptions,
-): Subscription<T> {
+): Subscription<RealtimeDataOf<N, T>> {
   if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
-  load();
   const o = merge(defaults, options);
-  const handle = new SubscriptionHandle<T>();
+  // Browsers: one stream per url + user for all the tabs of the origin (tabs.ts).
+  if (sharesAcrossTabs(o)) {
+    // The tab hub calls this same function back, typed loosely (its envelopes are plain JSON).
+    const direct = subscribe as unknown as Parameters<typeof subscribeShared>[4];
+    return subscribeShared(userId, events, callback as EventCallback<RealtimeDataOf<N, T>>, o, direct);
+  }
+  const loaded = loadCore();
   const userStatus = o.onStatus;
-  const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
-    ...o,
-    url: resolveUrl(o.url),
-    onStatus: (s: SubscriptionStatus) => {
-      if (s === 'closed') handle.closedByCore();
-      userStatus?.(s);
+  const handle = new SubscriptionHandle<RealtimeDataOf<N, T>>(o.lastEventId ?? null, () => userStatus?.('closed'));
+  const url = resolveUrl(o.url);
+  const start = () => {
+    const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
+      ...o,
+      url,
+      // One cache per call; only the call that opens the connection has its getToken used.
+      getToken: typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined,
+      onStatus: (s: SubscriptionStatus) => {
+        if (s === 'closed') handle.closedByCore();
+        userStatus?.(s);
+      },
+    } as RawSubscribeOptions);
+    const key = `${url.replace(/\/+$/, '')}\n${userId}`;
+    const entry = shared.get(key);
+    if (entry) {
+      entry.count++;
+      if (!(options as { [FROM_HUB]?: boolean } | undefined)?.[FROM_HUB]) warnIgnoredOptions(entry.options, o, userId, url);
+    } else {
+      shared.set(key, { options: o, count: 1 });
+    }
+    handle.attach(raw, key);
+    // Opened while hidden with closeWhenHidden: wait until visible.
+    if (!entry && o.closeWhenHidden && isHidden()) network(3);
+  };
+  if (!loaded) {
+    start();
+    return handle;
+  }
+  // The core is still loading (realtime-bridge/url): the subscription is 'connecting' and
+  // attaches once it is ready; what fails on the way reaches onError, then status 'closed'.
+  pending.add(handle as SubscriptionHandle<unknown>);
+  const fail = (err: unknown) => {
+    handle.fail();
+    o.onError?.(err as RealtimeError);
+    userStatus?.('closed');
+  };
+  loaded.then(
+    () => {
+      if (!handle.waiting) return;
+      try {
+        start();
+      } catch (err) {
+        // Arguments the core refuses: what subscribe would have thrown had the core been loaded.
+        fail(err);
+      }
     },
-  } as RawSubscribeOptions);
-  handle.attach(raw);
-  live.add(handle as SubscriptionHandle<unknown>);
+    (err: unknown) => {
+      if (handle.waiting) fail(loadError(err));
+    },
+  );
   return handle;
 }
 
-/** The real client, as an object (what `realtime-bridge/react` uses unless told otherwise). */
+/** The `RealtimeError` for a core that could not be fetched, compiled or instantiated. */
+function loadError(cause: unknown): RealtimeError {
+  const msg = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  const csp = /content.security.policy|unsafe-eval/i.test(msg)
+    ? " (a Content-Security-Policy must allow 'wasm-unsafe-eval' in script-src)"
+    : '';
+  const err = new Error(`realtime-bridge: the WebAssembly core could not be loaded${csp}: ${msg}`, { cause }) as RealtimeError;
+  err.name = 'RealtimeError';
+  err.code = 'wasm_load_failed';
+  err.final = true;
+  return err;
+}
+
+/**
+ * The real client, as an object: what the hooks use unless told otherwise. It loads the core
+ * with the loader installed by the entry point (`realtime-bridge/react`: embedded bytes;
+ * `realtime-bridge/url/react`: the `.wasm` by URL).
+ */
 export const realtimeClient: RealtimeClient = { subscribe };

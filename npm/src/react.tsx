@@ -7,11 +7,15 @@ import type { ReactNode } from 'react';
 import { realtimeClient } from './index.js';
 import type {
   EventType,
+  FromRegistry,
   MessageEventType,
   NotificationEventType,
   RealtimeClient,
+  RealtimeDataOf,
   RealtimeError,
   RealtimeEvent,
+  RealtimeEventName,
+  RealtimeEventOf,
   RealtimeMessageDto,
   RealtimeNotificationDto,
   RealtimeOptions,
@@ -23,7 +27,7 @@ import type {
 
 export type * from './types.js';
 import { isRealtimeError } from './types.js';
-export { isKnownErrorCode, isRealtimeError } from './types.js';
+export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
 /**
  * A ref holding the latest `value`, for code that runs outside render (subscription callbacks,
@@ -45,6 +49,8 @@ interface ContextValue {
   options: { readonly current: RealtimeOptions };
   url?: string;
   token?: string | null;
+  /** Calls the provider's latest `getToken`: one function for every hook (a shared connection's options are compared). */
+  getToken: () => ReturnType<NonNullable<RealtimeOptions['getToken']>>;
   /**
    * Per user (one shared connection under this provider): the hooks subscribed, in order.
    * Only the first forwards connection-level events (status, errors, resets) to the provider's
@@ -68,9 +74,10 @@ export interface RealtimeProviderProps extends RealtimeOptions {
 export function RealtimeProvider({ children, client, ...options }: RealtimeProviderProps) {
   const optionsRef = useLatest<RealtimeOptions>(options);
   const [forwarders] = useState(() => new Map<string, object[]>());
+  const [getToken] = useState(() => () => optionsRef.current.getToken?.());
   const value = useMemo<ContextValue>(
-    () => ({ client: client ?? realtimeClient, options: optionsRef, url: options.url, token: options.token, forwarders }),
-    [client, optionsRef, options.url, options.token, forwarders],
+    () => ({ client: client ?? realtimeClient, options: optionsRef, url: options.url, token: options.token, getToken, forwarders }),
+    [client, optionsRef, options.url, options.token, getToken, forwarders],
   );
   return <RealtimeContext.Provider value={value}>{children}</RealtimeContext.Provider>;
 }
@@ -80,17 +87,24 @@ export function useRealtimeClient(): RealtimeClient {
   return useContext(RealtimeContext)?.client ?? realtimeClient;
 }
 
+/** The names an `events` list may hold for the envelope `E`: any name when `E`'s are not literals. */
+type NamesOf<E extends RealtimeEvent<unknown>> = string extends E['event'] ? EventType : E['event'];
+
+/**
+ * The callbacks and options every hook takes besides the user and the names. `T`: the payload
+ * (one for every event); `E`: the envelope, a union discriminated by `event` when the names
+ * are registered (`RealtimeEvents`).
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export interface UseRealtimeOptions<T = any> {
-  userId: string | null | undefined;
-  /** Event names to receive; omitted or null: all of the user's events and broadcasts. */
-  events?: readonly EventType[] | null;
+export interface RealtimeHookOptions<T = any, E extends RealtimeEvent<unknown> = RealtimeEvent<T>> {
   /**
    * Called once for each event, in order, as in the original system: `(event, data)`; the
    * envelope comes third. Every event reaches it, even when a burst is rendered at once or
-   * overflows `maxEvents`: derive state here; `events` is for display.
+   * overflows `maxEvents`: derive state here; `events` is for display. With registered names,
+   * `envelope` is the discriminated union: `envelope.event === 'x'` narrows `envelope.data`
+   * (`event` and `data` are separate arguments, so checking one does not narrow the other).
    */
-  onEvent?: (event: string, data: T, envelope: RealtimeEvent<T>) => void;
+  onEvent?: (event: E['event'], data: E['data'], envelope: E) => void;
   /** This hook's errors (the connection's, and what its `onEvent` throws). */
   onError?: (error: RealtimeError) => void;
   /** The bridge sent `reset`: reload the state built from events. */
@@ -101,14 +115,18 @@ export interface UseRealtimeOptions<T = any> {
   enabled?: boolean;
 }
 
-/** The callbacks and options every specialised hook takes besides the user. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type RealtimeHookOptions<T = any> = Omit<UseRealtimeOptions<T>, 'userId' | 'events'>;
+export interface UseRealtimeOptions<T = any, E extends RealtimeEvent<unknown> = RealtimeEvent<T>, N extends string = NamesOf<E>>
+  extends RealtimeHookOptions<T, E> {
+  userId: string | null | undefined;
+  /** Event names to receive; omitted or null: all of the user's events and broadcasts. */
+  events?: readonly N[] | null;
+}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export interface UseRealtimeResult<T = any> {
+export interface UseRealtimeResult<T = any, E extends RealtimeEvent<unknown> = RealtimeEvent<T>> {
   /** The most recent events, oldest first, at most `maxEvents`. */
-  events: RealtimeEvent<T>[];
+  events: E[];
   isConnected: boolean;
   status: SubscriptionStatus;
   /** The last error reported (cleared when the connection opens). */
@@ -132,9 +150,26 @@ function freshState<T>(key: string, active: boolean): HookState<T> {
   return { key, events: [], status: active ? 'connecting' : 'closed', error: null, lastEventId: null };
 }
 
-/** Subscribes while mounted; closes on unmount. Safe under StrictMode (one connection). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtimeResult<T> {
+/**
+ * Subscribes while mounted; closes on unmount. Safe under StrictMode (one connection).
+ * Payloads: `T` when given, else the app's `RealtimeEvents` registry, else `any` (as in the
+ * original system).
+ */
+export function useRealtime<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  options: UseRealtimeOptions<RealtimeDataOf<N, T, any>, RealtimeEventOf<N, T, any>, N>,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+): UseRealtimeResult<RealtimeDataOf<N, T, any>, RealtimeEventOf<N, T, any>> {
+  // The types above are for the app; the state below holds whatever JSON the events carry.
+  return useRealtimeEvents(options as unknown as UseRealtimeOptions<unknown>) as unknown as UseRealtimeResult<
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    RealtimeDataOf<N, T, any>,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    RealtimeEventOf<N, T, any>
+  >;
+}
+
+function useRealtimeEvents(options: UseRealtimeOptions<unknown>): UseRealtimeResult<unknown> {
   const { userId, events: names, onEvent, onError, onReset, maxEvents = 100, enabled = true } = options;
   const ctx = useContext(RealtimeContext);
   const client = ctx?.client ?? realtimeClient;
@@ -145,16 +180,17 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
   const providerOptions = ctx?.options;
   const providerUrl = ctx?.url;
   const providerToken = ctx?.token;
+  const providerGetToken = ctx?.getToken;
   const forwarders = ctx?.forwarders;
   const key = `${providerUrl ?? ''}\n${userId ?? ''}\n${namesKey}`;
 
-  const [state, setState] = useState<HookState<T>>(() => freshState<T>(key, active));
+  const [state, setState] = useState<HookState<unknown>>(() => freshState<unknown>(key, active));
   // Another url, user or set of events: drop everything the previous one received, during this
   // render (React renders again at once, before committing), so no render shows it.
-  const shown = state.key === key ? state : freshState<T>(key, active);
+  const shown = state.key === key ? state : freshState<unknown>(key, active);
   if (state.key !== key) setState(shown);
   const [generation, setGeneration] = useState(0);
-  const subRef = useRef<Subscription<T> | null>(null);
+  const subRef = useRef<Subscription<unknown> | null>(null);
   const onEventRef = useLatest(onEvent);
   const onErrorRef = useLatest(onError);
   const onResetRef = useLatest(onReset);
@@ -166,7 +202,7 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
     if (!active || !userId) return undefined;
     let live = true;
     /** Changes this key's state only: a late update for another key is dropped. */
-    const update = (patch: (prev: HookState<T>) => Partial<HookState<T>>) =>
+    const update = (patch: (prev: HookState<unknown>) => Partial<HookState<unknown>>) =>
       setState((prev) => (prev.key === key ? { ...prev, ...patch(prev) } : prev));
     const provider = providerOptions?.current ?? {};
     const list = namesKey === '*' ? null : namesKey.split(',');
@@ -174,9 +210,9 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
     // user only (they all share one connection, and all get the same events).
     const me = {};
     const forwards = () => forwarders?.get(userId)?.[0] === me;
-    let sub: Subscription<T>;
+    let sub: Subscription<unknown>;
     try {
-      sub = client.subscribe<T>(
+      sub = client.subscribe<unknown>(
         userId,
         list,
         (e) => {
@@ -194,7 +230,7 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
         {
           ...provider,
           // Through the ref: a new getToken function on each render must not resubscribe.
-          ...(provider.getToken ? { getToken: () => providerOptions!.current.getToken!() } : {}),
+          ...(provider.getToken ? { getToken: providerGetToken } : {}),
           onStatus: (s) => {
             if (!live) return;
             update(() => (s === 'open' ? { status: s, error: null } : { status: s }));
@@ -236,7 +272,7 @@ export function useRealtime<T = any>(options: UseRealtimeOptions<T>): UseRealtim
       update(() => ({ status: 'closed' }));
     };
     // providerUrl and providerToken are not read here: a change of either resubscribes.
-  }, [client, userId, namesKey, key, active, generation, providerOptions, providerUrl, providerToken, forwarders, maxRef, onEventRef, onErrorRef, onResetRef]);
+  }, [client, userId, namesKey, key, active, generation, providerOptions, providerUrl, providerToken, providerGetToken, forwarders, maxRef, onEventRef, onErrorRef, onResetRef]);
 
   const reconnect = useCallback(() => {
     if (subRef.current && subRef.current.status !== 'closed') subRef.current.reconnect();
@@ -268,33 +304,61 @@ export const NOTIFICATION_EVENTS: readonly NotificationEventType[] = [
   'notification_deleted',
 ];
 
-/** Messages and typing indicators of `userId`. `options.onEvent` sees every one, once. */
-export function useRealtimeMessages(
+/** The payload type of `useRealtimeMessages<T>` (`T`, else registered, else `RealtimeMessageDto`). */
+export type MessageDataOf<T = FromRegistry> = RealtimeDataOf<MessageEventType, T, RealtimeMessageDto>;
+/** The envelope type of `useRealtimeMessages<T>`. */
+export type MessageEventOf<T = FromRegistry> = RealtimeEventOf<MessageEventType, T, RealtimeMessageDto>;
+/** The payload type of `useRealtimeTransactions<T>` (`T`, else registered, else `RealtimeTransactionDto`). */
+export type TransactionDataOf<T = FromRegistry> = RealtimeDataOf<TransactionEventType, T, RealtimeTransactionDto>;
+/** The envelope type of `useRealtimeTransactions<T>`. */
+export type TransactionEventOf<T = FromRegistry> = RealtimeEventOf<TransactionEventType, T, RealtimeTransactionDto>;
+/** A notification of `useRealtimeNotifications<T>`: `T`, else the payload registered for `notification`, else `RealtimeNotificationDto`. */
+export type NotificationOf<T = FromRegistry> = RealtimeDataOf<'notification', T, RealtimeNotificationDto>;
+/** The envelope type of `useRealtimeNotifications<T>`. */
+export type NotificationEventOf<T = FromRegistry> = RealtimeEventOf<NotificationEventType, T, RealtimeNotificationDto>;
+
+/**
+ * Messages and typing indicators of `userId`. `options.onEvent` sees every one, once.
+ * Payloads: `T` when given (your message DTO), else the types registered for these names in
+ * `RealtimeEvents`, else `RealtimeMessageDto`.
+ */
+export function useRealtimeMessages<T = FromRegistry>(
   userId: string | null | undefined,
-  options: RealtimeHookOptions<RealtimeMessageDto> = {},
-): UseRealtimeResult<RealtimeMessageDto> {
-  return useRealtime<RealtimeMessageDto>({ ...options, userId, events: MESSAGE_EVENTS });
+  options: RealtimeHookOptions<MessageDataOf<T>, MessageEventOf<T>> = {},
+): UseRealtimeResult<MessageDataOf<T>, MessageEventOf<T>> {
+  const result = useRealtimeEvents({ ...(options as RealtimeHookOptions<unknown>), userId, events: MESSAGE_EVENTS });
+  return result as unknown as UseRealtimeResult<MessageDataOf<T>, MessageEventOf<T>>;
 }
 
-/** Transactions of `userId`. `options.onEvent` sees every one, once. */
-export function useRealtimeTransactions(
+/**
+ * Transactions of `userId`. `options.onEvent` sees every one, once. Payloads: `T` when given,
+ * else the types registered for these names in `RealtimeEvents`, else `RealtimeTransactionDto`.
+ */
+export function useRealtimeTransactions<T = FromRegistry>(
   userId: string | null | undefined,
-  options: RealtimeHookOptions<RealtimeTransactionDto> = {},
-): UseRealtimeResult<RealtimeTransactionDto> {
-  return useRealtime<RealtimeTransactionDto>({ ...options, userId, events: TRANSACTION_EVENTS });
+  options: RealtimeHookOptions<TransactionDataOf<T>, TransactionEventOf<T>> = {},
+): UseRealtimeResult<TransactionDataOf<T>, TransactionEventOf<T>> {
+  const result = useRealtimeEvents({ ...(options as RealtimeHookOptions<unknown>), userId, events: TRANSACTION_EVENTS });
+  return result as unknown as UseRealtimeResult<TransactionDataOf<T>, TransactionEventOf<T>>;
 }
 
-export interface UseRealtimeNotificationsOptions
-  extends Omit<RealtimeHookOptions<RealtimeNotificationDto>, 'maxEvents'> {
+/** `T`: a notification (the `notification` payload); `E`: the envelope of the hook's events. */
+export interface UseRealtimeNotificationsOptions<
+  T = RealtimeNotificationDto,
+  E extends RealtimeEvent<unknown> = RealtimeEvent<T>,
+> extends Omit<RealtimeHookOptions<T, E>, 'maxEvents'> {
   userId: string | null | undefined;
   /** How many notifications (and events) are kept. 100. */
   maxNotifications?: number;
-  onNotification?: (notification: RealtimeNotificationDto) => void;
+  onNotification?: (notification: T) => void;
 }
 
-export interface UseRealtimeNotificationsResult extends UseRealtimeResult<RealtimeNotificationDto> {
+export interface UseRealtimeNotificationsResult<
+  T = RealtimeNotificationDto,
+  E extends RealtimeEvent<unknown> = RealtimeEvent<T>,
+> extends UseRealtimeResult<T, E> {
   /** Newest first: `notification` adds, `notification_read` marks read, `notification_deleted` removes. */
-  notifications: RealtimeNotificationDto[];
+  notifications: T[];
   unreadCount: number;
   clearNotifications: () => void;
 }
@@ -308,8 +372,21 @@ function notificationId(data: unknown): string | undefined {
   return undefined;
 }
 
-/** The notification list of `userId`, kept up to date in real time. */
-export function useRealtimeNotifications(options: UseRealtimeNotificationsOptions): UseRealtimeNotificationsResult {
+/**
+ * The notification list of `userId`, kept up to date in real time. A notification is `T` when
+ * given, else the type registered for `notification` in `RealtimeEvents`, else
+ * `RealtimeNotificationDto`; the list matches them by `id` (or `notificationId`), and
+ * `notification_read` sets `read: true` on the one it names.
+ */
+export function useRealtimeNotifications<T = FromRegistry>(
+  options: UseRealtimeNotificationsOptions<NotificationOf<T>, NotificationEventOf<T>>,
+): UseRealtimeNotificationsResult<NotificationOf<T>, NotificationEventOf<T>> {
+  const result = useNotificationList(options as unknown as UseRealtimeNotificationsOptions);
+  return result as unknown as UseRealtimeNotificationsResult<NotificationOf<T>, NotificationEventOf<T>>;
+}
+
+// The hook's work, with the stand-in DTO: the payloads are whatever JSON the producer sent.
+function useNotificationList(options: UseRealtimeNotificationsOptions): UseRealtimeNotificationsResult {
   const { userId, maxNotifications = 100, onNotification, onEvent: userOnEvent, ...rest } = options;
   const url = useContext(RealtimeContext)?.url;
   // Like useRealtime's state: another url or user starts from an empty list, in the same render.

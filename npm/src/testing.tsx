@@ -14,17 +14,21 @@ import type { ReactNode } from 'react';
 import { RealtimeProvider } from './react.js';
 import type {
   EventCallback,
-  EventType,
+  FromRegistry,
   RealtimeClient,
+  RealtimeDataOf,
   RealtimeError,
   RealtimeEvent,
+  RealtimeEventName,
+  RealtimeEventOf,
+  RealtimeEvents,
   SubscribeOptions,
   Subscription,
   SubscriptionStatus,
 } from './types.js';
 
 export type * from './types.js';
-export { isKnownErrorCode, isRealtimeError } from './types.js';
+export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
 /** What the test client knows about one subscription. */
 export interface TestSubscriptionInfo {
@@ -49,6 +53,22 @@ interface Entry {
   /** The connection the real client would share: url + user. */
   key: string;
 }
+
+/** The envelope's own fields `emit` and `broadcast` may be given (else generated). */
+export interface EmitExtra {
+  id?: string;
+  timestamp?: string;
+}
+
+/** `T`, but not a place to infer `T` from (`NoInfer`, for TypeScript before 5.4). */
+type NoInfer_<T> = [T][T extends unknown ? 0 : never];
+
+/**
+ * What `emit` and `broadcast` accept as `data`. With nothing registered: anything, its type
+ * inferred (the envelope returned carries it). With a registry: the payload registered for
+ * the name, or `T` when given (never inferred from `data`: that would skip the check).
+ */
+export type EmitData<T, N extends string> = [keyof RealtimeEvents] extends [never] ? T : RealtimeDataOf<N, NoInfer_<T>>;
 
 /** As many envelope ids as the real client remembers per connection (sdk-wasm DEDUPE_CAPACITY). */
 const DEDUPE_CAPACITY = 4096;
@@ -96,12 +116,12 @@ export class RealtimeTestClient implements RealtimeClient {
     };
   }
 
-  subscribe<T = unknown>(
+  subscribe<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
     userId: string,
-    events: readonly EventType[] | null | undefined,
-    callback: EventCallback<T>,
+    events: readonly N[] | null | undefined,
+    callback: (event: RealtimeEventOf<N, T>) => void,
     options: SubscribeOptions = {},
-  ): Subscription<T> {
+  ): Subscription<RealtimeDataOf<N, T>> {
     const entry: Entry = {
       info: { userId, events: events ? [...events] : null, status: 'connecting', options },
       callback: callback as EventCallback<unknown>,
@@ -157,9 +177,18 @@ export class RealtimeTestClient implements RealtimeClient {
     entry.info.options.onStatus?.(status);
   }
 
-  /** Delivers an event to the subscriptions of `userId` that want it. Returns the envelope. */
-  emit<T>(userId: string, event: string, data: T, extra: Partial<Pick<RealtimeEvent<T>, 'id' | 'timestamp'>> = {}): RealtimeEvent<T> {
-    const envelope: RealtimeEvent<T> = {
+  /**
+   * Delivers an event to the subscriptions of `userId` that want it. Returns the envelope.
+   * `data` must be the payload `RealtimeEvents` registers for `event` (or `T`, when given);
+   * with nothing registered, anything.
+   */
+  emit<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
+    userId: string,
+    event: N,
+    data: EmitData<T, N>,
+    extra: EmitExtra = {},
+  ): RealtimeEventOf<N, T> {
+    const envelope: RealtimeEvent<unknown> = {
       id: extra.id ?? `test-${++this.#seq}`,
       event,
       data,
@@ -167,19 +196,23 @@ export class RealtimeTestClient implements RealtimeClient {
       userId,
     };
     this.#deliver(envelope, (e) => e.info.userId === userId);
-    return envelope;
+    return envelope as RealtimeEventOf<N, T>;
   }
 
-  /** Delivers a broadcast (no `userId`) to every subscription that wants it. */
-  broadcast<T>(event: string, data: T, extra: Partial<Pick<RealtimeEvent<T>, 'id' | 'timestamp'>> = {}): RealtimeEvent<T> {
-    const envelope: RealtimeEvent<T> = {
+  /** Delivers a broadcast (no `userId`) to every subscription that wants it. `data`: as for `emit`. */
+  broadcast<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
+    event: N,
+    data: EmitData<T, N>,
+    extra: EmitExtra = {},
+  ): RealtimeEventOf<N, T> {
+    const envelope: RealtimeEvent<unknown> = {
       id: extra.id ?? `test-${++this.#seq}`,
       event,
       data,
       timestamp: extra.timestamp ?? this.#opts.now(),
     };
     this.#deliver(envelope, () => true);
-    return envelope;
+    return envelope as RealtimeEventOf<N, T>;
   }
 
   #deliver(envelope: RealtimeEvent<unknown>, match: (e: Entry) => boolean): void {

@@ -1,6 +1,7 @@
 /**
  * Types shared by `realtime-bridge`, `realtime-bridge/react` and `realtime-bridge/testing`, and
- * the runtime helpers that go with them (`isRealtimeError`, `isKnownErrorCode`). The DTO and
+ * the runtime helpers that go with them (`isRealtimeError`, `isKnownErrorCode`,
+ * `UnauthorizedError`). The DTO and
  * event-name types keep the names of the original realtime system, so code written against it
  * type-checks unchanged.
  */
@@ -8,10 +9,13 @@
 /** Connection state of a subscription. */
 export type SubscriptionStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
-/** The original system's generic event DTO (without the envelope id). */
+/**
+ * The original system's generic event DTO (without the envelope id). `E`: the event's name, a
+ * literal when the names are registered (`RealtimeEvents`), so that `event` discriminates `data`.
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export interface RealtimeEventDto<T = any> {
-  event: string;
+export interface RealtimeEventDto<T = any, E extends string = string> {
+  event: E;
   data: T;
   timestamp: string;
   userId?: string;
@@ -19,7 +23,7 @@ export interface RealtimeEventDto<T = any> {
 
 /** One event as delivered: the bridge's JSON envelope (docs/protocol.md §2.5). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export interface RealtimeEvent<T = any> extends RealtimeEventDto<T> {
+export interface RealtimeEvent<T = any, E extends string = string> extends RealtimeEventDto<T, E> {
   /** Identifies the event; never delivered twice to the same callback. */
   id: string;
   /** Absent on broadcasts. */
@@ -33,6 +37,77 @@ export type TransactionEventType = 'transaction_created' | 'transaction_complete
 export type KnownEventType = NotificationEventType | MessageEventType | TransactionEventType;
 // `string & {}` keeps editor completion for the known names while accepting any string.
 export type EventType = KnownEventType | (string & {});
+
+/**
+ * The app's event names and payloads, empty here: an app fills it by declaration merging (from
+ * any entry point, it is the same interface), and from then on the names and payloads are typed
+ * everywhere: `subscribe`, `useRealtime`, `onEvent`, the specialised hooks and the test client's
+ * `emit` and `broadcast`.
+ *
+ * ```ts
+ * declare module 'realtime-bridge' {
+ *   interface RealtimeEvents {
+ *     message_new: ChatMessage;
+ *     typing_start: { userId: string; conversationId: string };
+ *   }
+ * }
+ * ```
+ *
+ * Registering closes the list of names: a name that is not registered no longer type-checks
+ * where a name is expected (register it, with `unknown` if its payload does not matter). With
+ * nothing registered, any valid name is accepted and payloads are not checked.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface RealtimeEvents {}
+
+/** True when an app registered no event in `RealtimeEvents`. */
+type NothingRegistered = [keyof RealtimeEvents] extends [never] ? true : false;
+
+declare const fromRegistry: unique symbol;
+/**
+ * The default of the payload type parameters (`subscribe<T>`, `useRealtime<T>`,
+ * `useRealtimeMessages<T>`, `emit<T>`, ...): each event's payload is the one registered for its
+ * name in `RealtimeEvents` (or the hook's stand-in DTO when the name is not registered). Pass
+ * your own type instead to give every event of the call that payload.
+ */
+export interface FromRegistry {
+  readonly [fromRegistry]: true;
+}
+
+/** `T` is the default marker (`any` is not: it stays an explicit, loose payload). */
+type IsFromRegistry<T> = 0 extends 1 & T ? false : [T] extends [FromRegistry] ? true : false;
+
+/** The event names accepted: the registered ones, or any name (`EventType`) when none is registered. */
+export type RealtimeEventName = NothingRegistered extends true ? EventType : Extract<keyof RealtimeEvents, string>;
+
+/**
+ * The payload of the events named `N`: `T` when given, else what `RealtimeEvents` registers for
+ * each name, else `Fallback`.
+ */
+export type RealtimeDataOf<N extends string = RealtimeEventName, T = FromRegistry, Fallback = unknown> =
+  IsFromRegistry<T> extends true ? (N extends keyof RealtimeEvents ? RealtimeEvents[N] : Fallback) : T;
+
+/**
+ * The envelope a callback gets for the events named `N`. With registered names it is a union
+ * discriminated by `event` (`e.event === 'message_new'` narrows `e.data`), unless `T` gives one
+ * payload for all; with nothing registered, `RealtimeEvent<T>` (or `<Fallback>`) as before.
+ */
+export type RealtimeEventOf<N extends string = RealtimeEventName, T = FromRegistry, Fallback = unknown> =
+  NothingRegistered extends true
+    ? RealtimeEvent<RealtimeDataOf<N, T, Fallback>>
+    : // With a registry, `T` is never inferred from a callback's annotation: a wrongly typed
+      // callback is an error, not a new payload type.
+      RegisteredEventOf<N, NoInfer_<T>, Fallback>;
+
+type RegisteredEventOf<N extends string, T, Fallback> =
+  IsFromRegistry<T> extends true
+    ? N extends unknown
+      ? RealtimeEvent<RealtimeDataOf<N, T, Fallback>, N>
+      : never
+    : RealtimeEvent<T, N>;
+
+/** `T`, but not a place to infer `T` from (the built-in `NoInfer` needs TypeScript 5.4). */
+type NoInfer_<T> = [T][T extends unknown ? 0 : never];
 
 export interface RealtimeNotificationDto {
   id: string;
@@ -123,10 +198,18 @@ export type ClientErrorCode =
   | 'network_error'
   /** `getToken` threw or rejected. Retried. */
   | 'token_error'
+  /** `getToken` gave no token (`null`, `undefined`, `''`) or threw an `UnauthorizedError`: signed out. Final. */
+  | 'unauthenticated'
   /** No byte (not even a heartbeat) for `heartbeatTimeoutMs`: the connection is dropped and retried. */
   | 'heartbeat_timeout'
   /** An event whose data is not JSON: skipped, the stream goes on. */
-  | 'invalid_event';
+  | 'invalid_event'
+  /**
+   * `realtime-bridge/url`: the `.wasm` could not be fetched, compiled or instantiated (a 404, or
+   * a Content-Security-Policy without `'wasm-unsafe-eval'`). Final for the subscriptions that
+   * waited for it; a later `subscribe` or `load()` tries again.
+   */
+  | 'wasm_load_failed';
 
 /** Every error code known today. */
 export type KnownRealtimeErrorCode = BridgeErrorCode | ClientErrorCode;
@@ -157,8 +240,10 @@ const KNOWN_CODES: Record<KnownRealtimeErrorCode, true> = {
   unavailable: true,
   network_error: true,
   token_error: true,
+  unauthenticated: true,
   heartbeat_timeout: true,
   invalid_event: true,
+  wasm_load_failed: true,
 };
 
 /**
@@ -178,11 +263,11 @@ export interface RealtimeError extends Error {
   /**
    * The bridge's error code (`BridgeErrorCode`: `invalid_user_id`, `forbidden`, ...) or the
    * SDK's (`ClientErrorCode`: `network_error`, `heartbeat_timeout`, `token_error`,
-   * `invalid_event`). Absent when the bridge's answer carried none (e.g. a 200 that is not an
-   * event stream, or a proxy's error page).
+   * `unauthenticated`, `invalid_event`). Absent when the bridge's answer carried none (e.g. a
+   * 200 that is not an event stream, or a proxy's error page).
    */
   code?: RealtimeErrorCode;
-  /** True when the subscription is closed for good (400, 403). */
+  /** True when the subscription is closed for good (400, 403, `unauthenticated`). */
   final: boolean;
 }
 
@@ -208,6 +293,34 @@ export function isRealtimeError(e: unknown): e is RealtimeError {
   );
 }
 
+/**
+ * Throw it from `getToken` (or return `null`) when the user is signed out: the subscription
+ * closes (`onError` with code `unauthenticated`, `final: true`) instead of retrying.
+ *
+ * Recognised by its `name` (`'UnauthorizedError'`), not by `instanceof`: an error from the
+ * package's other build (ES module / CommonJS), from another realm, or an app's own class with
+ * that name counts too.
+ *
+ * ```ts
+ * getToken: async () => {
+ *   const r = await fetch('/api/realtime-token');
+ *   if (r.status === 401) throw new UnauthorizedError('session ended');
+ *   return r.text();
+ * }
+ * ```
+ */
+export class UnauthorizedError extends Error {
+  constructor(message = 'signed out') {
+    super(message);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+/**
+ * Gives the token for the next connection: a JWT, or `null`/`undefined` when signed out (then
+ * the subscription closes, as for a thrown `UnauthorizedError`). Any other throw or rejection is
+ * reported as `token_error` and retried with backoff.
+ */
 export type TokenSource = () => string | null | undefined | Promise<string | null | undefined>;
 
 /** Defaults for every subscription (`configure`), or one subscription's overrides. */
@@ -217,9 +330,12 @@ export interface RealtimeOptions {
   /** A fixed JWT, sent as `Authorization: Bearer`. It cannot be renewed: prefer `getToken` when tokens expire. */
   token?: string | null;
   /**
-   * Called (and awaited) before every (re)connection, and once more right after a 401. That
-   * includes the immediate reconnection after the bridge ends a stream (`event: end`): after
-   * `token_expired` the stream's token has expired, so return a fresh one, not a cached copy.
+   * Called (and awaited) for the first connection; its token is then reused by every
+   * reconnection until the bridge refuses it (401), ends a stream because it expired (`end` /
+   * `token_expired`), or its JWT `exp` is near (a tenth of the time it had left when received,
+   * at most 30 s, before). Each of these calls must give a new token, not a cached copy of the
+   * old one. `null` or a thrown `UnauthorizedError`: signed out, the subscription closes.
+   * Overrides `token`.
    */
   getToken?: TokenSource;
   /** Resume from this cursor (sent as `Last-Event-ID`). */
@@ -227,6 +343,13 @@ export interface RealtimeOptions {
   backoff?: Partial<BackoffOptions>;
   /** No byte (not even a heartbeat) for this long (checked every quarter of it) means a dead link: reconnect. 45000; 0 disables. */
   heartbeatTimeoutMs?: number;
+  /**
+   * Close the stream while the page is hidden (`document.visibilityState`), and open it again,
+   * from the cursor, when it is visible (status `reconnecting` meanwhile). Off by default: the
+   * inverse of `openWhenHidden` in `@microsoft/fetch-event-source`, which closes by default. In
+   * live mode events published while hidden are not delivered.
+   */
+  closeWhenHidden?: boolean;
   onStatus?: (status: SubscriptionStatus) => void;
   onError?: (error: RealtimeError) => void;
   /**
@@ -235,6 +358,13 @@ export interface RealtimeOptions {
    * on live, and the envelope ids remembered for de-duplication are forgotten.
    */
   onReset?: (info: { reason?: string }) => void;
+  /**
+   * In a browser, share one stream per url + user between all the tabs of the origin: one tab
+   * (elected with `navigator.locks`) holds the connection and relays to the others over a
+   * `BroadcastChannel`; when it closes, another takes over from the last cursor. Default: true
+   * where both exist (never in Node). false: this subscription has the tab's own connection.
+   */
+  shareAcrossTabs?: boolean;
 }
 
 export type SubscribeOptions = RealtimeOptions;
@@ -257,10 +387,10 @@ export type EventCallback<T> = (event: RealtimeEvent<T>) => void;
 
 /** Anything that can subscribe: the real client, or the in-memory one of `realtime-bridge/testing`. */
 export interface RealtimeClient {
-  subscribe<T = unknown>(
+  subscribe<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
     userId: string,
-    events: readonly EventType[] | null | undefined,
-    callback: EventCallback<T>,
+    events: readonly N[] | null | undefined,
+    callback: (event: RealtimeEventOf<N, T>) => void,
     options?: SubscribeOptions,
-  ): Subscription<T>;
+  ): Subscription<RealtimeDataOf<N, T>>;
 }

@@ -58,7 +58,8 @@ class Stream {
 
 /**
  * Answers for one request, by kind:
- *   'stream' or { stream: true }               200 text/event-stream, `retry:`, kept open
+ *   'stream' or { stream: true, retry? }       200 text/event-stream, `retry:` (10 ms: the SDK's
+ *                                              backoff floor, so the backoff is what tests see), kept open
  *   { status, code?, error?, retryAfter? }     a JSON error as the bridge writes it
  *   { status: 200, contentType, body }          a 200 that is not an event stream
  */
@@ -69,7 +70,7 @@ function answer(spec, user, req, res, record, streams) {
       'cache-control': 'no-cache, no-transform',
       connection: 'close',
     });
-    res.write('retry: 2000\n\n');
+    res.write(`retry: ${spec?.retry ?? 10}\n\n`);
     const s = new Stream(user, res, record);
     streams.push(s);
     return s;

@@ -304,7 +304,8 @@ export async function forwarder(target) {
 
 /**
  * Records every fetch the SDK makes (a spy around the real fetch, not a mock): its time, url,
- * `Authorization` and `Last-Event-ID`. Returns the log, `forUser(id)` (the stream requests of
+ * `Authorization` and `Last-Event-ID`, and when it was answered (`opened`, the headers) and
+ * aborted by the SDK (`aborted`). Returns the log, `forUser(id)` (the stream requests of
  * one user) and `realFetch` (for the test's own requests, kept out of the log). Call once per
  * test file, at the top.
  */
@@ -313,13 +314,22 @@ export function recordFetches() {
   const realFetch = globalThis.fetch;
   globalThis.fetch = (input, init) => {
     const headers = new Headers(init?.headers);
-    log.push({
+    const entry = {
       t: Date.now(),
       url: String(input),
       auth: headers.get('authorization'),
       lastEventId: headers.get('last-event-id'),
-    });
-    return realFetch(input, init);
+      opened: undefined,
+      aborted: undefined,
+    };
+    log.push(entry);
+    init?.signal?.addEventListener('abort', () => (entry.aborted ??= Date.now()));
+    const answer = realFetch(input, init);
+    answer.then(
+      () => (entry.opened = Date.now()),
+      () => {},
+    );
+    return answer;
   };
   const forUser = (user) => log.filter((f) => f.url.includes(`/v1/users/${user}/events`));
   return { log, forUser, realFetch };

@@ -71,6 +71,23 @@ impl Backoff {
         // Saturating float-to-int cast; the max is at most ~49 days anyway.
         d.round() as u32
     }
+
+    /// [`Backoff::delay_ms`] with the server's `retry:` (`floor_ms`) as its floor: never less
+    /// than the floor, and when the floor is the larger, drawn from `[floor, floor × (1 +
+    /// jitter)]` with the same `random`, so clients sent the same `retry:` still spread out.
+    ///
+    /// ```
+    /// use realtime_bridge_sdk::backoff::Backoff;
+    /// let b = Backoff { initial_ms: 10.0, ..Backoff::default() }; // jitter 0.5
+    /// assert_eq!(b.delay_with_floor_ms(0, 0.0, 3000.0), 3000.0);
+    /// assert_eq!(b.delay_with_floor_ms(0, 0.5, 3000.0), 3750.0);
+    /// assert_eq!(b.delay_with_floor_ms(20, 0.0, 3000.0), 30_000.0); // the backoff is larger
+    /// ```
+    pub fn delay_with_floor_ms(&self, attempt: u32, random: f64, floor_ms: f64) -> f64 {
+        let r = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.0 };
+        let floor = floor_ms * (1.0 + self.jitter.clamp(0.0, 1.0) * r);
+        f64::from(self.delay_ms(attempt, r)).max(floor.round())
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +101,19 @@ mod tests {
         let bases: Vec<f64> = (0..9).map(|a| b.base_ms(a)).collect();
         assert_eq!(bases, [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 30000.0, 30000.0, 30000.0]);
         assert_eq!(b.base_ms(u32::MAX), 30000.0);
+    }
+
+    #[test]
+    fn server_retry_is_a_floor() {
+        let b = Backoff { initial_ms: 10.0, ..Backoff::default() };
+        for i in 0..100 {
+            let r = f64::from(i) / 100.0;
+            let d = b.delay_with_floor_ms(0, r, 3000.0);
+            assert!((3000.0..=4500.0).contains(&d), "{d}");
+            // No floor (or a smaller one): the backoff as before.
+            assert_eq!(b.delay_with_floor_ms(3, r, 0.0), f64::from(b.delay_ms(3, r)));
+        }
+        assert_eq!(b.delay_with_floor_ms(u32::MAX, 0.0, 3000.0), 30_000.0);
     }
 
     #[test]

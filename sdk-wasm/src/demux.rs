@@ -288,6 +288,8 @@ pub struct Demux {
     scratch: Vec<SseEvent>,
     /// The current stream sent `end`: whatever follows it is ignored until [`Demux::end_stream`].
     ended: bool,
+    /// The parser of the stream being replaced, while both are open ([`Demux::hand_over`]).
+    old: Option<SseParser>,
 }
 
 impl Demux {
@@ -303,6 +305,7 @@ impl Demux {
             dedupe: Dedupe::default(),
             scratch: Vec::new(),
             ended: false,
+            old: None,
         }
     }
 
@@ -373,31 +376,58 @@ impl Demux {
         query
     }
 
-    /// Feeds bytes of the current stream; appends the frames they complete.
+    /// Make-before-break: the current stream becomes the old one (still read, through
+    /// [`Demux::push`] with `old`), and the next request starts a stream with a parser of its
+    /// own (the cursor stays until that stream sends an `id:`). A previous old stream is
+    /// forgotten.
+    pub fn hand_over(&mut self) {
+        self.old = Some(std::mem::take(&mut self.parser));
+        self.observed = None;
+        self.ended = false;
+    }
+
+    /// The old stream was closed: its bytes are ignored from now on.
+    pub fn close_old(&mut self) {
+        self.old = None;
+    }
+
+    /// Feeds bytes of the current stream (`old`: of the stream being replaced); appends the
+    /// frames they complete.
     ///
     /// An `end` frame comes out with no target (it is for the connection, not the
     /// listeners), and anything after it on the same stream is ignored: the bridge
     /// sends nothing more, and the next connection resumes from the cursor as it was.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Frame>) {
-        if self.ended {
+    ///
+    /// The old stream's frames go to their listeners (de-duplicated with the new stream's by
+    /// [`Demux::admit`]) but never move the cursor: it may be ahead of the new stream, whose
+    /// wider filter still has events to catch up before it; and its `end` is ignored (it is
+    /// being closed anyway).
+    pub fn push(&mut self, chunk: &[u8], old: bool, out: &mut Vec<Frame>) {
+        if self.ended && !old {
             return;
         }
         let mut events = std::mem::take(&mut self.scratch);
-        self.parser.push(chunk, &mut events);
+        match (old, self.old.as_mut()) {
+            (false, _) => self.parser.push(chunk, &mut events),
+            (true, Some(p)) => p.push(chunk, &mut events),
+            (true, None) => {}
+        }
         for ev in events.drain(..) {
-            if self.ended {
+            if self.ended && !old {
                 continue;
             }
             // The cursor moves with every dispatched frame, delivered or not:
             // the bridge sent it, so a resume must start after it.
-            if ev.id != self.observed {
+            if !old && ev.id != self.observed {
                 self.observed.clone_from(&ev.id);
                 self.cursor.clone_from(&ev.id);
             }
             let kind = classify(&ev);
             if let FrameKind::End(_) = kind {
-                self.ended = true;
-                out.push(Frame { kind, event: ev.event, data: ev.data, targets: Vec::new() });
+                if !old {
+                    self.ended = true;
+                    out.push(Frame { kind, event: ev.event, data: ev.data, targets: Vec::new() });
+                }
                 continue;
             }
             let targets: Vec<ListenerId> = self
@@ -411,7 +441,7 @@ impl Demux {
             }
         }
         self.scratch = events;
-        if self.ended {
+        if self.ended || old {
             return;
         }
         // A block that only sets `id:` (no data) still moves the cursor; until the
@@ -435,11 +465,10 @@ impl Demux {
         self.cursor.as_deref()
     }
 
-    /// The last `retry:` the bridge asked for, in milliseconds (parsed, not used:
-    /// docs/protocol.md §6.2).
-    #[cfg(test)]
-    fn server_retry_ms(&self) -> Option<u64> {
-        self.parser.retry()
+    /// The last `retry:` the bridge asked for, in milliseconds (the floor of the backoff:
+    /// docs/protocol.md §6.2); 0 before any.
+    pub fn server_retry_ms(&self) -> f64 {
+        self.parser.retry().map_or(0.0, |ms| ms as f64)
     }
 
     /// True the first time an envelope id is seen, false for a duplicate ([`Demux::admit`]
@@ -495,7 +524,7 @@ mod tests {
 
     fn push_all(d: &mut Demux, bytes: &[u8]) -> Vec<Frame> {
         let mut out = Vec::new();
-        d.push(bytes, &mut out);
+        d.push(bytes, false, &mut out);
         out
     }
 
@@ -585,7 +614,7 @@ mod tests {
             ]
         );
         assert_eq!(out[0].data, envelope("a-1", "message_new"));
-        assert_eq!(d.server_retry_ms(), Some(2000));
+        assert_eq!(d.server_retry_ms(), 2000.0);
         // Nobody wants it: no frame, but the cursor still moves.
         assert!(d.remove(all));
         assert!(push_all(&mut d, &encode("a-4", "system_alert")).is_empty());
@@ -789,6 +818,52 @@ mod tests {
         second.extend(encode("4", "a"));
         deliver(&mut d, &second);
         assert_eq!(delivered, ["1", "2", "3", "4"]);
+    }
+
+    #[test]
+    fn two_open_streams_deliver_each_id_once() {
+        let mut d = Demux::new(None);
+        let (a, _) = d.add(filter(&["a"]));
+        d.begin_request();
+        // The old stream is mid-frame when the grown request is made.
+        let mut old1 = encode("1", "a");
+        old1.extend(b"id: 2\nevent: a\n");
+        let ids = std::cell::RefCell::new(Vec::new());
+        let take = |d: &mut Demux, bytes: &[u8], old: bool| {
+            let mut out = Vec::new();
+            d.push(bytes, old, &mut out);
+            for f in out {
+                let id = f.data.split('"').nth(3).unwrap().to_owned();
+                if d.admit(f.kind, Some(&id)) {
+                    ids.borrow_mut().push((id, f.targets));
+                }
+            }
+        };
+        take(&mut d, &old1, false);
+        let (b, grow) = d.add(filter(&["b"]));
+        assert!(grow);
+        d.hand_over();
+        assert_eq!(d.begin_request().as_deref(), Some("a,b"));
+        take(&mut d, &encode("1", "a"), false);
+        // The rest of the old stream's frame (its own parser kept the first half).
+        take(&mut d, &[b"data: ".as_slice(), envelope("2", "a").as_bytes(), b"\n\n"].concat(), true);
+        take(&mut d, &encode("2", "a"), false);
+        take(&mut d, &encode("3", "b"), false);
+        take(&mut d, &encode("4", "a"), false);
+        take(&mut d, &encode("4", "a"), true);
+        // An `end` on the old stream does not end the new one.
+        take(&mut d, &control("end", "shutdown"), true);
+        take(&mut d, &encode("5", "a"), false);
+        assert_eq!(d.cursor(), Some("5"), "the cursor follows the new stream only");
+        let want: Vec<(String, Vec<ListenerId>)> =
+            [("1", vec![a]), ("2", vec![a]), ("3", vec![b]), ("4", vec![a]), ("5", vec![a])]
+                .iter()
+                .map(|(i, t)| ((*i).to_owned(), t.clone()))
+                .collect();
+        assert_eq!(*ids.borrow(), want);
+        d.close_old();
+        take(&mut d, &encode("6", "a"), true);
+        assert_eq!(ids.borrow().len(), 5, "a closed old stream delivers nothing");
     }
 
     /// What the wasm glue hands to callbacks for `bytes`: (kind, envelope id) per admitted

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 
 export default {
   root: fileURLToPath(new URL('.', import.meta.url)),
-  // The package as published: npm/dist (build it first with `node scripts/build.mjs`).
-  resolve: { alias: { 'realtime-bridge': fileURLToPath(new URL('../../dist/index.js', import.meta.url)) } },
+  // The package as published: npm/dist, its main entry point (build it first with `node scripts/build.mjs`).
+  resolve: { alias: { 'realtime-bridge': fileURLToPath(new URL('../../dist/embedded.js', import.meta.url)) } },
   build: { outDir: 'dist', emptyOutDir: true },
   logLevel: 'warn',
 };

@@ -144,3 +144,23 @@ test("the browser's online event retries at once instead of waiting out the back
   await publishAndShow(page, user, 'message_new', 'De retour en ligne');
   await page.close();
 });
+
+test("the browser's offline event shows reconnecting at once on a link that still looks open; online opens it again", async () => {
+  const origin = `http://127.0.0.1:${web.address().port}`;
+  const bridge = await startBridge({ natsUrl: nats.url, args: ['--cors-origin', origin] });
+  bridges.push(bridge);
+  const user = 'browser-offline';
+  const page = await context.newPage();
+  // Backoff of 60 s: only the online event can bring the page back within the test.
+  const q = new URLSearchParams({ bridge: bridge.url, user, token: token(user), initialMs: '60000', maxMs: '60000' });
+  await page.goto(`${origin}/?${q}`);
+  await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+  // The bridge stays up: without the offline handler the page would show open until the
+  // heartbeat timeout (45 s).
+  await context.setOffline(true);
+  await page.locator('#status', { hasText: 'reconnecting' }).waitFor({ timeout: 3000 });
+  await context.setOffline(false);
+  await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 10000 });
+  await publishAndShow(page, user, 'message_new', 'En ligne à nouveau');
+  await page.close();
+});

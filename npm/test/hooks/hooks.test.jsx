@@ -1,7 +1,7 @@
 // React hooks (realtime-bridge/react) with React Testing Library, against a real bridge
 // and a real nats-server. Each event is published once, after the hook shows `open`: the bridge
 // answers a stream request only once NATS confirmed its subscriptions.
-import { StrictMode, useEffect } from 'react';
+import { StrictMode, useEffect, useRef } from 'react';
 import { render, screen, act, cleanup, waitFor as rtlWaitFor } from '@testing-library/react';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -216,6 +216,42 @@ describe('specialised hooks against the bridge', () => {
     expect(screen.getByTestId('unread').textContent).toBe('1');
     expect(screen.getByTestId('transactions').textContent).toBe('transaction_completed:12.5');
     expect(screen.getByTestId('message-kinds').textContent.split(',').slice(-1)).toEqual(['typing_start']);
+  });
+});
+
+/** A hook's status history (every distinct status, in order). */
+function Statuses({ userId, events, testId }) {
+  const rt = useRealtime({ userId, events });
+  const seen = useRef([]);
+  if (seen.current.at(-1) !== rt.status) seen.current.push(rt.status);
+  return <span data-testid={testId}>{seen.current.join(',')}</span>;
+}
+
+describe('a hook mounted later with a new event name', () => {
+  test('joins the shared connection without a warning (one getToken per provider) while the first hook stays open', async () => {
+    const user = 'hook-join';
+    const warnings = [];
+    const realWarn = console.warn;
+    console.warn = (...args) => warnings.push(args.join(' '));
+    try {
+      // A new getToken function and backoff object on every render, as in most apps.
+      const App = ({ later }) => (
+        <RealtimeProvider url={bridge.url} getToken={async () => token(user)} backoff={{ initialMs: 100 }}>
+          <Statuses userId={user} events={['message_new']} testId="first" />
+          {later && <Statuses userId={user} events={['typing_start']} testId="later" />}
+        </RealtimeProvider>
+      );
+      const { rerender } = render(<App later={false} />);
+      await rtlWaitFor(() => expect(screen.getByTestId('first').textContent).toBe('connecting,open'), { timeout: 10000 });
+      rerender(<App later />);
+      await rtlWaitFor(() => expect(screen.getByTestId('later').textContent).toContain('open'), { timeout: 10000 });
+      await rtlWaitFor(() => expect(fetchesFor(user)).toHaveLength(2), { timeout: 10000 });
+      expect(fetchesFor(user)[1]).toContain('events=message_new,typing_start');
+      expect(screen.getByTestId('first').textContent).toBe('connecting,open');
+      expect(warnings).toEqual([]);
+    } finally {
+      console.warn = realWarn;
+    }
   });
 });
 

@@ -23,6 +23,8 @@ test('require() of every entry point without TextDecoder/TextEncoder; the .wasm 
     const root = require('realtime-bridge');
     const react = require('realtime-bridge/react');
     const testing = require('realtime-bridge/testing');
+    const url = require('realtime-bridge/url');
+    const urlReact = require('realtime-bridge/url/react');
     const wasm = () => Object.keys(require.cache).filter((f) => /[\\\\/]dist[\\\\/]wasm[\\\\/]/.test(f)).length;
     const before = wasm();
     const rt = testing.createTestRealtime();
@@ -34,7 +36,8 @@ test('require() of every entry point without TextDecoder/TextEncoder; the .wasm 
     globalThis.TextEncoder = require('node:util').TextEncoder;
     root.load();
     console.log(JSON.stringify({ before, afterTesting, after: wasm(), memory: root.wasmMemoryBytes() > 0,
-      hooks: typeof react.useRealtimeMessages, provider: typeof testing.RealtimeTestProvider }));`;
+      hooks: typeof react.useRealtimeMessages, provider: typeof testing.RealtimeTestProvider,
+      url: [typeof url.load, typeof url.subscribe, typeof urlReact.useRealtime].join(' ') }));`;
   assert.deepEqual(JSON.parse(node(['-e', script])), {
     before: 0,
     afterTesting: 0,
@@ -42,22 +45,30 @@ test('require() of every entry point without TextDecoder/TextEncoder; the .wasm 
     memory: true,
     hooks: 'function',
     provider: 'function',
+    url: 'function function function',
   });
 });
 
 test('import of every entry point (ES modules) without TextDecoder/TextEncoder', () => {
   const script = `
     delete globalThis.TextDecoder; delete globalThis.TextEncoder;
-    const [root, react, testing] = await Promise.all(['realtime-bridge', 'realtime-bridge/react', 'realtime-bridge/testing'].map((m) => import(m)));
-    console.log([typeof root.subscribe, typeof react.useRealtimeMessages, typeof testing.createTestRealtime].join(' '));`;
-  assert.equal(node(['--input-type=module', '-e', script]), 'function function function');
+    const [root, react, testing, url, urlReact] = await Promise.all(
+      ['realtime-bridge', 'realtime-bridge/react', 'realtime-bridge/testing', 'realtime-bridge/url', 'realtime-bridge/url/react'].map((m) => import(m)));
+    console.log([typeof root.subscribe, typeof react.useRealtimeMessages, typeof testing.createTestRealtime, typeof url.load, typeof urlReact.useRealtime].join(' '));`;
+  assert.equal(node(['--input-type=module', '-e', script]), 'function function function function function');
 });
 
 test("'use client' opens the React entry points, in both formats", () => {
   const require = createRequire(`${appDir}/`);
-  const files = ['realtime-bridge/react', 'realtime-bridge/testing'].map((m) => require.resolve(m));
-  const esm = ['react.js', 'testing.js'].map((f) => new URL(f, `file://${dirname(files[0])}/`));
-  assert.deepEqual(files.map((f) => f.split(/[\\/]/).pop()), ['react.cjs', 'testing.cjs']);
-  for (const f of [...files, ...esm]) assert.match(readFileSync(f, 'utf8'), /^'use client';\n/, String(f));
+  const entries = ['realtime-bridge/react', 'realtime-bridge/url/react', 'realtime-bridge/testing'];
+  const files = entries.map((m) => require.resolve(m));
+  const names = files.map((f) => f.split(/[\\/]/).pop());
+  assert.deepEqual(names, ['react-embedded.cjs', 'url-react.cjs', 'testing.cjs']);
+  // The hooks' own module too (both React entry points re-export it).
+  names.push('react.cjs');
+  const esm = names.map((f) => new URL(f.replace(/\.cjs$/, '.js'), `file://${dirname(files[0])}/`));
+  const cjs = names.map((f) => new URL(f, `file://${dirname(files[0])}/`));
+  for (const f of [...cjs, ...esm]) assert.match(readFileSync(f, 'utf8'), /^'use client';\n/, String(f));
   assert.doesNotMatch(readFileSync(require.resolve('realtime-bridge'), 'utf8'), /use client/);
+  assert.doesNotMatch(readFileSync(require.resolve('realtime-bridge/url'), 'utf8'), /use client/);
 });

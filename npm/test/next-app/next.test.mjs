@@ -1,10 +1,12 @@
 // Next.js App Router: `next build` of this app (app/layout.tsx -> app/providers.tsx, a
 // Server Component page importing realtime-bridge/react, a client component with
 // useRealtimeMessages), then `next start` on a loopback port: the page's HTML holds the
-// hooks in their initial state (server render: no connection yet).
+// hooks in their initial state (server render: no connection yet). A second page, app/url/,
+// uses realtime-bridge/url/react: its .wasm must come out of the build as a static file.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { dirname } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -57,4 +59,19 @@ test('next start serves the page with the hooks in their initial state', { timeo
   }
   const text = html.replaceAll('<!-- -->', '');
   assert.match(text, /<p id="inbox" data-status="connecting">inbox-marker: not-connected, 0 events<\/p>/);
+});
+
+test('realtime-bridge/url/react: next build (Turbopack) emits the .wasm as a static file, served as application/wasm; the page renders its initial state', { timeout: 30_000 }, async () => {
+  const media = join(appDir, '.next', 'static', 'media');
+  const wasm = existsSync(media) ? readdirSync(media).filter((f) => f.endsWith('.wasm')) : [];
+  assert.equal(wasm.length, 1, `a .wasm in .next/static/media: ${wasm}`);
+  assert.ok(server && server.exitCode === null, 'next start runs (the previous test)');
+  const port = server.spawnargs[server.spawnargs.indexOf('-p') + 1];
+  const res = await fetch(`http://127.0.0.1:${port}/url`);
+  assert.equal(res.status, 200);
+  const text = (await res.text()).replaceAll('<!-- -->', '');
+  assert.match(text, /<p id="feed" data-status="connecting">url-feed-marker: 0 events<\/p>/);
+  const served = await fetch(`http://127.0.0.1:${port}/_next/static/media/${wasm[0]}`);
+  assert.equal(served.status, 200);
+  assert.equal(served.headers.get('content-type'), 'application/wasm');
 });

@@ -198,7 +198,7 @@ test('resume after the bridge is killed and restarted: nothing lost after reconn
   }
 });
 
-test('getToken is called before each connect and once more after a 401', async () => {
+test('getToken is called for the first connection and once more right after a 401', async () => {
   const user = 'node-401';
   let calls = 0;
   const c = collector();
@@ -342,7 +342,7 @@ test('isRealtimeError: true for the errors the SDK gives onError, false for plai
   // The codes of real errors are known ones; other strings (a newer bridge's) are not.
   assert.equal(isKnownErrorCode(forbidden.code), true);
   assert.equal(isKnownErrorCode(network.code), true);
-  for (const other of ['some_future_code', 'unauthenticated', 'toString', '', undefined, 403]) {
+  for (const other of ['some_future_code', 'unauthorised', 'toString', '', undefined, 403]) {
     assert.equal(isKnownErrorCode(other), false, String(other));
   }
 });

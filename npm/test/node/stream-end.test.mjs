@@ -1,7 +1,8 @@
 // The bridge ends streams with an `end` control frame (token expired, max lifetime, shutdown);
-// the SDK reconnects at once with its cursor, fetching a fresh token first. Real nats-server
-// (JetStream: history mode) and real bridge processes; events published through JetStream so
-// each one's sequence (its envelope id) is known. Every backoff is 30 s: one would be obvious.
+// the SDK reconnects at once with its cursor, with a fresh token after `token_expired` and the
+// same one otherwise. Real nats-server (JetStream: history mode) and real bridge processes;
+// events published through JetStream so each one's sequence (its envelope id) is known. Every
+// backoff is 30 s: one would be obvious.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { subscribe } from 'realtime-bridge';
@@ -168,8 +169,8 @@ test('end / token_expired: getToken gives a fresh token before each immediate re
     assert.ok(await streamsCut(bridge, 'token_expired') >= 3, 'the bridge ended the streams for token_expired');
     const fetches = fetchesFor(user);
     const delays = checkImmediateReconnects(c, user, 1000);
-    // getToken was called before every request, and again after each `end`: each request
-    // carries the token handed out last before it, a new one each time.
+    // Each `end` is a `token_expired`, so getToken was called before every request: each
+    // request carries the token handed out last before it, a new one each time.
     assert.equal(handedOut.length, fetches.length, 'one getToken call per request (no 401 on the way)');
     fetches.forEach((f, i) => {
       assert.ok(handedOut[i].t <= f.t && (i === 0 || handedOut[i].t >= fetches[i - 1].t), `getToken ran before request ${i}`);
@@ -217,7 +218,7 @@ test('end / max_lifetime: immediate reconnection with the same (still valid) tok
   }
 });
 
-test('end / shutdown: SIGTERM to the bridge, another instance takes over the url; immediate resume, nothing lost or twice', { timeout: 90000 }, async () => {
+test('end / shutdown: SIGTERM to the bridge, another instance takes over the url; immediate resume with the same token, nothing lost or twice', { timeout: 90000 }, async () => {
   const nats = await startNats();
   let a;
   let b;
@@ -261,7 +262,7 @@ test('end / shutdown: SIGTERM to the bridge, another instance takes over the url
     // The jitter after a shutdown is under 250 ms; the backoff would have been 30 s.
     const delays = checkImmediateReconnects(c, user, 1000);
     assert.ok(reopenedIn < 5000, `open again ${reopenedIn} ms after the SIGTERM`);
-    assert.equal(tokens, 2, 'getToken before each of the two requests');
+    assert.equal(tokens, 1, 'the reconnection reuses the token: no getToken call for a shutdown');
     assert.deepEqual(c.errors, [], 'onError was not called');
     assert.ok(c.events.every((e) => e.event !== 'end'), 'no control frame reached the callback');
     console.log(`sdk-end shutdown: reconnected after ${delays[0]} ms, open on B ${reopenedIn} ms after the SIGTERM, ${keys.length} events`);

@@ -26,3 +26,14 @@ export const app = (
     </RealtimeTestProvider>
   </RealtimeProvider>
 );
+
+// The .wasm by URL: the same API, an asynchronous load.
+import { load as loadByUrl, subscribe as subscribeByUrl } from 'realtime-bridge/url';
+import { useRealtime as useRealtimeByUrl } from 'realtime-bridge/url/react';
+
+export const ready: Promise<void> = loadByUrl(new URL('https://cdn.example.com/realtime_bridge_sdk_bg.wasm'));
+subscribeByUrl('42', null, () => {}).close();
+export function Feed() {
+  const { status, error } = useRealtimeByUrl({ userId: '42' });
+  return <p>{error?.code === 'wasm_load_failed' ? 'no wasm' : status}</p>;
+}

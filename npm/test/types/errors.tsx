@@ -1,10 +1,12 @@
 // Type-level test: error codes (`RealtimeErrorCode`), the `isRealtimeError` and
-// `isKnownErrorCode` guards, against the package's .d.ts, from each entry point.
+// `isKnownErrorCode` guards and `UnauthorizedError`, against the package's .d.ts, from each
+// entry point.
 import type { ReactElement } from 'react';
 import {
   isKnownErrorCode,
   isRealtimeError,
   subscribe,
+  UnauthorizedError,
   type BridgeErrorCode,
   type ClientErrorCode,
   type KnownRealtimeErrorCode,
@@ -15,12 +17,14 @@ import {
   isKnownErrorCode as isKnownErrorCodeReact,
   isRealtimeError as isRealtimeErrorReact,
   RealtimeProvider,
+  UnauthorizedError as UnauthorizedErrorReact,
   useRealtime,
 } from 'realtime-bridge/react';
 import {
   createTestRealtime,
   isKnownErrorCode as isKnownErrorCodeTesting,
   isRealtimeError as isRealtimeErrorTesting,
+  UnauthorizedError as UnauthorizedErrorTesting,
 } from 'realtime-bridge/testing';
 
 type Equal<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false;
@@ -53,15 +57,17 @@ const statusOf = {
   unavailable: 503,
   network_error: null,
   token_error: null,
+  unauthenticated: null,
   heartbeat_timeout: null,
   invalid_event: null,
+  wasm_load_failed: null,
 } as const satisfies Record<KnownRealtimeErrorCode, number | null>;
 void statusOf;
 assertType<Equal<KnownRealtimeErrorCode, BridgeErrorCode | ClientErrorCode>>();
 assertType<Equal<Extract<BridgeErrorCode, ClientErrorCode>, never>>();
 
 // @ts-expect-error: not a code anything produces (a 401 is `unauthorized`)
-const unknownKnown: KnownRealtimeErrorCode = 'unauthenticated';
+const unknownKnown: KnownRealtimeErrorCode = 'unauthorised';
 void unknownKnown;
 // @ts-expect-error: the SDK's codes are not the bridge's
 const notBridge: BridgeErrorCode = 'network_error';
@@ -93,13 +99,15 @@ if (isKnownErrorCode(err.code)) {
     void forbidden;
   }
   // @ts-expect-error: no such known code
-  if (err.code === 'unauthenticated') void err;
+  if (err.code === 'unauthorised') void err;
   // ...and a switch over the known codes is exhaustive.
   switch (err.code) {
     case 'network_error':
     case 'token_error':
+    case 'unauthenticated':
     case 'heartbeat_timeout':
-    case 'invalid_event': {
+    case 'invalid_event':
+    case 'wasm_load_failed': {
       const own: ClientErrorCode = err.code;
       void own;
       break;
@@ -173,3 +181,24 @@ export function WithProvider(): ReactElement {
 const rt = createTestRealtime();
 rt.fail({ status: 403, code: 'forbidden', final: true });
 rt.fail({ code: 'some_future_code' });
+
+// UnauthorizedError: one class per entry point's types, an Error, thrown from getToken (which
+// may also give null when signed out).
+assertType<Equal<typeof UnauthorizedErrorReact, typeof UnauthorizedError>>();
+assertType<Equal<typeof UnauthorizedErrorTesting, typeof UnauthorizedError>>();
+const signedOut: Error = new UnauthorizedError();
+const withMessage = new UnauthorizedError('session ended');
+const name: string = withMessage.name;
+void [signedOut, name];
+declare const session: { token: string | null };
+subscribe('42', null, () => {}, {
+  url: 'https://rt.example.com',
+  getToken: async () => {
+    if (!session.token) throw new UnauthorizedError('session ended');
+    return session.token;
+  },
+  onError: (error) => {
+    if (error.code === 'unauthenticated') console.log('signed out');
+  },
+});
+subscribe('42', null, () => {}, { url: 'https://rt.example.com', getToken: () => session.token });

@@ -1,19 +1,21 @@
 //! What the subscriptions of one url + user share: the listeners and their routing (the
-//! [`Demux`]), the status, the command channel to the connection's task, and the `online`
-//! listener; and the registry of open connections.
+//! [`Demux`]), the status, the command channel to the connection's task, when a byte last
+//! came, the stream being replaced; and the registry of open connections, which the page's
+//! network and visibility events reach through [`network`].
 //!
 //! The subscriptions and `subscribe` change the listeners directly (a closed subscription
 //! must get nothing more, at once) and read the status and cursor (synchronous getters);
 //! everything about connecting goes through [`Commands`] to the task (`handler`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
+use web_sys::AbortController;
 
 use super::commands::{Command, Commands};
-use super::online::OnlineListener;
+use super::delivery::Reader;
 use super::options::Callbacks;
 use crate::demux::{Demux, Filter, ListenerId};
 
@@ -74,6 +76,23 @@ pub(super) struct State {
     pub(super) status: Status,
 }
 
+/// The stream being replaced by a grown one (make-before-break), until the new one has
+/// taken over: then aborted (`Drop`).
+#[derive(Debug)]
+pub(super) struct OldStream {
+    pub(super) ctrl: AbortController,
+    /// When the new stream opened (`Date.now()`); 0 while it is connecting.
+    pub(super) since: Cell<f64>,
+    /// Its reader (the body's sink and its watchdog), dropped with it, after the abort.
+    pub(super) _reader: Reader,
+}
+
+impl Drop for OldStream {
+    fn drop(&mut self) {
+        self.ctrl.abort();
+    }
+}
+
 /// One HTTP stream shared by every subscription of the same url + user.
 #[derive(Debug)]
 pub(super) struct Connection {
@@ -81,7 +100,47 @@ pub(super) struct Connection {
     key: String,
     pub(super) state: RefCell<State>,
     pub(super) commands: Commands,
-    online: RefCell<Option<OnlineListener>>,
+    /// When the last byte came (`Date.now()`), or the current stream opened.
+    pub(super) last: Rc<Cell<f64>>,
+    /// The bridge's heartbeat interval as the watchdog assumes it (a third of
+    /// `heartbeatTimeoutMs`): longer without a byte, the link counts as silent (`network`).
+    pub(super) quiet_ms: f64,
+    /// `closeWhenHidden`.
+    close_when_hidden: bool,
+    pub(super) old: RefCell<Option<OldStream>>,
+}
+
+/// What [`network`] is told (the TypeScript layer listens to the page's events).
+const OFFLINE: u32 = 0;
+const ONLINE: u32 = 1;
+const VISIBLE: u32 = 2;
+const HIDDEN: u32 = 3;
+
+/// The page went `offline` (0), `online` (1), visible (2) or hidden (3): every open
+/// connection reacts (docs/protocol.md §6.2).
+#[wasm_bindgen(js_name = network)]
+pub fn network(event: u32) {
+    // By index, from the end: a callback that closes a connection (`set_status`) removes it
+    // from the registry: none is skipped (at worst one is told twice, which changes nothing).
+    let mut i = REGISTRY.with(|r| r.borrow().len());
+    while i > 0 {
+        i -= 1;
+        let Some(c) = REGISTRY.with(|r| r.borrow().get(i).cloned()) else { continue };
+        let silent = c.status() == Status::Open && js_sys::Date::now() - c.last.get() > c.quiet_ms;
+        let cmd = match event {
+            OFFLINE => Command::Offline,
+            ONLINE => Command::Online,
+            VISIBLE => Command::Resume,
+            _ if c.close_when_hidden => Command::Pause,
+            _ => continue,
+        };
+        c.commands.send(cmd);
+        if event == OFFLINE {
+            c.set_status(Status::Reconnecting);
+        } else if silent && event != HIDDEN {
+            c.commands.send(Command::Reconnect);
+        }
+    }
 }
 
 thread_local! {
@@ -95,19 +154,34 @@ impl Connection {
         REGISTRY.with(|r| r.borrow().iter().find(|c| c.key == key).cloned())
     }
 
-    /// A new connection whose first listener was added to `demux`: it listens to `online`
-    /// and is registered (its task is the caller's to start).
-    pub(super) fn open(key: String, demux: Demux, listener: Listener) -> Rc<Self> {
+    /// A new connection whose first listener was added to `demux`, registered (its task is
+    /// the caller's to start).
+    pub(super) fn open(
+        key: String,
+        demux: Demux,
+        listener: Listener,
+        heartbeat_ms: f64,
+        close_when_hidden: bool,
+    ) -> Rc<Self> {
         let conn = Rc::new(Self {
             key,
             state: RefCell::new(State { demux, listeners: vec![listener], status: Status::Connecting }),
             commands: Commands::default(),
-            online: RefCell::new(None),
+            last: Rc::new(Cell::new(0.0)),
+            // No watchdog: the bridge's default heartbeat.
+            quiet_ms: if heartbeat_ms > 0.0 { heartbeat_ms / 3.0 } else { 15_000.0 },
+            close_when_hidden,
+            old: RefCell::new(None),
         });
-        let online = OnlineListener::new(Rc::downgrade(&conn));
-        *conn.online.borrow_mut() = online;
         REGISTRY.with(|r| r.borrow_mut().push(Rc::clone(&conn)));
         conn
+    }
+
+    /// Closes the stream being replaced, if any.
+    pub(super) fn close_old(&self) {
+        let old = self.old.borrow_mut().take();
+        drop(old);
+        self.state.borrow_mut().demux.close_old();
     }
 
     /// Adds a listener; when its events are not all in the current request, the connection
@@ -198,7 +272,7 @@ impl Connection {
     }
 
     /// Closes the connection: status `closed` (told to no one: the caller does), `Close` to the
-    /// task (which aborts its request and ends its wait), the `online` listener removed, and
+    /// task (which aborts its request and ends its wait), a stream being replaced aborted, and
     /// out of the registry.
     pub(super) fn shut_down(&self) {
         let was_open = {
@@ -207,8 +281,8 @@ impl Connection {
         };
         if was_open {
             self.commands.send(Command::Close);
-            let online = self.online.borrow_mut().take();
-            drop(online);
+            let old = self.old.borrow_mut().take();
+            drop(old);
         }
         REGISTRY.with(|r| r.borrow_mut().retain(|c| !std::ptr::eq(&**c, self)));
     }

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use js_sys::{Reflect, Uint8Array, JSON};
+use js_sys::{Array, Promise, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -22,9 +22,31 @@ extern "C" {
     fn console_error(value: &JsValue);
 }
 
+/// How long a stream being replaced is kept once the new one is open, at most: what it
+/// still had in flight has come by then. (Closed sooner when an event came on both.)
+const HANDOVER_GRACE_MS: f64 = 1000.0;
+
+/// What reads a stream: the body's sink (its `write`) and the watchdog. For a stream being
+/// replaced, owned by the connection's `OldStream` (dropped when it is closed; dropping a
+/// closure from within its own call is deferred by wasm-bindgen to the call's end).
+#[derive(Debug)]
+pub(super) struct Reader {
+    _write: Closure<dyn FnMut(JsValue)>,
+    _watchdog: Option<Watchdog>,
+}
+
+/// How the read of a stream ended.
+pub(super) enum Read {
+    /// The stream ended (closed, failed, aborted, silent too long), with the reason of the
+    /// bridge's `end` if it sent one.
+    Done(Option<EndReason>),
+    /// A grown filter asked for a new stream: this one goes on being read as the old one
+    /// (the pipe is still running) by the reader returned, until closed.
+    HandedOver(Reader),
+}
+
 /// Reads chunks until the stream ends, fails, is aborted, or stays silent for longer than
-/// `heartbeat_ms` (0 or less: no limit). Returns the reason of the bridge's `end`, if it
-/// sent one.
+/// `heartbeat_ms` (0 or less: no limit), or until a hand-over.
 ///
 /// The body is piped into a sink whose `write` is called by the browser for each chunk: one
 /// promise for the whole stream, where a `reader.read()` loop costs a promise, a Rust future
@@ -34,50 +56,74 @@ pub(super) async fn read_stream(
     body: &ReadableStream,
     ctrl: &AbortController,
     heartbeat_ms: f64,
-) -> Option<EndReason> {
-    let watchdog = (heartbeat_ms > 0.0).then(|| Watchdog::start(heartbeat_ms, ctrl));
+) -> Read {
+    conn.last.set(js_sys::Date::now());
+    let watchdog = (heartbeat_ms > 0.0).then(|| Watchdog::start(heartbeat_ms, ctrl, &conn.last));
     let end = Rc::new(Cell::new(None));
-    let (c, e, abort) = (Rc::clone(conn), Rc::clone(&end), ctrl.clone());
-    let chunks = watchdog.as_ref().map(Watchdog::chunks);
+    // Set at a hand-over: this stream is the one being replaced.
+    let is_old = Rc::new(Cell::new(false));
+    let (c, e, o, abort) = (Rc::clone(conn), Rc::clone(&end), Rc::clone(&is_old), ctrl.clone());
     let write = Closure::<dyn FnMut(JsValue)>::new(move |chunk: JsValue| {
-        if let Some(n) = &chunks {
-            n.set(n.get().wrapping_add(1));
-        }
-        // A body's chunks are Uint8Arrays (Fetch standard): read as one, not wrapped in a
-        // new one (an allocation and a call out of WebAssembly per chunk).
-        if let Some(reason) = deliver(&c, &chunk.unchecked_into::<Uint8Array>().to_vec()) {
-            e.set(Some(reason));
-        }
-        // Closed, or the bridge said `end`: close our side now rather than wait for
-        // the bridge's close (the reconnection need not wait for it).
-        if e.get().is_some() || c.is_closed() {
-            abort.abort();
+        let old = o.get();
+        c.last.set(js_sys::Date::now());
+        if chunk.is_object() {
+            // A body's chunks are Uint8Arrays (Fetch standard): read as one, not wrapped in a
+            // new one (an allocation and a call out of WebAssembly per chunk).
+            let (reason, dup) = deliver(&c, &chunk.unchecked_ref::<Uint8Array>().to_vec(), old);
+            if !old && reason.is_some() {
+                e.set(reason);
+            }
+            // Closed, or the bridge said `end`: close our side now rather than wait for
+            // the bridge's close (the reconnection need not wait for it).
+            if e.get().is_some() || c.is_closed() {
+                abort.abort();
+            }
+            // An event both streams carried: the old one has delivered everything it got
+            // before the new one started, and the new one carries the rest (or, failing
+            // that, once the new one has been open for a while).
+            let due = c
+                .old
+                .borrow()
+                .as_ref()
+                .is_some_and(|o| o.since.get() > 0.0 && js_sys::Date::now() - o.since.get() >= HANDOVER_GRACE_MS);
+            if dup || due {
+                c.close_old();
+            }
         }
     });
     let sink = js_sys::Object::new();
     if Reflect::set(&sink, &JsValue::from_str("write"), write.as_ref()).is_err() {
-        return None;
+        return Read::Done(None);
     }
-    let Ok(dest) = WritableStream::new_with_underlying_sink(&sink) else { return None };
-    // Ends when the body does, or rejects when it fails or is aborted: either way, done.
-    let _ = JsFuture::from(body.pipe_to(&dest)).await;
+    let Ok(dest) = WritableStream::new_with_underlying_sink(&sink) else { return Read::Done(None) };
+    // Ends when the body does, or rejects when it fails or is aborted: either way, done; or
+    // resolves with `true` for a hand-over.
+    let pipe = body.pipe_to(&dest);
+    let raced = JsFuture::from(Promise::race(&Array::of2(&pipe, &conn.commands.handover()))).await;
+    conn.commands.end_handover();
+    if raced.is_ok_and(|v| v.is_truthy()) {
+        is_old.set(true);
+        return Read::HandedOver(Reader { _write: write, _watchdog: watchdog });
+    }
     drop(write);
     if watchdog.as_ref().is_some_and(Watchdog::fired) {
         conn.report_error(&errors::heartbeat_timeout(heartbeat_ms));
     }
-    end.get()
+    Read::Done(end.get())
 }
 
-/// Parses `bytes`, de-duplicates, and calls each target's callback. Returns the reason of
-/// an `end` frame among them (for the connection only: never handed to a callback).
-fn deliver(conn: &Connection, bytes: &[u8]) -> Option<EndReason> {
+/// Parses `bytes` (of the old stream, if `old`), de-duplicates, and calls each target's
+/// callback. Returns the reason of an `end` frame among them (for the connection only: never
+/// handed to a callback), and whether an event was a duplicate.
+fn deliver(conn: &Connection, bytes: &[u8], old: bool) -> (Option<EndReason>, bool) {
     let mut end = None;
+    let mut dup = false;
     let mut calls: Vec<(ListenerId, FrameKind, JsValue)> = Vec::new();
     let mut bad: Vec<JsValue> = Vec::new();
     {
         let mut st = conn.state.borrow_mut();
         let mut frames = Vec::new();
-        st.demux.push(bytes, &mut frames);
+        st.demux.push(bytes, old, &mut frames);
         for f in frames {
             if let FrameKind::End(reason) = f.kind {
                 end = Some(reason);
@@ -101,6 +147,7 @@ fn deliver(conn: &Connection, bytes: &[u8]) -> Option<EndReason> {
                 _ => None,
             };
             if !st.demux.admit(f.kind, id) {
+                dup = true;
                 continue;
             }
             for t in f.targets {
@@ -138,5 +185,5 @@ fn deliver(conn: &Connection, bytes: &[u8]) -> Option<EndReason> {
             }
         }
     }
-    end
+    (end, dup)
 }

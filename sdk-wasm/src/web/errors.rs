@@ -99,11 +99,12 @@ pub(super) fn no_url() -> JsValue {
 
 // Given to `onError` (RealtimeError).
 
-/// `getToken()` threw or its promise rejected.
-pub(super) fn token_error(thrown: &JsValue) -> JsValue {
+/// `getToken()` threw or its promise rejected: `token_error`, retried; or, when `signed_out`
+/// (an `UnauthorizedError`), `unauthenticated`, final.
+pub(super) fn token_error(thrown: &JsValue, signed_out: bool) -> JsValue {
     let mut m = String::from("getToken failed: ");
     m.push_str(&error_text(thrown));
-    realtime_error(&m, None, Some("token_error"), false)
+    realtime_error(&m, None, Some(if signed_out { "unauthenticated" } else { "token_error" }), signed_out)
 }
 
 /// `fetch` rejected (not because we aborted it).

@@ -1,10 +1,16 @@
 //! The connection's task: connect, read, reconnect, until closed (docs/protocol.md §6.2).
 //!
 //! It alone connects, waits and decides; it owns the loop's state (the backoff's attempt
-//! count, the one retry after a 401, what the commands asked for) and learns of `close()`,
-//! `reconnect()`, a grown filter and `online` from its command channel, which it reads at
-//! each point where they change what comes next.
+//! count, the one retry after a 401, whether the last token was refused or expired, what the
+//! commands asked for) and learns of `close()`, `reconnect()`, a grown filter and the page's
+//! network and visibility events from its command channel, which it reads at each point where
+//! they change what comes next.
+//!
+//! A grown filter while a stream is open is a hand-over (make-before-break): the open
+//! stream goes on being read as the connection's `old` one while the task connects again,
+//! and is closed once the new one has taken over (`delivery`), or before any wait.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise, JSON};
@@ -14,7 +20,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, RequestInit, Response};
 
 use super::commands::Command;
-use super::connection::{Connection, Status};
+use super::connection::{Connection, OldStream, Status};
+use super::delivery::Read;
 use super::options::{self, ConnectionOptions};
 use super::{delivery, errors};
 use crate::backoff::Backoff;
@@ -36,8 +43,10 @@ enum Outcome {
     End(EndReason),
     /// Wait, then connect again.
     Retry,
-    /// 400 / 403: the subscription is over.
+    /// 400 / 403, or signed out: the subscription is over.
     Final,
+    /// Not connected: `closeWhenHidden` and the page is hidden.
+    Pause,
 }
 
 /// The task of one connection (async-nats' `ConnectionHandler`: the subscriptions hold the
@@ -49,6 +58,9 @@ pub(super) struct ConnectionHandler {
     endpoint: String,
     token: Option<String>,
     get_token: Option<Function>,
+    /// The last token was refused (401) or expired (`end` / `token_expired`): `getToken(true)`
+    /// until it gives another.
+    stale_token: bool,
     backoff: Backoff,
     heartbeat_ms: f64,
     /// Failed attempts since the last open stream (or reset).
@@ -61,16 +73,20 @@ pub(super) struct ConnectionHandler {
     restart: bool,
     /// Received: reset the attempt count before the next connection.
     reset_attempts: bool,
+    /// `closeWhenHidden` and the page is hidden: no connection until resumed.
+    paused: bool,
 }
 
 impl ConnectionHandler {
     pub(super) fn new(conn: Rc<Connection>, endpoint: String, options: ConnectionOptions) -> Self {
-        let ConnectionOptions { backoff, last_event_id: _, token, get_token, heartbeat_ms } = options;
+        let ConnectionOptions { backoff, last_event_id: _, token, get_token, heartbeat_ms, close_when_hidden: _ } =
+            options;
         Self {
             conn,
             endpoint,
             token,
             get_token,
+            stale_token: false,
             backoff,
             heartbeat_ms,
             attempt: 0,
@@ -78,6 +94,7 @@ impl ConnectionHandler {
             closed: false,
             restart: false,
             reset_attempts: false,
+            paused: false,
         }
     }
 
@@ -91,6 +108,9 @@ impl ConnectionHandler {
                     self.reset_attempts = true;
                 }
                 Command::Online => self.reset_attempts = true,
+                Command::Offline => {}
+                Command::Pause => self.paused = true,
+                Command::Resume => self.paused = false,
                 Command::Close => self.closed = true,
             }
         }
@@ -109,14 +129,20 @@ impl ConnectionHandler {
                 self.reset_attempts = false;
                 self.attempt = 0;
             }
-            self.conn.set_status(if first { Status::Connecting } else { Status::Reconnecting });
+            // While a stream is being replaced it still delivers: the status stays.
+            if self.conn.old.borrow().is_none() {
+                self.conn.set_status(if first { Status::Connecting } else { Status::Reconnecting });
+            }
             first = false;
-            let outcome = self.connect_once().await;
+            // Paused: wait for a command (the longest timer there is), at the one sleep below.
+            let outcome = if self.paused { Outcome::Pause } else { self.connect_once().await };
+            let pause = matches!(outcome, Outcome::Pause);
             self.receive();
             if self.closed {
                 break;
             }
             let delay = match outcome {
+                Outcome::Pause => 2_147_483_647.0,
                 Outcome::Closed => break,
                 Outcome::Final => {
                     self.conn.shut_down();
@@ -125,30 +151,36 @@ impl ConnectionHandler {
                     break;
                 }
                 Outcome::Now => continue,
-                Outcome::Retry if self.restart => continue,
+                Outcome::Retry if self.restart || self.paused => continue,
                 Outcome::End(reason) => {
                     // The bridge asked for this reconnection: no backoff, and the attempt count
-                    // stays as the successful open left it. `getToken()` is awaited before it, as
-                    // before every connection: after `token_expired` that is the fresh token (a
-                    // fixed `token` is sent again and a 401 is handled as usual).
+                    // stays as the successful open left it. After `token_expired` getToken is
+                    // told the token is stale (a fixed `token` is sent again, and a 401 is
+                    // handled as usual).
+                    self.stale_token |= reason == EndReason::TokenExpired;
                     self.conn.set_status(Status::Reconnecting);
                     reason.reconnect_delay_ms(js_sys::Math::random())
                 }
                 Outcome::Retry => {
                     self.conn.set_status(Status::Reconnecting);
-                    let delay = self.backoff.delay_ms(self.attempt, js_sys::Math::random());
+                    // The server's `retry:` is the floor.
+                    let floor = self.conn.state.borrow().demux.server_retry_ms();
+                    let delay = self.backoff.delay_with_floor_ms(self.attempt, js_sys::Math::random(), floor);
                     self.attempt = self.attempt.saturating_add(1);
-                    f64::from(delay)
+                    delay
                 }
             };
-            // One sleep for both (each await point costs wasm size); ended early by any
-            // command.
+            // One sleep for all (each await point costs wasm size); ended early by any
+            // command (but `Offline`). A stream being replaced does not outlive a wait.
+            self.conn.close_old();
             self.receive();
-            if self.closed || self.restart {
+            // (Resumed already: connect now.)
+            if self.closed || !self.paused && (self.restart || pause) {
                 continue;
             }
             self.conn.commands.sleep(delay).await;
         }
+        self.conn.close_old();
     }
 
     /// One request: token, fetch, status handling, reading the stream to its end.
@@ -156,8 +188,11 @@ impl ConnectionHandler {
         let token = match self.fetch_token().await {
             Ok(t) => t,
             Err(e) => {
-                self.conn.report_error(&errors::token_error(&e));
-                return Outcome::Retry;
+                // An `UnauthorizedError` (by name: it may come from another copy of the
+                // package or another realm): signed out, the subscription is over.
+                let signed_out = options::get(&e, "name") == JsValue::from_str("UnauthorizedError");
+                self.conn.report_error(&errors::token_error(&e, signed_out));
+                return if signed_out { Outcome::Final } else { Outcome::Retry };
             }
         };
         let Ok(ctrl) = AbortController::new() else {
@@ -211,6 +246,7 @@ impl ConnectionHandler {
             }
         };
         let status = response.status();
+        self.stale_token |= status == 401;
         if status == 401 && !self.retried_401 {
             // The token may just have expired: ask getToken again, once, right away.
             self.retried_401 = true;
@@ -234,8 +270,20 @@ impl ConnectionHandler {
             return Outcome::Retry;
         };
         self.attempt = 0;
+        if let Some(o) = &*self.conn.old.borrow() {
+            o.since.set(js_sys::Date::now());
+        }
         self.conn.set_status(Status::Open);
-        let end = delivery::read_stream(&self.conn, &body, &ctrl, self.heartbeat_ms).await;
+        let end = match delivery::read_stream(&self.conn, &body, &ctrl, self.heartbeat_ms).await {
+            Read::HandedOver(reader) => {
+                // This stream goes on as the old one (an older one is closed); connect again.
+                self.conn.close_old();
+                self.conn.state.borrow_mut().demux.hand_over();
+                *self.conn.old.borrow_mut() = Some(OldStream { ctrl, since: Cell::new(0.0), _reader: reader });
+                return Outcome::Now;
+            }
+            Read::Done(end) => end,
+        };
         // Ends the body if it is still open (no-op otherwise). Not `reader.cancel()`: its
         // promise rejects on an errored stream, an unhandled rejection in Node.
         ctrl.abort();
@@ -248,11 +296,13 @@ impl ConnectionHandler {
         }
     }
 
-    /// The token for the next request: `getToken()` (awaited) if given, else `token`.
-    async fn fetch_token(&self) -> Result<Option<String>, JsValue> {
-        let Some(get) = self.get_token.clone() else { return Ok(self.token.clone()) };
-        let v = get.call0(&JsValue::NULL)?;
+    /// The token for the next request: `getToken(stale_token)` (awaited) if given, else
+    /// `token`.
+    async fn fetch_token(&mut self) -> Result<Option<String>, JsValue> {
+        let Some(get) = &self.get_token else { return Ok(self.token.clone()) };
+        let v = get.call1(&JsValue::NULL, &JsValue::from_bool(self.stale_token))?;
         let v = JsFuture::from(Promise::resolve(&v)).await?;
+        self.stale_token = false;
         Ok(v.as_string().filter(|t| !t.is_empty()))
     }
 }

@@ -9,18 +9,18 @@
 //!   command channel to the task), and the registry of open connections;
 //! * `commands`: that channel (`Command`s in, the task's waits interrupted);
 //! * `handler`: the connection's task, the reconnect loop;
-//! * `delivery`: the response body to the callbacks; `watchdog`: the heartbeat timeout;
-//! * `online`: the browser's `online` event, as a command.
+//! * `delivery`: the response body to the callbacks; `watchdog`: the heartbeat timeout.
+//!
+//! The page's `online`, `offline` and `visibilitychange` events are listened to by the
+//! TypeScript layer (cheaper there), which calls [`network`].
 //!
 //! Rules kept throughout:
 //! * No JavaScript callback is ever called while a `RefCell` of ours is
 //!   borrowed: a callback may call `close()`, `reconnect()` or `subscribe()`.
 //! * Every JS closure we hand out is a `Closure` owned on the Rust side, and
-//!   dropped (its listener removed, its timer cleared) in a `Drop`, never
-//!   `forget()`: the `online` listener by the shared connection, which the
-//!   `Subscription`s own (dropped when the last subscription closes); the body's
+//!   dropped (its timer cleared) in a `Drop`, never `forget()`: the body's
 //!   `write` sink and the watchdog's interval by the read of one stream (dropped
-//!   once the body has ended). Back-off timers get the `resolve` function of a
+//!   once the body has ended, also for a stream being replaced). Back-off timers get the `resolve` function of a
 //!   promise directly, so they need no Rust closure at all.
 //! * Messages are built with `String` pushes, not `format!`, to keep the
 //!   module small.
@@ -30,7 +30,6 @@ mod connection;
 mod delivery;
 mod errors;
 mod handler;
-mod online;
 mod options;
 mod ts;
 mod watchdog;
@@ -46,6 +45,7 @@ use wasm_bindgen_futures::spawn_local;
 
 use crate::demux::{parse_filter, Demux, ListenerId};
 use commands::Command;
+pub use connection::network;
 use connection::{Connection, Listener, Status};
 use handler::ConnectionHandler;
 use options::{ConnectionOptions, SubscribeOptions};
@@ -85,7 +85,7 @@ pub fn subscribe(
             let mut demux = Demux::new(opts.last_event_id.take());
             let (id, _) = demux.add(filter);
             listener.id = id;
-            let conn = Connection::open(key, demux, listener);
+            let conn = Connection::open(key, demux, listener, opts.heartbeat_ms, opts.close_when_hidden);
             spawn_local(ConnectionHandler::new(Rc::clone(&conn), endpoint, opts).run());
             (conn, id)
         }

@@ -113,6 +113,8 @@ pub(super) struct ConnectionOptions {
     pub(super) get_token: Option<Function>,
     /// `heartbeatTimeoutMs`; 0 or less: no watchdog.
     pub(super) heartbeat_ms: f64,
+    /// `closeWhenHidden`: no stream while the page is hidden.
+    pub(super) close_when_hidden: bool,
 }
 
 /// The heartbeat timeout when none is given (docs/protocol.md §6.1).
@@ -135,6 +137,7 @@ impl ConnectionOptions {
             token: get_string(options, "token").ok().filter(|t| !t.is_empty()),
             get_token: get_function(options, "getToken").ok(),
             heartbeat_ms: get_number(options, "heartbeatTimeoutMs").unwrap_or(DEFAULT_HEARTBEAT_MS),
+            close_when_hidden: get(options, "closeWhenHidden").is_truthy(),
         }
     }
 }

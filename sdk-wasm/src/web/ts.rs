@@ -18,7 +18,7 @@ export interface RawEnvelope {
   userId?: string;
 }
 
-/** Error given to `onError`. `final` is true when the subscription is closed for good (400, 403). */
+/** Error given to `onError`. `final` is true when the subscription is closed for good (400, 403, `unauthenticated`). */
 export interface RealtimeErrorLike extends Error {
   status?: number;
   code?: string;
@@ -29,10 +29,18 @@ export interface RealtimeErrorLike extends Error {
 export interface RawSubscribeOptions {
   url: string;
   token?: string | null;
-  getToken?: () => string | null | undefined | Promise<string | null | undefined>;
+  /**
+   * Called (and awaited) before every connection; `stale` is true when the bridge refused (401)
+   * or expired (`end` / `token_expired`) the token it gave last. A non-string or empty result:
+   * no `Authorization`. A throw or rejection is `token_error` (retried), or, for an error named
+   * `UnauthorizedError`, `unauthenticated` (final). The package wraps the app's `getToken` in
+   * one that reuses its token.
+   */
+  getToken?: (stale: boolean) => string | null | undefined | Promise<string | null | undefined>;
   lastEventId?: string | null;
   backoff?: { initialMs?: number; maxMs?: number; multiplier?: number; jitter?: number };
   heartbeatTimeoutMs?: number;
+  closeWhenHidden?: boolean;
   onStatus?: (status: SubscriptionStatus) => void;
   onError?: (error: RealtimeErrorLike) => void;
   onReset?: (info: { reason?: string }) => void;

@@ -19,17 +19,11 @@ extern "C" {
 /// Aborts the request when no byte has come for `ms` (not even a heartbeat).
 ///
 /// Events often arrive one per chunk: re-arming a timer for every chunk (a promise, a race
-/// and two timer calls each) cost more main-thread time than parsing the event, and even a
-/// `Date.now()` per chunk is a call out of WebAssembly. So a chunk only counts itself
-/// ([`Watchdog::chunks`]), and one interval checks now and then (every `ms` / 4): when the
-/// count moved it notes the time, else it cuts the stream once `ms` have passed since that
-/// note. The note is at most one interval after the last byte, so the stream is cut between
-/// `ms` and 1.25 × `ms` after it; the clock is read by the interval, so a throttled timer
-/// (background tab) only makes the check later, never early.
+/// and two timer calls each) cost more main-thread time than parsing the event. So a chunk
+/// only records when it came (the connection's `last`), and one interval checks now and then
+/// (`ms` / 4: the stream is cut between `ms` and 1.25 × `ms` after its last byte).
 #[derive(Debug)]
 pub(super) struct Watchdog {
-    /// Chunks received, shared with the interval's closure.
-    chunks: Rc<Cell<u32>>,
     /// Set by the closure when it aborted the request.
     fired: Rc<Cell<bool>>,
     interval: JsValue,
@@ -38,29 +32,18 @@ pub(super) struct Watchdog {
 }
 
 impl Watchdog {
-    pub(super) fn start(ms: f64, ctrl: &AbortController) -> Self {
-        let chunks = Rc::new(Cell::new(0u32));
+    /// `last`: when the last chunk came (`Date.now()`), set by the reader.
+    pub(super) fn start(ms: f64, ctrl: &AbortController, last: &Rc<Cell<f64>>) -> Self {
         let fired = Rc::new(Cell::new(false));
-        let (n, f, ctrl) = (Rc::clone(&chunks), Rc::clone(&fired), ctrl.clone());
-        // The count and time at the last tick that saw it move (or at the start).
-        let (mut seen, mut since) = (0u32, js_sys::Date::now());
+        let (l, f, ctrl) = (Rc::clone(last), Rc::clone(&fired), ctrl.clone());
         let tick = Closure::<dyn FnMut()>::new(move || {
-            let now = js_sys::Date::now();
-            if n.get() != seen {
-                seen = n.get();
-                since = now;
-            } else if !f.get() && now - since >= ms {
+            if !f.get() && js_sys::Date::now() - l.get() >= ms {
                 f.set(true);
                 ctrl.abort();
             }
         });
         let interval = set_interval(tick.as_ref().unchecked_ref(), (ms / 4.0).max(10.0));
-        Self { chunks, fired, interval, _tick: tick }
-    }
-
-    /// What a chunk increments when it comes.
-    pub(super) fn chunks(&self) -> Rc<Cell<u32>> {
-        Rc::clone(&self.chunks)
+        Self { fired, interval, _tick: tick }
     }
 
     /// Whether it cut the stream.
