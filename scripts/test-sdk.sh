@@ -35,7 +35,7 @@ set -e
 read -r rust_pass rust_fail < <(awk '/^test result:/{for(i=1;i<=NF;i++){if($(i+1)~/^passed/)p+=$i; if($(i+1)~/^failed/)f+=$i}} END{print p+0, f+0}' "$results/sdk-rust.log")
 echo "sdk-rust: $rust_pass passed, $rust_fail failed"
 [ "$rc" = 0 ]
-expect_count sdk-rust "$rust_pass" "$rust_fail" 23
+expect_count sdk-rust "$rust_pass" "$rust_fail" 25
 
 echo "== sdk: lint (ESLint: typescript-eslint, React hooks rules; npm/eslint.config.mjs; no warning allowed)"
 (cd npm && npm run --silent lint)

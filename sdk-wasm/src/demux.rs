@@ -10,16 +10,27 @@
 //! Nothing here touches JavaScript, so all of it is unit-tested natively; the
 //! wasm glue (`web`) only moves bytes in and calls callbacks.
 
-use std::collections::{BTreeSet, VecDeque};
-
 use realtime_bridge_wire::sse::{END, RESET};
 use realtime_bridge_wire::{EventName, IdError, SseEvent, SseParser};
 
 /// Identifies one listener (one `subscribe` call) within a [`Demux`].
 pub type ListenerId = u32;
 
-/// The event names a listener wants; `None` means every event.
-pub type Filter = Option<BTreeSet<String>>;
+/// The event names a listener wants, sorted and without duplicates; `None` means every
+/// event. (A sorted `Vec` rather than a `BTreeSet`: the B-tree's node code costs the wasm
+/// build kilobytes, and filters are a handful of names.)
+pub type Filter = Option<Vec<String>>;
+
+/// Adds `name` to the sorted, duplicate-free `set` (keeps it sorted: no sort code linked).
+fn insert_sorted(set: &mut Vec<String>, name: String) {
+    if let Err(at) = set.binary_search(&name) {
+        set.insert(at, name);
+    }
+}
+
+fn has(set: &[String], name: &str) -> bool {
+    set.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+}
 
 /// The start of a control frame's data (`{"reason":"..."}`, the wire crate's
 /// `write_control`); an event envelope starts with `{"id":`.
@@ -105,6 +116,22 @@ fn classify(ev: &SseEvent) -> FrameKind {
     }
 }
 
+/// The start of an event envelope as the bridge writes it: the `id` first.
+const ENVELOPE_ID: &str = "{\"id\":\"";
+
+/// The envelope id read straight from `data` when it has the bridge's shape: `{"id":"` then
+/// the id (a sequence number: no escape, no quote) and `",` or `"}`. That is the value
+/// `JSON.parse(data).id` gives, found without a call out of WebAssembly and a string copy
+/// back per event; anything else (`None`) is left to the parsed object.
+pub fn envelope_id(data: &str) -> Option<&str> {
+    let rest = data.strip_prefix(ENVELOPE_ID)?;
+    let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
+    // `get`, not slicing or `split_at`: no panic path (its message formatting costs the wasm
+    // build kilobytes), though `end` is an ASCII byte's index, so a char boundary.
+    let after = rest.as_bytes().get(end..end + 2)?;
+    (after == b"\"," || after == b"\"}").then(|| rest.get(..end)).flatten()
+}
+
 /// One parsed SSE event and the listeners it must be delivered to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -128,11 +155,11 @@ where
     S: AsRef<str>,
 {
     let Some(names) = names else { return Ok(None) };
-    let mut set = BTreeSet::new();
+    let mut set = Vec::new();
     for n in names {
         let n = n.as_ref();
         let name = EventName::parse(n).map_err(|e| (n.to_owned(), e))?;
-        set.insert(name.into_string());
+        insert_sorted(&mut set, name.into_string());
     }
     if set.is_empty() {
         return Err((String::new(), IdError::Empty));
@@ -145,39 +172,102 @@ fn covers(have: &Filter, want: &Filter) -> bool {
     match (have, want) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(h), Some(w)) => w.is_subset(h),
+        (Some(h), Some(w)) => w.iter().all(|n| has(h, n)),
     }
 }
 
 fn accepts(filter: &Filter, event: &str) -> bool {
-    filter.as_ref().is_none_or(|f| f.contains(event))
+    filter.as_ref().is_none_or(|f| has(f, event))
 }
 
-/// Remembers the last [`DEDUPE_CAPACITY`] envelope ids delivered (a B-tree rather than a
-/// hash set: the module already has B-tree code for filters, and no hasher is linked).
+/// Slots of the [`Dedupe`] index: a power of two, twice the capacity (load at most 1/2).
+const DEDUPE_SLOTS: usize = 2 * DEDUPE_CAPACITY;
+/// An empty [`Dedupe`] index slot.
+const FREE: u32 = u32::MAX;
+
+/// FNV-1a: the ids come from the bridge, and a few lines of hashing link far less code
+/// than std's `HashSet` (SipHash, random keys) or a `BTreeSet`.
+fn fnv1a(id: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in id.as_bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize
+}
+
+/// Remembers the last [`DEDUPE_CAPACITY`] envelope ids delivered: a ring of the ids in
+/// arrival order (the oldest is overwritten) and an open-addressing hash index into it
+/// (linear probing; a removal shifts the following entries back, so there are no
+/// tombstones and a lookup stops at the first free slot).
 #[derive(Debug, Default)]
 struct Dedupe {
-    set: BTreeSet<String>,
-    order: VecDeque<String>,
+    ring: Vec<String>,
+    /// Where the next id goes once the ring is full: its oldest entry.
+    oldest: usize,
+    /// [`DEDUPE_SLOTS`] ring positions or [`FREE`]; allocated on first use.
+    index: Vec<u32>,
 }
 
 impl Dedupe {
     fn forget(&mut self) {
-        self.set.clear();
-        self.order.clear();
+        *self = Dedupe::default();
+    }
+
+    /// `Ok(slot)` holding `id`, or `Err(slot)`: the free slot where it would go.
+    fn find(&self, id: &str) -> Result<usize, usize> {
+        let mut i = fnv1a(id) % DEDUPE_SLOTS;
+        loop {
+            match self.index[i] {
+                FREE => return Err(i),
+                at if self.ring[at as usize] == id => return Ok(i),
+                _ => i = (i + 1) % DEDUPE_SLOTS,
+            }
+        }
+    }
+
+    /// Frees `slot`, moving back the entries after it that probing would no longer reach.
+    fn remove(&mut self, mut slot: usize) {
+        let mut next = slot;
+        loop {
+            next = (next + 1) % DEDUPE_SLOTS;
+            let at = self.index[next];
+            if at == FREE {
+                break;
+            }
+            let home = fnv1a(&self.ring[at as usize]) % DEDUPE_SLOTS;
+            // The entry stays if its home is cyclically within (slot, next].
+            let stays = if slot <= next { slot < home && home <= next } else { slot < home || home <= next };
+            if !stays {
+                self.index[slot] = at;
+                slot = next;
+            }
+        }
+        self.index[slot] = FREE;
     }
 
     fn first_time(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
-            return false;
+        if self.index.is_empty() {
+            self.index = vec![FREE; DEDUPE_SLOTS];
         }
-        if self.order.len() >= DEDUPE_CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+        let Err(mut slot) = self.find(id) else { return false };
+        let at = if self.ring.len() < DEDUPE_CAPACITY {
+            self.ring.push(id.to_owned());
+            self.ring.len() - 1
+        } else {
+            let at = self.oldest;
+            if let Ok(old) = self.find(&self.ring[at]) {
+                self.remove(old);
             }
-        }
-        self.set.insert(id.to_owned());
-        self.order.push_back(id.to_owned());
+            // The removal may have moved entries: look for the free slot again.
+            if let Err(free) = self.find(id) {
+                slot = free;
+            }
+            self.ring[at].clear();
+            self.ring[at].push_str(id);
+            self.oldest = (at + 1) % DEDUPE_CAPACITY;
+            at
+        };
+        self.index[slot] = at as u32;
         true
     }
 }
@@ -254,11 +344,15 @@ impl Demux {
 
     /// The union of every listener's filter (`None`: all events).
     fn union(&self) -> Filter {
-        let mut all = BTreeSet::new();
+        let mut all = Vec::new();
         for (_, f) in &self.listeners {
             match f {
                 None => return None,
-                Some(names) => all.extend(names.iter().cloned()),
+                Some(names) => {
+                    for n in names {
+                        insert_sorted(&mut all, n.clone());
+                    }
+                }
             }
         }
         Some(all)
@@ -432,6 +526,26 @@ mod tests {
         let mut out = Vec::new();
         d.push(bytes, false, &mut out);
         out
+    }
+
+    #[test]
+    fn envelope_id_reads_the_bridge_shape_only() {
+        assert_eq!(envelope_id(&envelope("1734", "a")), Some("1734"));
+        assert_eq!(envelope_id("{\"id\":\"7\"}"), Some("7"));
+        assert_eq!(envelope_id("{\"id\":\"\",\"event\":\"a\"}"), Some(""));
+        // Anything else is left to JSON.parse: escapes, another key order, spacing, no end.
+        for other in [
+            "{\"id\":\"a\\\"b\",\"event\":\"a\"}",
+            "{\"id\":\"a\\u0041\",\"event\":\"a\"}",
+            "{\"event\":\"a\",\"id\":\"1\"}",
+            "{ \"id\":\"1\",\"event\":\"a\"}",
+            "{\"id\":1,\"event\":\"a\"}",
+            "{\"id\":\"1\" ,\"event\":\"a\"}",
+            "{\"id\":\"1",
+            "",
+        ] {
+            assert_eq!(envelope_id(other), None, "{other}");
+        }
     }
 
     #[test]
@@ -642,6 +756,39 @@ mod tests {
         // One more evicts the oldest.
         assert!(d.first_delivery("new"));
         assert!(d.first_delivery("1"));
+    }
+
+    /// The hash index agrees with a plain model (std's set + queue) across many evictions,
+    /// with ids drawn from a range wider than the capacity so that some come back after
+    /// being evicted and others while still remembered.
+    #[test]
+    fn dedupe_matches_a_model() {
+        let mut d = Dedupe::default();
+        let mut set = std::collections::HashSet::new();
+        let mut order = std::collections::VecDeque::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for step in 0..40_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = (x % 6_000).to_string();
+            let expected = if set.contains(&id) {
+                false
+            } else {
+                if order.len() == DEDUPE_CAPACITY {
+                    set.remove(&order.pop_front().unwrap());
+                }
+                set.insert(id.clone());
+                order.push_back(id.clone());
+                true
+            };
+            assert_eq!(d.first_time(&id), expected, "step {step}, id {id}");
+            if step == 25_000 {
+                d.forget();
+                set.clear();
+                order.clear();
+            }
+        }
     }
 
     #[test]

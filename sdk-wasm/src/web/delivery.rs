@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use js_sys::{Array, Promise, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, ReadableStream, WritableStream};
 
@@ -13,7 +14,7 @@ use super::connection::Connection;
 use super::errors;
 use super::options;
 use super::watchdog::Watchdog;
-use crate::demux::{EndReason, FrameKind, ListenerId};
+use crate::demux::{envelope_id, EndReason, FrameKind, ListenerId};
 
 #[wasm_bindgen]
 extern "C" {
@@ -66,7 +67,9 @@ pub(super) async fn read_stream(
         let old = o.get();
         c.last.set(js_sys::Date::now());
         if chunk.is_object() {
-            let (reason, dup) = deliver(&c, &Uint8Array::new(&chunk).to_vec(), old);
+            // A body's chunks are Uint8Arrays (Fetch standard): read as one, not wrapped in a
+            // new one (an allocation and a call out of WebAssembly per chunk).
+            let (reason, dup) = deliver(&c, &chunk.unchecked_ref::<Uint8Array>().to_vec(), old);
             if !old && reason.is_some() {
                 e.set(reason);
             }
@@ -132,8 +135,18 @@ fn deliver(conn: &Connection, bytes: &[u8], old: bool) -> (Option<EndReason>, bo
                 continue;
             };
             // In frame order: a `reset` makes the ids delivered before it forgotten.
-            let id = if f.kind == FrameKind::Event { options::get_string(&value, "id").ok() } else { None };
-            if !st.demux.admit(f.kind, id.as_deref()) {
+            let looked_up;
+            let id = match f.kind {
+                FrameKind::Event => match envelope_id(&f.data) {
+                    Some(id) => Some(id),
+                    None => {
+                        looked_up = options::get_string(&value, "id").ok();
+                        looked_up.as_deref()
+                    }
+                },
+                _ => None,
+            };
+            if !st.demux.admit(f.kind, id) {
                 dup = true;
                 continue;
             }
