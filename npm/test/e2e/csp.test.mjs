@@ -12,9 +12,8 @@
 // Build both pages first: npx vite build && npx vite build --config vite.url.config.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { join, dirname, extname, normalize } from 'node:path';
+import { join, dirname, extname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +21,7 @@ import { chromium } from 'playwright-core';
 import { createServer as createViteServer } from 'vite';
 import { startNats, startBridge, token, producer, openStreams } from '../helpers.mjs';
 import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
+import { serveFiles } from './static.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const urlDist = join(here, 'dist-url');
@@ -40,30 +40,20 @@ function policy(mode, bridgeOrigin) {
  * Content-Security-Policy header (the embedded page: strict).
  */
 function servePages() {
-  const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
   const served = [];
   // Set once the bridge listens (it needs the page's origin first, for CORS).
   const state = { bridgeOrigin: '' };
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    if (path === '/favicon.ico') {
-      res.writeHead(204).end();
-      return;
-    }
+  const server = serveFiles((path) => {
+    if (path === '/favicon.ico') return { body: '', type: 'image/x-icon' };
     const m = path.match(/^\/url\/(strict|nowasm|wrongmime)(\/.*)$/);
     const [root, mode, rel] = m ? [urlDist, m[1], m[2]] : [embeddedDist, 'strict', path];
-    const file = normalize(join(root, rel.endsWith('/') ? `${rel}index.html` : rel));
-    if (!file.startsWith(root) || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    let type = types[extname(file)] ?? 'application/octet-stream';
-    if (mode === 'wrongmime' && type === 'application/wasm') type = 'application/octet-stream';
-    served.push(path);
-    res.writeHead(200, { 'content-type': type, 'content-security-policy': policy(mode, state.bridgeOrigin) });
-    res.end(readFileSync(file));
+    const file = join(root, rel.endsWith('/') ? `${rel}index.html` : rel);
+    if (existsSync(file)) served.push(path); // what was really served, not a 404
+    const headers = { 'content-security-policy': policy(mode, state.bridgeOrigin) };
+    if (mode === 'wrongmime' && extname(file) === '.wasm') headers['content-type'] = 'application/octet-stream';
+    return { root, file, headers };
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, served, state })));
+  return server.then((s) => ({ server: s, served, state }));
 }
 
 let nats;

@@ -2,34 +2,21 @@
 // headless Chromium (Debian's, driven by playwright-core), a real bridge, a real nats-server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { join, dirname, extname } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { join, dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startNats, startBridge, token, producer, sleep } from '../helpers.mjs';
 import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
+import { serveFiles } from './static.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, 'dist');
 const shots = join(here, '..', '..', 'test-results');
 
 /** Serves dist/ on loopback. */
-function serveDist() {
-  const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
-  const server = createServer((req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
-    const file = join(dist, path === '/' ? 'index.html' : path);
-    if (!file.startsWith(dist) || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
+const serveDist = () => serveFiles((path) => ({ root: dist, file: join(dist, path === '/' ? 'index.html' : path) }));
 
 let nats;
 let pub;

@@ -6,14 +6,14 @@
 // is bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { join, dirname, extname, resolve } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startNats, startBridge, token, jsProducer, openStreams, waitFor } from '../helpers.mjs';
 import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
+import { serveFiles } from './static.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(here, '..', '..', 'dist');
@@ -57,24 +57,13 @@ rb.sub = subscribe(q.get('user'), events, (e) => rb.got.push({ id: e.id, event: 
  * build in ./dist: hooks and a plain subscribe under StrictMode) at /react.
  */
 function serve() {
-  const types = { '.js': 'text/javascript', '.html': 'text/html' };
-  const server = createServer((req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
-    if (path === '/') {
-      res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
-      return;
-    }
-    const [root, rel] =
-      path === '/react' ? [reactDist, 'index.html'] : path.startsWith('/assets/') ? [reactDist, path.slice(1)] : [dist, path.replace(/^\/dist\//, '')];
-    const file = join(root, rel);
-    if (!(path === '/react' || path.startsWith('/assets/') || path.startsWith('/dist/')) || !file.startsWith(root) || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
+  return serveFiles((path) => {
+    if (path === '/') return { body: PAGE, type: 'text/html' };
+    if (path === '/react') return { root: reactDist, file: join(reactDist, 'index.html') };
+    if (path.startsWith('/assets/')) return { root: reactDist, file: join(reactDist, path.slice(1)) };
+    if (path.startsWith('/dist/')) return { root: dist, file: join(dist, path.slice('/dist/'.length)) };
+    return null;
   });
-  return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
 }
 
 let nats;
