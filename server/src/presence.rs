@@ -381,3 +381,45 @@ impl Presence {
         sum
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_rfc3339_with_ms_and_bounded() {
+        assert_eq!(rfc3339_ms(0).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(rfc3339_ms(1_764_620_400_123).as_deref(), Some("2025-12-01T20:20:00.123Z"));
+        assert_eq!(rfc3339_ms(MAX_SINCE_MS).as_deref(), Some("9999-12-31T23:59:59.999Z"));
+        // A peer's absurd time is dropped, never a panic.
+        assert_eq!(rfc3339_ms(MAX_SINCE_MS + 1), None);
+        assert_eq!(rfc3339_ms(u64::MAX), None);
+    }
+
+    #[test]
+    fn clients_oldest_first_and_at_most_max() {
+        let c = |ms: u64, instance: &str, id: &str| {
+            (ms, ClientInfo { id: id.into(), instance: instance.into(), since: rfc3339_ms(ms).unwrap() })
+        };
+        let mut v = vec![c(3, "a", "x"), c(1, "b", "y"), c(1, "a", "z"), c(2, "a", "w")];
+        sort_clients(&mut v);
+        let order: Vec<&str> = v.iter().map(|(_, c)| c.id.as_str()).collect();
+        assert_eq!(order, ["z", "y", "w", "x"]);
+        let mut many: Vec<_> = (0..MAX_CLIENTS as u64 + 10).rev().map(|i| c(i, "a", "id")).collect();
+        sort_clients(&mut many);
+        assert_eq!(many.len(), MAX_CLIENTS);
+        assert_eq!(many[0].0, 0, "the oldest are kept");
+    }
+
+    #[test]
+    fn count_replies_without_clients_still_count() {
+        let r: CountReply = serde_json::from_slice(br#"{"instance":"old","streams":3}"#).unwrap();
+        assert_eq!((r.streams, r.clients.len()), (3, 0));
+        // An invalid client id makes the whole reply junk.
+        let bad = br#"{"instance":"x","streams":1,"clients":[{"id":"a.b","since":1}]}"#;
+        assert!(serde_json::from_slice::<CountReply>(bad).is_err());
+        let good = br#"{"instance":"x","streams":1,"clients":[{"id":"tab-1","since":1}]}"#;
+        assert_eq!(serde_json::from_slice::<CountReply>(good).unwrap().clients[0].id.as_str(), "tab-1");
+    }
+}
