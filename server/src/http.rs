@@ -199,7 +199,7 @@ struct StreamQuery {
 }
 
 /// The `clientId=` of a stream request (docs/protocol.md §2.1), or a fresh one: 22 random
-/// alphanumerics, like the bridge's instance ids, so two made-up ids never meet.
+/// alphanumerics (about 131 bits, so made-up ids do not collide in practice).
 fn client_id(raw: Option<&str>) -> Result<ClientId, AppError> {
     use rand::Rng;
     match raw {
