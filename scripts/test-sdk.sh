@@ -94,7 +94,7 @@ node_test() {
 }
 
 echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; offline/online/visibility, retry: floor, make-before-break; .wasm size)"
-(cd npm && node_test sdk-node 66 test/node/)
+(cd npm && node_test sdk-node 69 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (

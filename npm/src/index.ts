@@ -13,7 +13,7 @@
  */
 import { network, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
-import { sharesAcrossTabs, subscribeShared } from './tabs.js';
+import { sharesAcrossTabs, subscribeShared, TOKEN } from './tabs.js';
 import { reusedToken } from './token.js';
 import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
 import type {
@@ -72,6 +72,19 @@ function resolveUrl(url: string | undefined): string {
   } catch {
     throw new TypeError(`realtime-bridge: invalid url '${raw}' (an absolute http(s) URL is needed outside a browser)`);
   }
+}
+
+/**
+ * The id a connection opened without `clientId` goes by in presence: a random UUID (its
+ * characters are all in the id grammar). `randomUUID` needs a secure context in browsers and
+ * Node 19+ (or a flag on 18): elsewhere 26 random base-36 characters (not for secrets; an
+ * id only has to differ from the user's other tabs').
+ */
+function newClientId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (typeof c?.randomUUID === 'function') return c.randomUUID();
+  const part = () => Math.random().toString(36).slice(2, 15).padEnd(13, '0');
+  return part() + part();
 }
 
 const disposeSymbol: typeof Symbol.dispose =
@@ -221,6 +234,11 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
 ): Subscription<RealtimeDataOf<N, T>> {
   if (typeof callback !== 'function') throw new TypeError('realtime-bridge: callback must be a function');
   const o = merge(defaults, options);
+  if (o.clientId != null && (typeof o.clientId !== 'string' || !TOKEN.test(o.clientId))) {
+    throw new TypeError(
+      `realtime-bridge: invalid clientId ${JSON.stringify(o.clientId)} (1 to 128 characters from A-Z a-z 0-9 _ -)`,
+    );
+  }
   // Browsers: one stream per url + user for all the tabs of the origin (tabs.ts).
   if (sharesAcrossTabs(o)) {
     // The tab hub calls this same function back, typed loosely (its envelopes are plain JSON).
@@ -235,6 +253,8 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
     const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
       ...o,
       url,
+      // Only the call that opens the connection has its id sent (a made-up one otherwise).
+      clientId: o.clientId ?? newClientId(),
       // One cache per call; only the call that opens the connection has its getToken used.
       getToken: typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined,
       onStatus: (s: SubscriptionStatus) => {

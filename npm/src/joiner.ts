@@ -5,7 +5,7 @@
  */
 import type { RealtimeOptions } from './types.js';
 
-const CONNECTION_OPTIONS = ['token', 'getToken', 'lastEventId', 'heartbeatTimeoutMs', 'closeWhenHidden'] as const;
+const CONNECTION_OPTIONS = ['token', 'getToken', 'lastEventId', 'clientId', 'heartbeatTimeoutMs', 'closeWhenHidden'] as const;
 const BACKOFF_KEYS = ['initialMs', 'maxMs', 'multiplier', 'jitter'] as const;
 
 /** Equal, `null`, `undefined` and `''` being one, and `false` the same as not given. */

@@ -68,7 +68,7 @@ const DEDUPE_CAPACITY = 4096;
 const PREFIX = 'realtime-bridge/1\n';
 /** How often the leader tells the cursor when it moved without an event. */
 const CURSOR_EVERY_MS = 1000;
-const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
+export const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
 
 interface LockManagerLike {
   request(name: string, options: { signal: AbortSignal }, callback: () => Promise<void> | void): Promise<unknown>;

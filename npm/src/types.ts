@@ -161,6 +161,8 @@ export type BridgeErrorCode =
   | 'invalid_user_id'
   /** 400: a name in `events` is not a token. */
   | 'invalid_event_name'
+  /** 400: `clientId` is not a token. */
+  | 'invalid_client_id'
   /** 400: a bad query string (or publish body). */
   | 'bad_request'
   /** 400: more names in `events` than the bridge allows. */
@@ -223,6 +225,7 @@ export type RealtimeErrorCode = KnownRealtimeErrorCode | (string & {});
 const KNOWN_CODES: Record<KnownRealtimeErrorCode, true> = {
   invalid_user_id: true,
   invalid_event_name: true,
+  invalid_client_id: true,
   bad_request: true,
   too_many_events: true,
   unauthorized: true,
@@ -340,6 +343,13 @@ export interface RealtimeOptions {
   getToken?: TokenSource;
   /** Resume from this cursor (sent as `Last-Event-ID`). */
   lastEventId?: string | null;
+  /**
+   * Names this connection in the bridge's presence answers (`clients[].id`), e.g. a tab or a
+   * device: 1 to 128 characters from `A-Z a-z 0-9 _ -` (anything else throws a `TypeError`).
+   * Not given: each connection gets a random one (`crypto.randomUUID()` where available).
+   * Subscriptions sharing a connection share its opener's id.
+   */
+  clientId?: string;
   backoff?: Partial<BackoffOptions>;
   /** No byte (not even a heartbeat) for this long (checked every quarter of it) means a dead link: reconnect. 45000; 0 disables. */
   heartbeatTimeoutMs?: number;

@@ -21,6 +21,8 @@ pub(crate) enum AppError {
     InvalidUserId { value: String, reason: String },
     #[error("event name {value:?} {reason}")]
     InvalidEventName { value: String, reason: String },
+    #[error("client id {value:?} {reason}")]
+    InvalidClientId { value: String, reason: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("events= names {given} events; at most {max} are allowed (--max-filter-events)")]
@@ -63,6 +65,7 @@ impl AppError {
         match self {
             Self::InvalidUserId { .. } => (StatusCode::BAD_REQUEST, "invalid_user_id"),
             Self::InvalidEventName { .. } => (StatusCode::BAD_REQUEST, "invalid_event_name"),
+            Self::InvalidClientId { .. } => (StatusCode::BAD_REQUEST, "invalid_client_id"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::TooManyEvents { .. } => (StatusCode::BAD_REQUEST, "too_many_events"),
             Self::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri_too_long"),

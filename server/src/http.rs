@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
-use realtime_bridge_wire::{parse_event_list, route, subject, EventName, UserId};
+use realtime_bridge_wire::{parse_event_list, route, subject, ClientId, EventName, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
@@ -194,6 +194,24 @@ struct StreamQuery {
     access_token: Option<String>,
     #[serde(rename = "lastEventId")]
     last_event_id: Option<String>,
+    #[serde(rename = "clientId")]
+    client_id: Option<String>,
+}
+
+/// The `clientId=` of a stream request (docs/protocol.md §2.1), or a fresh one: 22 random
+/// alphanumerics (about 131 bits, so made-up ids do not collide in practice).
+fn client_id(raw: Option<&str>) -> Result<ClientId, AppError> {
+    use rand::Rng;
+    match raw {
+        Some(raw) => {
+            ClientId::parse(raw).map_err(|e| AppError::InvalidClientId { value: raw.to_owned(), reason: e.to_string() })
+        }
+        None => {
+            let id: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(22).map(char::from).collect();
+            ClientId::try_from(id)
+                .map_err(|e| AppError::InvalidClientId { value: String::new(), reason: e.to_string() })
+        }
+    }
 }
 
 fn user_id(raw: &str) -> Result<UserId, AppError> {
@@ -252,6 +270,7 @@ async fn stream_events(
             Some(names.into())
         }
     };
+    let client = client_id(q.client_id.as_deref())?;
     let creds = credentials(&headers, q.access_token.as_deref());
     let principal = s.auth.authenticate(&creds, TokenPlaces::HeaderQueryCookie).await?;
     if let Some(p) = &principal {
@@ -262,7 +281,7 @@ async fn stream_events(
     // history; in live mode the stream starts from now (docs/protocol.md §5.3).
     let cursor = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned).or(q.last_event_id);
 
-    let attached = s.hub.attach(&user).await?;
+    let attached = s.hub.attach(&user, client).await?;
     let history = match s.hub.history() {
         Some(h) => Some(HistoryStart::new(h, &s.framer, &user, cursor.as_deref(), &attached).await?),
         None => None,

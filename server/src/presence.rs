@@ -1,18 +1,19 @@
 //! Presence across every bridge instance on the same NATS.
 //!
-//! Nothing is stored: a query asks every live instance for its local count
-//! (scatter-gather over `_RB.presence.count.<user>`) and sums the answers. Instances
+//! Nothing is stored: a query asks every live instance for its local count and the clients
+//! holding those streams (scatter-gather over `_RB.presence.count.<user>`) and merges the
+//! answers. Instances
 //! announce themselves on `_RB.presence.hello` every few seconds, so a query knows how
 //! many answers to wait for; an instance that died stops answering at once and is
 //! forgotten from the peer list after [`PEER_TTL`] (graceful ones say `bye`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use realtime_bridge_wire::{subject, UserId};
+use realtime_bridge_wire::{subject, ClientId, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -34,8 +35,18 @@ const GATHER_TIMEOUT: Duration = Duration::from_millis(750);
 const MAX_PEERS: usize = 256;
 /// Longest instance id accepted in a hello or a count reply (ours are 22 characters).
 const MAX_INSTANCE_LEN: usize = 64;
-/// Largest count reply read; ours are well under 100 bytes.
-const MAX_REPLY_BYTES: usize = 256;
+/// Clients one instance lists for one user. A user has at most `--max-streams-per-user`
+/// streams per instance (16 by default), so this cuts the list only where that flag is
+/// raised past it; `streams` still counts every stream.
+pub(crate) const MAX_CLIENTS_PER_INSTANCE: usize = 256;
+/// Clients one answer lists at most (oldest first), whatever the number of instances, so
+/// that the NATS answer stays far below NATS's 1 MB payload limit.
+pub(crate) const MAX_CLIENTS: usize = 1024;
+/// Largest count reply read: [`MAX_CLIENTS_PER_INSTANCE`] entries of at most ~170 bytes.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// Latest `since` accepted from a peer (the end of year 9999, in ms): RFC 3339 has four
+/// digits for the year.
+const MAX_SINCE_MS: u64 = 253_402_300_799_999;
 /// A peer that missed this many queries in a row is not waited for: a query then ends as
 /// soon as the peers that do answer have, instead of always taking [`GATHER_TIMEOUT`].
 const MAX_MISSED: u32 = 2;
@@ -51,12 +62,57 @@ pub(crate) struct PresenceInfo {
     pub(crate) user_id: String,
     pub(crate) connected: bool,
     pub(crate) streams: u64,
+    /// Who holds the streams, oldest first, at most [`MAX_CLIENTS`].
+    pub(crate) clients: Vec<ClientInfo>,
 }
 
+/// One open stream in a presence answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClientInfo {
+    /// The stream's `clientId` (given, or made up by the bridge).
+    pub(crate) id: String,
+    /// The instance serving it.
+    pub(crate) instance: String,
+    /// When it opened, RFC 3339 UTC with milliseconds.
+    pub(crate) since: String,
+}
+
+/// An instance's answer to `_RB.presence.count.<user>`.
 #[derive(Debug, Serialize, Deserialize)]
 struct CountReply {
     instance: String,
     streams: u64,
+    /// Absent from the replies of bridges that predate client ids: they list nobody.
+    #[serde(default)]
+    clients: Vec<PeerClient>,
+}
+
+/// A client in a count reply: the time as a number, so a reply cannot carry a malformed one.
+#[derive(Debug, Serialize, Deserialize)]
+struct PeerClient {
+    /// Validated on the way in: a bad id makes the whole reply junk.
+    id: ClientId,
+    /// Unix time in milliseconds.
+    since: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `since` as the answer writes it; `None` past what RFC 3339 can say.
+fn rfc3339_ms(ms: u64) -> Option<String> {
+    if ms > MAX_SINCE_MS {
+        return None;
+    }
+    let t = UNIX_EPOCH.checked_add(Duration::from_millis(ms))?;
+    Some(humantime::format_rfc3339_millis(t).to_string())
+}
+
+/// Oldest first (then by instance and id, so answers are stable), at most [`MAX_CLIENTS`].
+fn sort_clients(clients: &mut Vec<(u64, ClientInfo)>) {
+    clients.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.instance.cmp(&y.instance)).then_with(|| x.id.cmp(&y.id)));
+    clients.truncate(MAX_CLIENTS);
 }
 
 /// What we know of another instance.
@@ -168,7 +224,9 @@ impl Presence {
         tasks.push(tokio::spawn(async move {
             while let Some(msg) = count.next().await {
                 let (Some(reply), Some(user)) = (msg.reply, msg.subject.strip_prefix(COUNT_PREFIX)) else { continue };
-                let body = CountReply { instance: me.instance.clone(), streams: u64::from(me.hub.local_streams(user)) };
+                let (streams, clients) = me.hub.local_clients(user, MAX_CLIENTS_PER_INSTANCE);
+                let clients = clients.into_iter().map(|c| PeerClient { id: c.id, since: unix_ms(c.since) }).collect();
+                let body = CountReply { instance: me.instance.clone(), streams: u64::from(streams), clients };
                 if let Ok(json) = serde_json::to_vec(&body) {
                     let _ = me.client.publish(reply, json.into()).await;
                 }
@@ -232,9 +290,18 @@ impl Presence {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Open streams of `user` over every live instance.
+    /// Open streams of `user` over every live instance, and who holds them.
     pub(crate) async fn query(&self, user: &UserId) -> PresenceInfo {
-        let local = u64::from(self.hub.local_streams(user.as_str()));
+        let (local, mine) = self.hub.local_clients(user.as_str(), MAX_CLIENTS_PER_INSTANCE);
+        let local = u64::from(local);
+        let mut clients: Vec<(u64, ClientInfo)> = mine
+            .into_iter()
+            .map(|c| {
+                let ms = unix_ms(c.since);
+                let since = humantime::format_rfc3339_millis(c.since).to_string();
+                (ms, ClientInfo { id: c.id.into_string(), instance: self.instance.clone(), since })
+            })
+            .collect();
         // The peers to hear from: alive, and answering lately.
         let expected: Vec<String> = {
             let now = Instant::now();
@@ -244,14 +311,21 @@ impl Presence {
                 .map(|(id, _)| id.clone())
                 .collect()
         };
-        let remote = if expected.is_empty() { 0 } else { self.gather(user, &expected).await };
+        let remote = if expected.is_empty() { 0 } else { self.gather(user, &expected, &mut clients).await };
         let streams = local.saturating_add(remote);
-        PresenceInfo { user_id: user.to_string(), connected: streams > 0, streams }
+        sort_clients(&mut clients);
+        PresenceInfo {
+            user_id: user.to_string(),
+            connected: streams > 0,
+            streams,
+            clients: clients.into_iter().map(|(_, c)| c).collect(),
+        }
     }
 
-    /// Sums the counts of `peers` for `user`. Only known peers count, each once, and the sum
-    /// saturates: a stray or hostile reply cannot inflate or wrap it.
-    async fn gather(&self, user: &UserId, peers: &[String]) -> u64 {
+    /// Sums the counts of `peers` for `user` and adds the clients they list to `clients`.
+    /// Only known peers count, each once (at most [`MAX_CLIENTS_PER_INSTANCE`] clients each),
+    /// and the sum saturates: a stray or hostile reply cannot inflate or wrap it.
+    async fn gather(&self, user: &UserId, peers: &[String], clients: &mut Vec<(u64, ClientInfo)>) -> u64 {
         let inbox = self.client.new_inbox();
         let Ok(mut replies) = self.client.subscribe(inbox.clone()).await else { return 0 };
         if self.client.publish_with_reply(format!("{COUNT_PREFIX}{user}"), inbox, Bytes::new()).await.is_err() {
@@ -264,8 +338,8 @@ impl Presence {
             let known = self.lock_peers();
             peers.iter().filter(|id| known.get(*id).is_some_and(|p| p.missed < MAX_MISSED)).collect()
         };
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        let all_in = |seen: &HashMap<String, u64>| trusted.iter().all(|id| seen.contains_key(*id));
+        let mut seen: HashMap<String, (u64, Vec<PeerClient>)> = HashMap::new();
+        let all_in = |seen: &HashMap<String, (u64, Vec<PeerClient>)>| trusted.iter().all(|id| seen.contains_key(*id));
         let mut deadline =
             tokio::time::Instant::now() + if trusted.is_empty() { SUSPECT_GRACE } else { GATHER_TIMEOUT };
         while seen.len() < peers.len() {
@@ -276,7 +350,9 @@ impl Presence {
                     }
                     let Ok(r) = serde_json::from_slice::<CountReply>(&msg.payload) else { continue };
                     if peers.contains(&r.instance) {
-                        seen.insert(r.instance, r.streams);
+                        let mut listed = r.clients;
+                        listed.truncate(MAX_CLIENTS_PER_INSTANCE);
+                        seen.insert(r.instance, (r.streams, listed));
                         if all_in(&seen) {
                             deadline = deadline.min(tokio::time::Instant::now() + SUSPECT_GRACE);
                         }
@@ -293,6 +369,57 @@ impl Presence {
             }
         }
         drop(known);
-        seen.values().fold(0u64, |sum, n| sum.saturating_add(*n))
+        let mut sum = 0u64;
+        for (instance, (streams, listed)) in seen {
+            sum = sum.saturating_add(streams);
+            for c in listed {
+                if let Some(since) = rfc3339_ms(c.since) {
+                    clients.push((c.since, ClientInfo { id: c.id.into_string(), instance: instance.clone(), since }));
+                }
+            }
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_rfc3339_with_ms_and_bounded() {
+        assert_eq!(rfc3339_ms(0).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(rfc3339_ms(1_764_620_400_123).as_deref(), Some("2025-12-01T20:20:00.123Z"));
+        assert_eq!(rfc3339_ms(MAX_SINCE_MS).as_deref(), Some("9999-12-31T23:59:59.999Z"));
+        // A peer's absurd time is dropped, never a panic.
+        assert_eq!(rfc3339_ms(MAX_SINCE_MS + 1), None);
+        assert_eq!(rfc3339_ms(u64::MAX), None);
+    }
+
+    #[test]
+    fn clients_oldest_first_and_at_most_max() {
+        let c = |ms: u64, instance: &str, id: &str| {
+            (ms, ClientInfo { id: id.into(), instance: instance.into(), since: rfc3339_ms(ms).unwrap() })
+        };
+        let mut v = vec![c(3, "a", "x"), c(1, "b", "y"), c(1, "a", "z"), c(2, "a", "w")];
+        sort_clients(&mut v);
+        let order: Vec<&str> = v.iter().map(|(_, c)| c.id.as_str()).collect();
+        assert_eq!(order, ["z", "y", "w", "x"]);
+        let mut many: Vec<_> = (0..MAX_CLIENTS as u64 + 10).rev().map(|i| c(i, "a", "id")).collect();
+        sort_clients(&mut many);
+        assert_eq!(many.len(), MAX_CLIENTS);
+        assert_eq!(many[0].0, 0, "the oldest are kept");
+    }
+
+    #[test]
+    fn count_replies_without_clients_still_count() {
+        let r: CountReply = serde_json::from_slice(br#"{"instance":"old","streams":3}"#).unwrap();
+        assert_eq!((r.streams, r.clients.len()), (3, 0));
+        // An invalid client id makes the whole reply junk.
+        let bad = br#"{"instance":"x","streams":1,"clients":[{"id":"a.b","since":1}]}"#;
+        assert!(serde_json::from_slice::<CountReply>(bad).is_err());
+        let good = br#"{"instance":"x","streams":1,"clients":[{"id":"tab-1","since":1}]}"#;
+        assert_eq!(serde_json::from_slice::<CountReply>(good).unwrap().clients[0].id.as_str(), "tab-1");
     }
 }

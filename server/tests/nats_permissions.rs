@@ -265,11 +265,11 @@ async fn history_mode_works_with_the_bridge_and_producer_users() {
     let (base_a, want) = (a.base(), two.clone());
     eventually("A to count both bridges' streams", WAIT, || {
         let (base_a, want) = (base_a.clone(), want.clone());
-        async move { (presence(&base_a, "42").await == want).then_some(()) }
+        async move { (counts(&presence(&base_a, "42").await) == want).then_some(()) }
     })
     .await;
-    assert_eq!(presence(&b.base(), "42").await, two);
-    assert_eq!(presence_nats(&producer.client, "42").await, two);
+    assert_eq!(counts(&presence(&b.base(), "42").await), two);
+    assert_eq!(counts(&presence_nats(&producer.client, "42").await), two);
 
     assert_ready("A", &a.base()).await;
     assert_ready("B", &b.base()).await;
@@ -371,7 +371,7 @@ async fn a_producer_cannot_forge_or_read_the_bridges_traffic() {
     }
     // Answered in order after those: the bridge took every request before this one.
     let one = json!({"userId": "42", "connected": true, "streams": 1});
-    assert_eq!(presence_nats(&producer.client, "42").await, one);
+    assert_eq!(counts(&presence_nats(&producer.client, "42").await), one);
 
     // Nothing forged or reflected reached the stream: the next event is the next real one.
     let after = js_publish(&js, "user.42.after", "2").await;
@@ -381,7 +381,7 @@ async fn a_producer_cannot_forge_or_read_the_bridges_traffic() {
     assert_eq!(kept, 4, "the stream keeps every event (nothing purged)");
     // The bridge still knows itself alone (no fake peer, no bye taken for real): presence
     // answers from its own count.
-    assert_eq!(presence(&bridge.base(), "42").await, one);
+    assert_eq!(counts(&presence(&bridge.base(), "42").await), one);
 
     // Controls, as admin. The producer's request was seen by a subscriber of
     // realtime.presence.*, which could have answered it.
@@ -467,7 +467,7 @@ async fn live_mode_shared_subscription_and_send_work_with_these_users() {
     let client = producer.client.clone();
     eventually("presence over both live bridges", WAIT, || {
         let (client, want) = (client.clone(), two.clone());
-        async move { (presence_nats(&client, "42").await == want).then_some(()) }
+        async move { (counts(&presence_nats(&client, "42").await) == want).then_some(()) }
     })
     .await;
     assert_ready("live", &live.base()).await;

@@ -11,7 +11,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use serde_json::{json, Value};
@@ -574,7 +574,7 @@ async fn until_presence(what: &str, timeout: Duration, base: &str, tok: &str, wa
     let start = Instant::now();
     eventually(what, timeout, || {
         let (base, tok, want) = (base.to_owned(), tok.to_owned(), want.clone());
-        async move { (presence_http(&base, "42", &tok).await == want).then_some(()) }
+        async move { (counts(&presence_http(&base, "42", &tok).await) == want).then_some(()) }
     })
     .await;
     start.elapsed()
@@ -595,10 +595,10 @@ async fn presence_counts_streams_over_every_instance() {
     println!("A saw 3 streams after {took:?}");
     until_presence("B counts 3 streams", WAIT, &b.base(), &ptok, &three).await;
     let client = nats.client().await;
-    assert_eq!(presence_nats(&client, "42").await, three);
+    assert_eq!(counts(&presence_nats(&client, "42").await), three);
     let nobody = json!({"userId": "a-b", "connected": false, "streams": 0});
-    assert_eq!(presence_nats(&client, "a-b").await, nobody);
-    assert_eq!(presence_http(&a.base(), "a-b", &ptok).await, nobody);
+    assert_eq!(counts(&presence_nats(&client, "a-b").await), nobody);
+    assert_eq!(counts(&presence_http(&a.base(), "a-b", &ptok).await), nobody);
     // The presence scope is required.
     let resp = reqwest::Client::new()
         .get(format!("{}/v1/presence/42", a.base()))
@@ -632,8 +632,8 @@ async fn presence_counts_streams_over_every_instance() {
         async move { heard.then_some(()) }
     })
     .await;
-    assert_eq!(presence_http(&a.base(), "42", &ptok).await, three);
-    assert_eq!(presence_nats(&client, "42").await, three);
+    assert_eq!(counts(&presence_http(&a.base(), "42", &ptok).await), three);
+    assert_eq!(counts(&presence_nats(&client, "42").await), three);
 
     // B dies without a word: within 30 s A no longer counts its streams.
     b.signal("KILL");
@@ -644,7 +644,92 @@ async fn presence_counts_streams_over_every_instance() {
     let one = json!({"userId": "42", "connected": true, "streams": 1});
     until_presence("A counts 1 stream after B was killed", Duration::from_secs(30), &a.base(), &ptok, &one).await;
     println!("after SIGKILL of B, A counted 1 stream within {:?}", start.elapsed());
-    assert_eq!(presence_nats(&client, "42").await, one);
+    assert_eq!(counts(&presence_nats(&client, "42").await), one);
+}
+
+/// The clients of a presence answer as sorted `(id, instance)` pairs, after checking that each
+/// `since` is an RFC 3339 UTC time with milliseconds between `opened` and now.
+fn clients_of(v: &Value, opened: SystemTime) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in v["clients"].as_array().unwrap_or_else(|| panic!("no clients list in {v}")) {
+        let since = c["since"].as_str().unwrap_or_else(|| panic!("no since in {c}"));
+        assert!(since.len() == 24 && since.ends_with('Z'), "since {since:?} is not RFC 3339 UTC with ms");
+        let t = humantime::parse_rfc3339(since).unwrap();
+        // The answer has ms; `opened` may have finer digits.
+        let earliest = opened - Duration::from_millis(1);
+        assert!(t >= earliest && t <= SystemTime::now(), "since {since} is not when the stream opened");
+        out.push((c["id"].as_str().unwrap().to_owned(), c["instance"].as_str().unwrap().to_owned()));
+    }
+    out.sort();
+    out
+}
+
+/// A presence answer of `base` for 42 listing `n` clients, within [`WAIT`].
+async fn until_clients(what: &str, base: &str, tok: &str, n: usize) -> Value {
+    eventually(what, WAIT, || {
+        let (base, tok) = (base.to_owned(), tok.to_owned());
+        async move {
+            let v = presence_http(&base, "42", &tok).await;
+            (v["clients"].as_array().map(Vec::len) == Some(n)).then_some(v)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn presence_lists_each_client_with_its_instance_and_since_over_every_instance() {
+    let nats = NatsServer::start();
+    // A short heartbeat: a stream whose client left is noticed within a second at worst.
+    let a = BridgeProcess::start(&nats.url(), &["--heartbeat", "1s"]);
+    let b = BridgeProcess::start(&nats.url(), &["--heartbeat", "1s"]);
+    let (ia, ib) = (instance_of(&a).await, instance_of(&b).await);
+    assert_ne!(ia, ib);
+    let ptok = token_with("svc", false, &["presence"]);
+    let opened = SystemTime::now();
+    let _a1 = SseClient::open(&a.base(), "42", "?clientId=tab-1", Some(&token("42"))).await;
+    let _a2 = SseClient::open(&a.base(), "42", "", Some(&token("42"))).await;
+    let b1 = SseClient::open(&b.base(), "42", "?events=x&clientId=phone", Some(&token("42"))).await;
+    let _b2 = SseClient::open(&b.base(), "42", "", Some(&token("42"))).await;
+    // Another user's stream is not listed for 42.
+    let _other = SseClient::open(&b.base(), "43", "?clientId=other", Some(&token("43"))).await;
+
+    let v = until_clients("A lists the 4 clients of both instances", &a.base(), &ptok, 4).await;
+    assert_eq!(counts(&v), json!({"userId": "42", "connected": true, "streams": 4}));
+    let listed = clients_of(&v, opened);
+    println!("A lists {listed:?}");
+    let given: Vec<_> = listed.iter().filter(|(id, _)| id == "tab-1" || id == "phone").cloned().collect();
+    assert_eq!(given, vec![("phone".to_owned(), ib.clone()), ("tab-1".to_owned(), ia.clone())]);
+    // The two streams without clientId got made-up ids: distinct, in the grammar, on the right instance.
+    let mut made_up: Vec<_> = listed.iter().filter(|(id, _)| id != "tab-1" && id != "phone").cloned().collect();
+    made_up.sort_by(|x, y| x.1.cmp(&y.1));
+    let mut want_instances = vec![ia.clone(), ib.clone()];
+    want_instances.sort();
+    assert_eq!(made_up.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>(), want_instances);
+    assert_ne!(made_up[0].0, made_up[1].0);
+    for (id, _) in &made_up {
+        assert!(id.len() == 22 && id.bytes().all(|b| b.is_ascii_alphanumeric()), "made-up id {id:?}");
+    }
+
+    // B and the NATS request give the same list.
+    let vb = until_clients("B lists the 4 clients", &b.base(), &ptok, 4).await;
+    assert_eq!(clients_of(&vb, opened), listed);
+    let client = nats.client().await;
+    let vn = presence_nats(&client, "42").await;
+    assert_eq!(counts(&vn), counts(&v));
+    assert_eq!(clients_of(&vn, opened), listed);
+    // Oldest first: tab-1 opened before phone.
+    let order: Vec<&str> = vn["clients"].as_array().unwrap().iter().filter_map(|c| c["id"].as_str()).collect();
+    let (t, p) = (order.iter().position(|i| *i == "tab-1"), order.iter().position(|i| *i == "phone"));
+    assert!(t < p, "not oldest first: {order:?}");
+
+    // A closed stream leaves the list, on every instance.
+    drop(b1);
+    let v = until_clients("A lists 3 clients once phone closed", &a.base(), &ptok, 3).await;
+    assert_eq!(v["streams"], 3);
+    let left = clients_of(&v, opened);
+    assert!(left.iter().all(|(id, _)| id != "phone"), "{left:?}");
+    let vn = presence_nats(&client, "42").await;
+    assert_eq!(clients_of(&vn, opened), left);
 }
 
 // ---------------------------------------------------------------------------------------

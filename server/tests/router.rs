@@ -970,6 +970,32 @@ async fn wrong_method_is_405_json() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_bad_client_id_is_400_with_the_reason() {
+    let nats = NatsServer::start();
+    let bridge = start_router(&test_config(&nats.url())).await;
+    let router = bridge.router();
+    let long = "c".repeat(129);
+    for (raw, why) in [("a.b", "'.'"), ("%2A", "'*'"), ("", "empty"), ("t%20b", "' '"), (long.as_str(), "129")] {
+        let uri = format!("/v1/users/42/events?clientId={raw}");
+        let error = expect_error(
+            call(&router, &uri, Some(&token("42"))).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_client_id",
+            &uri,
+        )
+        .await;
+        assert!(error.contains("client id") && error.contains(why), "{uri}: {error}");
+    }
+    // Nothing was opened on the way.
+    assert_eq!(bridge.local_streams("42"), 0);
+    // A good one is taken as given, and listed as given.
+    let _s = open_stream(&router, "/v1/users/42/events?clientId=tab-1_A", Some(&token("42"))).await;
+    let p = token_with("svc", false, &["presence"]);
+    let v = json_of(call(&router, "/v1/presence/42", Some(&p)).await, StatusCode::OK, "presence").await;
+    assert_eq!(v["clients"][0]["id"], "tab-1_A", "{v}");
+}
+
+#[tokio::test]
 async fn presence_needs_scope_and_counts_open_streams() {
     let nats = NatsServer::start();
     let bridge = start_router(&test_config(&nats.url())).await;
@@ -989,14 +1015,17 @@ async fn presence_needs_scope_and_counts_open_streams() {
         .await;
 
     let v = json_of(call(&router, "/v1/presence/42", Some(&p)).await, StatusCode::OK, "presence").await;
-    assert_eq!(v, json!({ "userId": "42", "connected": false, "streams": 0 }));
+    assert_eq!(v, json!({ "userId": "42", "connected": false, "streams": 0, "clients": [] }));
 
     let stream = open_stream(&router, "/v1/users/42/events", Some(&token("42"))).await;
     let v = json_of(call(&router, "/v1/presence/42", Some(&p)).await, StatusCode::OK, "presence").await;
-    assert_eq!(v, json!({ "userId": "42", "connected": true, "streams": 1 }));
+    assert_eq!(counts(&v), json!({ "userId": "42", "connected": true, "streams": 1 }));
+    // A stream without clientId gets a made-up one, in the id grammar.
+    let made_up = v["clients"][0]["id"].as_str().unwrap().to_owned();
+    assert!(made_up.len() == 22 && made_up.bytes().all(|b| b.is_ascii_alphanumeric()), "{v}");
     // Only 42's streams count for 42.
     let v = json_of(call(&router, "/v1/presence/43", Some(&p)).await, StatusCode::OK, "presence 43").await;
-    assert_eq!(v, json!({ "userId": "43", "connected": false, "streams": 0 }));
+    assert_eq!(v, json!({ "userId": "43", "connected": false, "streams": 0, "clients": [] }));
     // Only from the Authorization header: a query token (proxy logs) or a cookie (sent by
     // the browser on its own) is not looked at here.
     expect_401(call(&router, &format!("/v1/presence/42?access_token={p}"), None).await, &p, "query token").await;
@@ -1008,7 +1037,7 @@ async fn presence_needs_scope_and_counts_open_streams() {
     let pt = p.as_str();
     eventually("presence back to 0", WAIT, || async move {
         let v = json_of(call(r, "/v1/presence/42", Some(pt)).await, StatusCode::OK, "presence").await;
-        (v == json!({ "userId": "42", "connected": false, "streams": 0 })).then_some(())
+        (v == json!({ "userId": "42", "connected": false, "streams": 0, "clients": [] })).then_some(())
     })
     .await;
 

@@ -1,6 +1,6 @@
-//! Validated identifiers: [`UserId`] and [`EventName`].
+//! Validated identifiers: [`UserId`], [`EventName`] and [`ClientId`].
 //!
-//! Both are *tokens*: 1 to [`MAX_TOKEN_LEN`] ASCII characters from
+//! All are *tokens*: 1 to [`MAX_TOKEN_LEN`] ASCII characters from
 //! `A-Z a-z 0-9 _ -`. That alphabet is what makes them safe to splice into a
 //! NATS subject (no `.`, `*`, `>` or whitespace can sneak in) and into an SSE
 //! `event:` / `id:` line (no CR, LF or NUL). Validation happens once, at the
@@ -246,6 +246,16 @@ token_newtype!(
     UserId,
     "user id",
     "42"
+);
+
+token_newtype!(
+    /// A validated client id: names one stream (a tab, a device) in presence answers.
+    ///
+    /// Same grammar as a user id, so it is safe in a query string, a log line and JSON
+    /// without escaping.
+    ClientId,
+    "client id",
+    "tab-1"
 );
 
 token_newtype!(

@@ -46,7 +46,8 @@ pub mod sse;
 pub mod subject;
 
 pub use ids::{
-    is_token_byte, parse_event_list, validate_token, EventName, IdError, UserId, MAX_TOKEN_LEN, RESERVED_EVENT_NAMES,
+    is_token_byte, parse_event_list, validate_token, ClientId, EventName, IdError, UserId, MAX_TOKEN_LEN,
+    RESERVED_EVENT_NAMES,
 };
 pub use parser::{SseEvent, SseParser};
 pub use subject::Target;

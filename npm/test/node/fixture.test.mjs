@@ -38,7 +38,10 @@ test('a replayed envelope id is delivered once, within a stream and across a res
     assert.equal(first.lastEventId, null);
     assert.equal(first.authorization, 'Bearer tok-1');
     assert.equal(first.accept, 'text/event-stream');
-    assert.deepEqual(first.query, { events: 'tick' });
+    // The made-up client id (presence) is sent again on the resume: one connection, one id.
+    assert.deepEqual(first.query, { events: 'tick', clientId: first.query.clientId });
+    assert.match(first.query.clientId, /^[A-Za-z0-9_-]{1,128}$/);
+    assert.equal(second.query.clientId, first.query.clientId);
     assert.equal(second.lastEventId, '3', 'resumed from the cursor');
     assert.equal(second.authorization, 'Bearer tok-1');
     // The resume overlaps what was received, then goes on.

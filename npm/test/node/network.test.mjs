@@ -295,7 +295,7 @@ test('make-before-break (live mode): a joiner with a new event name opens the gr
     assert.equal(new Set(ids).size, ids.length, 'no envelope id twice');
     const [old, grown] = fetchesFor(user);
     assert.equal(fetchesFor(user).length, 2);
-    assert.ok(grown.url.endsWith('?events=other,tick'), grown.url);
+    assert.ok(grown.url.endsWith('&events=other,tick'), grown.url);
     assert.ok(grown.opened !== undefined && grown.opened <= old.aborted, `grown stream opened at ${grown.opened}, old one closed at ${old.aborted}`);
     assert.deepEqual(a.statuses, ['connecting', 'open'], 'the first subscriber never left open');
     await waitFor(async () => (await openStreams(live.url)) === 1, { what: 'one stream left' });

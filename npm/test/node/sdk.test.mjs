@@ -119,7 +119,7 @@ test('shared connection: several subscribes, one HTTP stream, each callback its 
   await waitFor(() => sa.status === 'open' && sb.status === 'open', { what: 'open' });
   assert.equal(await openStreams(bridge.url), before + 1);
   assert.equal(fetchesFor(user).length, 1, 'one request for both');
-  assert.ok(fetchesFor(user)[0].url.endsWith('?events=message_new,typing_start'));
+  assert.ok(fetchesFor(user)[0].url.endsWith('&events=message_new,typing_start'));
   await pub.send(user, 'message_new', { n: 0 });
   await waitFor(() => a.events.length === 1, { what: 'message_new' });
   await pub.send(user, 'typing_start', {});
@@ -130,7 +130,7 @@ test('shared connection: several subscribes, one HTTP stream, each callback its 
   const c = collector();
   const sc = subscribe(user, ['notification'], c.cb, { url: bridge.url, token: t, ...c.opts });
   await waitFor(() => fetchesFor(user).length === 2 && sc.status === 'open', { what: 'reconnect with the grown union' });
-  assert.ok(fetchesFor(user)[1].url.endsWith('?events=message_new,notification,typing_start'));
+  assert.ok(fetchesFor(user)[1].url.endsWith('&events=message_new,notification,typing_start'));
   assert.equal(fetchesFor(user)[1].lastEventId, sa.lastEventId);
   await waitFor(async () => (await openStreams(bridge.url)) === before + 1, { what: 'one stream' });
   await pub.send(user, 'notification', { id: 'n1' });

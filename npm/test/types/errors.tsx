@@ -40,6 +40,7 @@ assertType<Equal<typeof isRealtimeError, (e: unknown) => e is RealtimeError>>();
 const statusOf = {
   invalid_user_id: 400,
   invalid_event_name: 400,
+  invalid_client_id: 400,
   bad_request: 400,
   too_many_events: 400,
   unauthorized: 401,

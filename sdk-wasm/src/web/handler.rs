@@ -209,7 +209,7 @@ impl ConnectionHandler {
             let mut st = self.conn.state.borrow_mut();
             let mut url = self.endpoint.clone();
             if let Some(q) = st.demux.begin_request() {
-                url.push_str("?events=");
+                url.push_str(if url.contains('?') { "&events=" } else { "?events=" });
                 url.push_str(&q);
             }
             let Ok(headers) = Headers::new() else {

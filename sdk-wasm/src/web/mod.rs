@@ -81,6 +81,14 @@ pub fn subscribe(
         None => {
             let mut endpoint = String::from(base);
             endpoint.push_str(&realtime_bridge_wire::route::stream_path(&user));
+            // Names this connection in presence (the package always gives one); only a token,
+            // which needs no escaping in a query.
+            if let Ok(c) = options::get_string(&options, "clientId") {
+                if realtime_bridge_wire::validate_token(&c).is_ok() {
+                    endpoint.push_str("?clientId=");
+                    endpoint.push_str(&c);
+                }
+            }
             let mut opts = ConnectionOptions::parse(&options);
             let mut demux = Demux::new(opts.last_event_id.take());
             let (id, _) = demux.add(filter);

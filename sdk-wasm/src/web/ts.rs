@@ -38,6 +38,8 @@ export interface RawSubscribeOptions {
    */
   getToken?: (stale: boolean) => string | null | undefined | Promise<string | null | undefined>;
   lastEventId?: string | null;
+  /** Sent as `clientId=` (presence) when it is a token (1 to 128 of A-Z a-z 0-9 _ -); else not sent. */
+  clientId?: string;
   backoff?: { initialMs?: number; maxMs?: number; multiplier?: number; jitter?: number };
   heartbeatTimeoutMs?: number;
   closeWhenHidden?: boolean;

@@ -33,10 +33,11 @@ mod history_feed;
 mod live;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use realtime_bridge_wire::UserId;
+use realtime_bridge_wire::{ClientId, UserId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -87,6 +88,8 @@ pub(crate) struct Hub {
     connections: watch::Receiver<u64>,
     /// `--subscribe shared`: one wildcard subscription feeds every user channel.
     shared: Option<SharedUsers>,
+    /// Numbers the streams, so a closing stream removes its own presence entry.
+    next_stream: AtomicU64,
 }
 
 /// The hub's knobs (from `Config`).
@@ -108,11 +111,24 @@ struct SharedUsers {
     ready: watch::Receiver<bool>,
 }
 
+/// One open stream as presence lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalClient {
+    /// The stream's number in this process (`Hub::next_stream`).
+    stream: u64,
+    pub(crate) id: ClientId,
+    /// When the stream opened.
+    pub(crate) since: SystemTime,
+}
+
 #[derive(Debug)]
 struct UserSlot {
     channel: Arc<Channel>,
     /// Open streams of this user on this instance.
     streams: u32,
+    /// Who holds them (presence): one entry per open stream, so at most
+    /// `--max-streams-per-user` entries.
+    clients: Vec<LocalClient>,
     /// The task feeding the channel; `None` when the shared dispatch does.
     task: Option<JoinHandle<()>>,
 }
@@ -183,6 +199,7 @@ impl Hub {
                 let (ready_tx, ready) = watch::channel(false);
                 SharedUsers { ready_tx: Mutex::new(Some(ready_tx)), ready }
             }),
+            next_stream: AtomicU64::new(0),
         })
     }
 
@@ -196,9 +213,11 @@ impl Hub {
         Some(self.spawn_channel(Kind::Broadcast, Arc::clone(&self.broadcasts), ready))
     }
 
-    /// Registers a stream for `user`. Fails past `--max-streams-per-user`, and in history
-    /// mode while its subscriptions cannot be confirmed.
-    pub(crate) async fn attach(self: &Arc<Self>, user: &UserId) -> Result<Attached, AttachError> {
+    /// Registers a stream for `user`, held by `client` (for presence). Fails past
+    /// `--max-streams-per-user`, and in history mode while its subscriptions cannot be
+    /// confirmed.
+    pub(crate) async fn attach(self: &Arc<Self>, user: &UserId, client: ClientId) -> Result<Attached, AttachError> {
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let channel = {
             let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
             let slot = match users.get_mut(user) {
@@ -213,12 +232,13 @@ impl Hub {
                 return Err(AttachError::TooManyStreams { user: user.clone(), max: self.max_streams_per_user });
             }
             slot.streams += 1;
+            slot.clients.push(LocalClient { stream, id: client, since: SystemTime::now() });
             let channel = Arc::clone(&slot.channel);
             self.metrics.connected_users.set(i64::try_from(users.len()).unwrap_or(i64::MAX));
             channel
         };
         self.metrics.open_streams.inc();
-        let guard = StreamGuard { hub: Arc::clone(self), user: user.clone() };
+        let guard = StreamGuard { hub: Arc::clone(self), user: user.clone(), stream };
         // Wait (bounded) for the server to confirm the subscriptions, so that an event
         // published after the client saw the stream open is never missed.
         let (user_ready, broadcast_ready) = tokio::join!(channel.wait_ready(), self.broadcasts.wait_ready());
@@ -250,6 +270,13 @@ impl Hub {
         users.get(user).map_or(0, |s| s.streams)
     }
 
+    /// Streams open for `user` on this instance, and who holds the first `max` of them
+    /// (oldest first), read together so the two agree.
+    pub(crate) fn local_clients(&self, user: &str, max: usize) -> (u32, Vec<LocalClient>) {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.get(user).map_or((0, Vec::new()), |s| (s.streams, s.clients.iter().take(max).cloned().collect()))
+    }
+
     /// Users with at least one open stream here (each has exactly one NATS subscription).
     pub(crate) fn connected_users(&self) -> usize {
         self.users.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -264,11 +291,11 @@ impl Hub {
     fn new_slot(self: &Arc<Self>, user: UserId) -> UserSlot {
         if let Some(shared) = &self.shared {
             let channel = Channel::with_ready(self.queue_len, shared.ready.clone(), Some(user));
-            return UserSlot { channel, streams: 0, task: None };
+            return UserSlot { channel, streams: 0, clients: Vec::new(), task: None };
         }
         let (channel, ready_tx) = Channel::new(self.queue_len);
         let task = self.spawn_channel(Kind::User(user), Arc::clone(&channel), ready_tx);
-        UserSlot { channel, streams: 0, task: Some(task) }
+        UserSlot { channel, streams: 0, clients: Vec::new(), task: Some(task) }
     }
 
     /// Starts the task that feeds `channel`: the live one is much smaller, and there is one
@@ -315,10 +342,11 @@ impl Hub {
         }
     }
 
-    fn detach(&self, user: &UserId) {
+    fn detach(&self, user: &UserId, stream: u64) {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = users.get_mut(user) {
             slot.streams = slot.streams.saturating_sub(1);
+            slot.clients.retain(|c| c.stream != stream);
             if slot.streams == 0 {
                 if let Some(task) = users.remove(user).and_then(|slot| slot.task) {
                     // Dropping the subscriber (by aborting its task) unsubscribes from NATS.
@@ -337,11 +365,13 @@ impl Hub {
 pub(crate) struct StreamGuard {
     hub: Arc<Hub>,
     user: UserId,
+    /// Its number, to remove its presence entry.
+    stream: u64,
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.hub.detach(&self.user);
+        self.hub.detach(&self.user, self.stream);
     }
 }
 

@@ -344,6 +344,15 @@ pub async fn presence_nats(client: &async_nats::Client, user: &str) -> serde_jso
     serde_json::from_slice(&msg.payload).unwrap()
 }
 
+/// A presence answer without its `clients` list: the counts, for tests about counting.
+pub fn counts(v: &serde_json::Value) -> serde_json::Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("clients");
+    }
+    v
+}
+
 // ---------------------------------------------------------------------------------------
 // Clients that stop reading (stream.rs, process.rs)
 
