@@ -64,18 +64,75 @@ function runSdk(n, timeoutMs) {
   });
 }
 
+/**
+ * A plain JavaScript SSE reader over fetch (no SDK): the body piped into a sink that decodes,
+ * frames and JSON.parses each event (`fetch-pipe`; `fetch-pipe-hwm`: the sink with a
+ * high-water mark of 16), or read with a `reader.read()` loop (`fetch-read`). Not a client (no
+ * ids, retry, reconnection): what reading a stream through fetch costs the page at the least,
+ * to compare the SDK's cost with.
+ */
+function runFetch(n, timeoutMs, mode) {
+  return new Promise((resolve, reject) => {
+    let count = 0;
+    let buf = '';
+    let done = false;
+    const ctrl = new AbortController();
+    const decoder = new TextDecoder();
+    const t0 = performance.now();
+    const finish = (err, ms) => {
+      done = true;
+      clearTimeout(timer);
+      ctrl.abort();
+      if (err) reject(err);
+      else resolve(ms);
+    };
+    const timer = setTimeout(() => finish(new Error(`${mode}: ${count}/${n} events after ${timeoutMs} ms`)), timeoutMs);
+    const write = (chunk) => {
+      if (done) return;
+      buf += decoder.decode(chunk, { stream: true });
+      let end;
+      while (!done && (end = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        const at = block.indexOf('\ndata: ');
+        if (at < 0) continue;
+        const env = JSON.parse(block.slice(at + 7));
+        count++;
+        if (env.data.n !== count) finish(new Error(`${mode}: event ${count} carried n=${env.data.n}`));
+        else if (count === n) finish(null, performance.now() - t0);
+      }
+    };
+    fetch(url, { headers: { authorization: 'Bearer x' }, signal: ctrl.signal })
+      .then(async (res) => {
+        if (mode === 'fetch-pipe') return res.body.pipeTo(new WritableStream({ write }));
+        if (mode === 'fetch-pipe-hwm') return res.body.pipeTo(new WritableStream({ write }, { highWaterMark: 16 }));
+        const reader = res.body.getReader();
+        for (;;) {
+          const { value, done: end } = await reader.read();
+          if (end) return;
+          write(value);
+        }
+      })
+      .catch((e) => done || finish(e));
+  });
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** One run of one reader (`native` or `sdk`): ms to the n-th event. run.mjs calls this per run
+/** One run of one reader (`native`, `sdk`, or a `fetch-*` one): ms to the n-th event. run.mjs calls this per run
  * in the paced mode, reading the page's main-thread time around it. */
 window.runOne = async ({ reader, n, timeoutMs }) => {
   load();
   out.textContent = `${reader}: ${n} events`;
-  const ms = await (reader === 'native' ? runNative(n, timeoutMs) : runSdk(n, timeoutMs));
+  const ms = await (reader === 'native'
+    ? runNative(n, timeoutMs)
+    : reader === 'sdk'
+      ? runSdk(n, timeoutMs)
+      : runFetch(n, timeoutMs, reader));
   await sleep(100);
   return ms;
 };

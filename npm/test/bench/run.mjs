@@ -7,6 +7,8 @@
 //   cd npm && node scripts/build.mjs      # npm/dist (the package under test)
 //   node npm/test/bench/run.mjs [--quick]  # --quick: 10,000 events, 1 run each
 //   node npm/test/bench/run.mjs --paced 2000  # 20,000 events at 2,000/s, 3 runs each
+//   node npm/test/bench/run.mjs --paced 200 --readers native,sdk,fetch-pipe  # and a plain
+//     JavaScript fetch reader (main.js), what reading through fetch costs at the least
 //
 // The burst (default) measures how fast each reader drains a stream that is all there; the
 // paced mode serves events at a fixed rate, so both readers keep up, and compares what keeping
@@ -41,6 +43,9 @@ if (pacedAt > 0 && !(RATE >= 100 && RATE <= 100_000)) {
 }
 const N = RATE ? Math.round(RATE * (quick ? 2 : 10)) : quick ? 10_000 : 100_000;
 const RUNS = quick ? 1 : 3;
+/** Paced mode: the readers compared (main.js: native, sdk, fetch-pipe, fetch-pipe-hwm, fetch-read), native first. */
+const readersAt = process.argv.indexOf('--readers');
+const READERS = readersAt > 0 ? process.argv[readersAt + 1].split(',') : ['native', 'sdk'];
 const RUN_TIMEOUT_MS = RATE ? Math.round((N / RATE) * 1000 * 3 + 10_000) : quick ? 30_000 : 120_000;
 /** Paced mode: events are written every TICK_MS, RATE/1000*TICK_MS at a time. */
 const TICK_MS = 10;
@@ -220,9 +225,9 @@ async function paced(page) {
     const get = (name) => m.find((x) => x.name === name)?.value ?? 0;
     return { task: get('TaskDuration'), script: get('ScriptDuration') };
   };
-  const runs = { native: [], sdk: [] };
+  const runs = Object.fromEntries(READERS.map((r) => [r, []]));
   for (let i = 0; i < RUNS; i++) {
-    for (const reader of ['native', 'sdk']) {
+    for (const reader of READERS) {
       const before = await metrics();
       const ms = await within(
         page.evaluate((a) => window.runOne(a), { reader, n: N, timeoutMs: RUN_TIMEOUT_MS }),
@@ -247,16 +252,21 @@ async function paced(page) {
     task_ms_per_1000: Number(med(r.map((x) => x.task_ms_per_1000)).toFixed(3)),
     script_ms_per_1000: Number(med(r.map((x) => x.script_ms_per_1000)).toFixed(3)),
   });
-  return { paced: true, native: summary(runs.native), sdk: summary(runs.sdk), userAgent };
+  return { paced: true, ...Object.fromEntries(READERS.map((r) => [r, summary(runs[r])])), userAgent };
 }
 
 if (RATE) {
   const { native, sdk } = result;
+  const others = READERS.filter((r) => r !== 'native' && r !== 'sdk');
   console.log(`\nSDK vs native EventSource, ${N.toLocaleString('en-US')} events at ${RATE}/s, ${RUNS} run(s) each (median), ${origin}`);
   console.log('| reader | ms per run | main-thread task ms per 1,000 events | script ms per 1,000 events |');
   console.log('| --- | --- | --- | --- |');
   console.log(`| native EventSource | ${native.ms.map((m) => m.toFixed(0)).join(', ')} | ${native.task_ms_per_1000} | ${native.script_ms_per_1000} |`);
-  console.log(`| SDK subscribe() | ${sdk.ms.map((m) => m.toFixed(0)).join(', ')} | ${sdk.task_ms_per_1000} | ${sdk.script_ms_per_1000} |`);
+  if (sdk) console.log(`| SDK subscribe() | ${sdk.ms.map((m) => m.toFixed(0)).join(', ')} | ${sdk.task_ms_per_1000} | ${sdk.script_ms_per_1000} |`);
+  for (const r of others) {
+    const x = result[r];
+    console.log(`| ${r} (plain JS, no SDK) | ${x.ms.map((m) => m.toFixed(0)).join(', ')} | ${x.task_ms_per_1000} | ${x.script_ms_per_1000} |`);
+  }
   console.log(
     JSON.stringify({
       bench: 'sdk_browser_paced',
@@ -265,8 +275,12 @@ if (RATE) {
       rate: RATE,
       runs: RUNS,
       native,
-      sdk,
-      task_ratio_sdk_vs_native: Number((sdk.task_ms_per_1000 / native.task_ms_per_1000).toFixed(3)),
+      ...(sdk ? { sdk } : {}),
+      ...Object.fromEntries(others.map((r) => [r, result[r]])),
+      ...(sdk ? { task_ratio_sdk_vs_native: Number((sdk.task_ms_per_1000 / native.task_ms_per_1000).toFixed(3)) } : {}),
+      ...Object.fromEntries(
+        others.map((r) => [`task_ratio_${r.replaceAll('-', '_')}_vs_native`, Number((result[r].task_ms_per_1000 / native.task_ms_per_1000).toFixed(3))]),
+      ),
       browser: result.userAgent,
       loadavg: loadavg().map((x) => Number(x.toFixed(2))),
       cpus: cpus().length,
