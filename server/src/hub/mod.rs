@@ -232,6 +232,9 @@ impl Hub {
                 return Err(AttachError::TooManyStreams { user: user.clone(), max: self.max_streams_per_user });
             }
             slot.streams += 1;
+            // Exactly one more slot: most users hold one stream, and a plain `push` would
+            // allocate room for four entries per user.
+            slot.clients.reserve_exact(1);
             slot.clients.push(LocalClient { stream, id: client, since: SystemTime::now() });
             let channel = Arc::clone(&slot.channel);
             self.metrics.connected_users.set(i64::try_from(users.len()).unwrap_or(i64::MAX));
