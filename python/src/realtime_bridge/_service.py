@@ -219,8 +219,6 @@ class RealtimeService:
         started = list(self._sends)
         if started:
             await asyncio.wait(started, timeout=self._publish_timeout)
-        if self._lookup_task is not None and not self._lookup_task.done():
-            self._lookup_task.cancel()
         if self._owns_connection:
             await _close_quietly(self._nc)
         elif not self._nc.is_closed:
@@ -340,14 +338,19 @@ class RealtimeService:
         try:
             backoff = _BACKOFF_FIRST
             attempts = 0
+            last: Optional[BaseException] = None
             headers = {"Nats-Msg-Id": msg_id}
             while True:
-                attempts += 1
                 remaining = deadline - loop.time()
-                try:
-                    await self._js.publish(
-                        subject, payload, timeout=min(self._ack_timeout, max(remaining, 0.001)), headers=headers
+                if remaining <= 0:
+                    raise RealtimeServiceError(
+                        "timeout",
+                        f"{subject}: not acknowledged within publish_timeout ({self._publish_timeout:g} s, "
+                        f"{attempts} attempts; last: {_describe(last) if last else 'none'})",
                     )
+                attempts += 1
+                try:
+                    await self._js.publish(subject, payload, timeout=min(self._ack_timeout, remaining), headers=headers)
                     return  # an acknowledgement, possibly of a duplicate: stored once either way
                 except nats.js.errors.APIError as e:
                     raise RealtimeServiceError(
@@ -357,16 +360,10 @@ class RealtimeService:
                     last = e
                 except Exception as e:  # noqa: BLE001 - closed connection and the like: final
                     raise RealtimeServiceError("unavailable", f"cannot publish {subject}: {_describe(e)}") from e
-                # Full jitter on the upper half: retries of many messages do not arrive together.
+                # Jitter (half to all of the step): many messages' retries do not arrive together.
                 delay = backoff * random.uniform(0.5, 1.0)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
-                if loop.time() + delay >= deadline:
-                    raise RealtimeServiceError(
-                        "timeout",
-                        f"{subject}: not acknowledged within publish_timeout ({self._publish_timeout:g} s, "
-                        f"{attempts} attempts; last: {_describe(last)})",
-                    )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
         finally:
             self._window.release()
 
