@@ -64,6 +64,18 @@ if ! python3 -c 'import nats' >/dev/null 2>&1; then
 else
   have "nats-py (Python)" "$(python3 -c 'import importlib.metadata as m; print(m.version("nats-py"))' 2>/dev/null)"
 fi
+# The Python producer package (python/, import realtime_bridge; the Python example producer
+# uses it). Installed again only when the installed copy is not this checkout's python/src.
+rb_python_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../python" && pwd)"
+if ! python3 "$rb_python_dir/installed_is_current.py" >/dev/null 2>&1; then
+  [ "$SETUP_CHECK" = 1 ] || log "installing the Python producer package (pip install ./python)"
+  need "realtime-bridge (Python)" pip_install "$rb_python_dir"
+  if [ "$SETUP_CHECK" = 0 ] && ! python3 "$rb_python_dir/installed_is_current.py"; then
+    log "pip install ./python did not install python/src (see pip's messages above)"; exit 1
+  fi
+else
+  have "realtime-bridge (Python)" "$(python3 -c 'import realtime_bridge; print(realtime_bridge.__version__)' 2>/dev/null)"
+fi
 
 if [ "$SETUP_CHECK" = 1 ]; then
   if command -v cargo >/dev/null; then have cargo "$(cargo --version)"; else
