@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,6 +40,7 @@ type Options struct {
 	PublishTimeout  time.Duration // 30 s per send, retries included
 	PresenceTimeout time.Duration // 2 s
 	MaxEventBytes   int           // 262144, the bridge's --max-event-bytes
+	LookupInterval  time.Duration // 30 s: auto mode without the stream looks again this often
 }
 
 func (o Options) withDefaults() Options {
@@ -62,6 +64,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxEventBytes <= 0 {
 		o.MaxEventBytes = 262144
+	}
+	if o.LookupInterval <= 0 {
+		o.LookupInterval = 30 * time.Second
 	}
 	return o
 }
@@ -117,9 +122,12 @@ func checkEvent(event string) error {
 // getConnectedClients, isUserConnected. Safe for concurrent use.
 type RealtimeService struct {
 	nc    *nats.Conn
-	js    nats.JetStreamContext // nil in core mode
 	opts  Options
 	slots chan struct{} // the in-flight window: one token per message waiting for its ack
+
+	mu         sync.Mutex
+	js         nats.JetStreamContext // nil while publishing with core NATS
+	lookedUpAt time.Time             // the last stream lookup
 }
 
 // NewRealtimeService looks the bridge's stream up (one stream-info request) to choose between
@@ -134,28 +142,68 @@ func NewRealtimeService(ctx context.Context, nc *nats.Conn, opts Options) (*Real
 	default:
 		return nil, fmt.Errorf("unknown mode %q (auto, jetstream or core)", opts.Mode)
 	}
-	js, err := nc.JetStream()
+	found, err := rt.lookUp(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream context: %w", err)
+		return nil, err
 	}
-	_, err = js.StreamInfo(opts.Stream, nats.Context(ctx))
-	switch {
-	case err == nil:
-		rt.js = js
-	case errors.Is(err, nats.ErrStreamNotFound), errors.Is(err, nats.ErrJetStreamNotEnabled),
-		errors.Is(err, nats.ErrJetStreamNotEnabledForAccount), errors.Is(err, nats.ErrNoResponders):
-		// A live-mode bridge (or no JetStream at all): nothing would acknowledge a publish.
-		if opts.Mode == ModeJetStream {
-			return nil, &Error{Code: "unavailable", Message: "stream " + opts.Stream + " not found", Err: err}
-		}
-	default:
-		return nil, fmt.Errorf("looking up stream %s: %w", opts.Stream, err)
+	if !found && opts.Mode == ModeJetStream {
+		return nil, &Error{Code: "unavailable", Message: "stream " + opts.Stream + " not found (is the bridge's history on?)"}
 	}
 	return rt, nil
 }
 
-// Mode tells how sends are published: ModeJetStream (acknowledged) or ModeCore.
+// lookUp asks JetStream for the stream; when it exists, sends go through JetStream from now on.
+func (rt *RealtimeService) lookUp(ctx context.Context) (found bool, err error) {
+	js, err := rt.nc.JetStream()
+	if err != nil {
+		return false, fmt.Errorf("jetstream context: %w", err)
+	}
+	_, err = js.StreamInfo(rt.opts.Stream, nats.Context(ctx))
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.lookedUpAt = time.Now()
+	switch {
+	case err == nil:
+		rt.js = js
+		return true, nil
+	case errors.Is(err, nats.ErrStreamNotFound), errors.Is(err, nats.ErrJetStreamNotEnabled),
+		errors.Is(err, nats.ErrJetStreamNotEnabledForAccount), errors.Is(err, nats.ErrNoResponders):
+		// A live-mode bridge (or no JetStream at all): nothing would acknowledge a publish.
+		return false, nil
+	default:
+		return false, fmt.Errorf("looking up stream %s: %w", rt.opts.Stream, err)
+	}
+}
+
+// jetStream returns the context to publish with, nil for core NATS. In auto mode without the
+// stream it looks again at most every LookupInterval, so a bridge that turns its history on
+// later is followed.
+func (rt *RealtimeService) jetStream(ctx context.Context) nats.JetStreamContext {
+	rt.mu.Lock()
+	js := rt.js
+	due := js == nil && rt.opts.Mode == ModeAuto && time.Since(rt.lookedUpAt) >= rt.opts.LookupInterval
+	if due {
+		rt.lookedUpAt = time.Now() // one lookup at a time
+	}
+	rt.mu.Unlock()
+	if !due {
+		return js
+	}
+	lookup, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	// A failed lookup keeps core NATS until the next one.
+	if found, _ := rt.lookUp(lookup); !found {
+		return nil
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.js
+}
+
+// Mode tells how sends are published now: ModeJetStream (acknowledged) or ModeCore.
 func (rt *RealtimeService) Mode() Mode {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
 	if rt.js != nil {
 		return ModeJetStream
 	}
@@ -222,6 +270,7 @@ func (rt *RealtimeService) publish(ctx context.Context, subjects []string, data 
 	if len(subjects) == 0 {
 		return nil
 	}
+	js := rt.jetStream(ctx)
 	msgs := make([]*nats.Msg, len(subjects))
 	ids := make([]string, len(subjects))
 	for i, subject := range subjects {
@@ -231,12 +280,12 @@ func (rt *RealtimeService) publish(ctx context.Context, subjects []string, data 
 			ids[i] = o.msgID + ":" + subject
 		case o.msgID != "":
 			ids[i] = o.msgID
-		case rt.js != nil:
+		case js != nil:
 			ids[i] = nuid.Next() // so that a retry after a lost acknowledgement is stored once
 		}
 	}
 
-	if rt.js == nil {
+	if js == nil {
 		// Core NATS: done when the client has the message (Flush confirms with a round trip).
 		// A caller's id still goes along: a bridge whose history is on deduplicates with it.
 		for i, m := range msgs {
@@ -265,7 +314,7 @@ func (rt *RealtimeService) publish(ctx context.Context, subjects []string, data 
 		}
 		go func(m *nats.Msg, id string) {
 			defer func() { <-rt.slots }()
-			errs <- rt.publishAcked(ctx, m, id)
+			errs <- rt.publishAcked(ctx, js, m, id)
 		}(m, ids[i])
 	}
 	var first error
@@ -279,12 +328,12 @@ func (rt *RealtimeService) publish(ctx context.Context, subjects []string, data 
 
 // publishAcked sends m through JetStream until it is acknowledged, again with the same
 // Nats-Msg-Id after an attempt without an answer, until ctx ends.
-func (rt *RealtimeService) publishAcked(ctx context.Context, m *nats.Msg, id string) error {
+func (rt *RealtimeService) publishAcked(ctx context.Context, js nats.JetStreamContext, m *nats.Msg, id string) error {
 	backoff := 100 * time.Millisecond
 	for {
 		attempt, cancel := context.WithTimeout(ctx, rt.opts.AckTimeout)
 		// RetryAttempts(0): "no responders" is retried here, with the same backoff as a timeout.
-		_, err := rt.js.PublishMsg(m, nats.Context(attempt), nats.MsgId(id), nats.RetryAttempts(0))
+		_, err := js.PublishMsg(m, nats.Context(attempt), nats.MsgId(id), nats.RetryAttempts(0))
 		cancel()
 		if err == nil {
 			return nil // an acknowledgement of a duplicate counts too
@@ -298,7 +347,7 @@ func (rt *RealtimeService) publishAcked(ctx context.Context, m *nats.Msg, id str
 			return &Error{Code: "unavailable", Message: "publish on " + m.Subject, Err: err}
 		}
 		// Jitter keeps many senders from retrying in step.
-		wait := backoff/2 + time.Duration(rand.Int63n(int64(backoff)))
+		wait := backoff/2 + jitter(backoff)
 		select {
 		case <-ctx.Done():
 			return &Error{Code: "timeout", Message: "no acknowledgement for " + m.Subject, Err: err}
@@ -308,6 +357,18 @@ func (rt *RealtimeService) publishAcked(ctx context.Context, m *nats.Msg, id str
 			backoff = 2 * time.Second
 		}
 	}
+}
+
+// The backoff's jitter, from a source seeded per process (Go 1.19's global one is not).
+var (
+	jitterMu  sync.Mutex
+	jitterSrc = rand.New(rand.NewSource(time.Now().UnixNano()))
+)
+
+func jitter(d time.Duration) time.Duration {
+	jitterMu.Lock()
+	defer jitterMu.Unlock()
+	return time.Duration(jitterSrc.Int63n(int64(d)))
 }
 
 // retryable: no answer in time, or JetStream momentarily without a leader.

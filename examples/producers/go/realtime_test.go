@@ -1,8 +1,8 @@
 package main
 
 // RealtimeService against a real nats-server (from PATH) and a real bridge (RB_BIN, else
-// target/debug/realtime-bridge at the repository root): the mode chosen from the stream lookup,
-// one stored copy of a send retried with the same id, input errors that send nothing, presence,
+// target/debug/realtime-bridge at the repository root): the mode chosen from the stream lookup
+// (and looked up again in auto mode), one stored copy of a send retried with the same id, input errors that send nothing, presence,
 // and no_bridge. scripts/test-demo.sh runs them with `go test`.
 
 import (
@@ -224,6 +224,30 @@ func TestAutoModeWithoutStreamUsesCoreNATS(t *testing.T) {
 	}
 	if string(m.Data) != `{"text":"hi"}` || m.Header.Get(nats.MsgIdHdr) != "m-1" {
 		t.Fatalf("got %q with id %q", m.Data, m.Header.Get(nats.MsgIdHdr))
+	}
+}
+
+func TestAutoModeFollowsAStreamCreatedLater(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	rt, err := NewRealtimeService(ctx, nc, Options{LookupInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Mode() != ModeCore {
+		t.Fatalf("mode %s before the bridge", rt.Mode())
+	}
+	startBridge(t, url) // history on: creates the stream
+	// Sends look the stream up again once LookupInterval has passed.
+	for end := time.Now().Add(10 * time.Second); rt.Mode() != ModeJetStream; {
+		if time.Now().After(end) {
+			t.Fatal("still core NATS 10 s after the stream appeared")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if err := rt.SendEventToUser(ctx, "42", "tick", 1); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
