@@ -218,7 +218,7 @@ test('no_bridge: nobody answers presence (no subscriber, or one that stays silen
   t0 = Date.now();
   await rejectsWith(rt.getPresence('42'), 'no_bridge');
   const took = Date.now() - t0;
-  assert.ok(took >= 280 && took < 2000, `waited presenceTimeout: ${took} ms`);
+  assert.ok(took >= 280 && took < 3000, `waited presenceTimeout: ${took} ms`);
   assert.equal(asked, 1);
 });
 
@@ -238,11 +238,15 @@ test('core mode: a live-mode bridge (no stream) delivers; auto reports core; flu
   await core.sendEventToUser('live-1', 'ev', { n: 4 });
   await core.flush();
   await waitFor(() => r.events.length === 4, { what: 'four live events' });
-  assert.deepEqual(
-    r.events.map((e) => [e.event, e.data.n]),
-    [['ev', 1], ['ev', 2], ['news', 3], ['ev', 4]],
-  );
-  assert.equal(r.events[2].userId, undefined, 'a broadcast has no userId');
+  // Sorted: the user's events and the broadcasts come through different subscriptions, whose
+  // order the bridge does not keep in live mode.
+  const got = r.events.map((e) => [e.event, e.data.n, e.userId]).sort((a, b) => a[1] - b[1]);
+  assert.deepEqual(got, [
+    ['ev', 1, 'live-1'],
+    ['ev', 2, 'live-1'],
+    ['news', 3, undefined],
+    ['ev', 4, 'live-1'],
+  ]);
   await core.close();
   assert.equal(nc.isClosed(), false, 'a connection given to the constructor stays open');
 });
@@ -329,9 +333,9 @@ test('a lost acknowledgement is retried with the same id after ackTimeout and a 
   assert.deepEqual(attempts.map((a) => a.id), ['m-1', 'm-1', 'm-1']);
   // ackTimeout, then a backoff of 50-100 ms; ackTimeout, then 100-200 ms.
   const gaps = [attempts[1].at - attempts[0].at, attempts[2].at - attempts[1].at];
-  assert.ok(gaps[0] >= 340 && gaps[0] < 600, `first retry after ${gaps[0]} ms`);
-  assert.ok(gaps[1] >= 390 && gaps[1] < 700, `second retry after ${gaps[1]} ms`);
-  assert.ok(Date.now() - t0 < 2000);
+  assert.ok(gaps[0] >= 340 && gaps[0] < 1500, `first retry after ${gaps[0]} ms`);
+  assert.ok(gaps[1] >= 390 && gaps[1] < 1500, `second retry after ${gaps[1]} ms`);
+  assert.ok(Date.now() - t0 < 4000);
 
   // No responders (no JetStream leader for now): the publish is sent again until one answers.
   const nats2 = await startNatsServer({ jetstream: false });
@@ -366,11 +370,11 @@ test('a JetStream error answer fails at once (unavailable); no acknowledgement a
   assert.match(e.message, /insufficient resources/);
   assert.equal(e.userId, 'fake');
   assert.equal(attempts.length, 1, 'not retried');
-  assert.ok(Date.now() - t0 < 1000);
+  assert.ok(Date.now() - t0 < 1500);
   t0 = Date.now();
   const e2 = await rejectsWith(rt.sendEventToUser('fake', 'silent', {}), 'timeout');
   const took = Date.now() - t0;
-  assert.ok(took >= 1150 && took < 2000, `failed after ${took} ms`);
+  assert.ok(took >= 1150 && took < 3000, `failed after ${took} ms`);
   const silent = attempts.filter((a) => a.subject === 'user.fake.silent');
   assert.ok(silent.length >= 3, `${silent.length} attempts`);
   assert.equal(new Set(silent.map((a) => a.id)).size, 1, 'one id for every attempt');
