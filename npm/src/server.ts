@@ -98,18 +98,25 @@ type NoInfer_<T> = [T][T extends unknown ? 0 : never];
  * registered for the event in `RealtimeEvents` (any value when nothing is registered).
  */
 export interface IRealtimeService {
+  /**
+   * Publishes `data` (one JSON value) as `event` on `user.<userId>.<event>`. Resolves once
+   * JetStream stored it (or, in core mode, once the NATS client has it); rejects with a
+   * `RealtimeServiceError`, having sent nothing when the input is wrong.
+   */
   sendEventToUser<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
     userId: string,
     event: N,
     data: RealtimeDataOf<N, NoInfer_<T>>,
     options?: SendOptions,
   ): Promise<void>;
+  /** `sendEventToUser` to each distinct user, in order; resolves once every one is stored; `[]` sends nothing. */
   sendEventToUsers<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
     userIds: readonly string[],
     event: N,
     data: RealtimeDataOf<N, NoInfer_<T>>,
     options?: SendOptions,
   ): Promise<void>;
+  /** Publishes `event` on `broadcast.<event>`: every connected user's stream gets it. */
   broadcastEvent<T = FromRegistry, N extends RealtimeEventName = RealtimeEventName>(
     event: N,
     data: RealtimeDataOf<N, NoInfer_<T>>,
