@@ -15,7 +15,7 @@ export type RealtimeServiceErrorCode =
   | 'invalid_data'
   /** Serialised `data` over `maxEventBytes`. Nothing was sent. */
   | 'too_large'
-  /** A `msgId` that is empty, over 256 bytes, or holds a control character. Nothing was sent. */
+  /** A `msgId` that is empty or holds a control character (it travels as a NATS header value). Nothing was sent. */
   | 'invalid_msg_id'
   /** JetStream did not acknowledge within `publishTimeout` (retries included), or `flush()` got no round trip in that time. */
   | 'timeout'

@@ -54,7 +54,7 @@ export type RealtimeServiceConnectOptions = ConnectionOptions & RealtimeServiceO
 /** Per-send options. */
 export interface SendOptions {
   /**
-   * The message's `Nats-Msg-Id` (1 to 256 bytes, no control character): JetStream stores a
+   * The message's `Nats-Msg-Id` (not empty, no control character): JetStream stores a
    * message whose id it saw within its duplicate window (2 minutes) only once, so a send retried
    * by the app with the same id is delivered once. With several subjects each gets
    * `<msgId>:<subject>`. Not given: the library makes up one per message.
@@ -233,8 +233,8 @@ function checkSendOptions(options: SendOptions | undefined): string | undefined 
   if (typeof options !== 'object' || options === null) throw new TypeError('realtime-bridge/server: options must be an object');
   const id = options.msgId;
   if (id === undefined) return undefined;
-  if (typeof id !== 'string' || id.length === 0 || encode(id).length > 256 || CONTROL.test(id)) {
-    throw new RealtimeServiceError('invalid_msg_id', `msgId ${JSON.stringify(id)} must be 1 to 256 bytes without control characters`);
+  if (typeof id !== 'string' || id.length === 0 || CONTROL.test(id)) {
+    throw new RealtimeServiceError('invalid_msg_id', `msgId ${JSON.stringify(id)} must be a non-empty string without control characters (it travels as a NATS header value)`);
   }
   return id;
 }
@@ -338,15 +338,14 @@ export class RealtimeService implements IRealtimeService {
 
   /**
    * A service over a connection the app opened (and keeps: `close()` leaves it open). Unless
-   * `mode` is `core`, the stream lookup starts here and the first send waits for it; `mode`
-   * tells `core` until it answered.
+   * `mode` is `core`, the stream is looked up just before the first send (the bridge may create
+   * it after the service is built); until then `mode` tells `core` (`auto`).
    */
   constructor(nc: NatsConnection, options?: RealtimeServiceOptions) {
     this.nc = nc;
     this.s = settings(options);
     this.window = new Window(this.s.maxInFlight);
     this.idPrefix = `rb-${globalThis.crypto.randomUUID()}-`;
-    if (this.s.mode !== 'core') void this.lookStream();
   }
 
   /** How sends are published now: `jetstream` (acknowledged) or `core`. */

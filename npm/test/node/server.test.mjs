@@ -134,7 +134,7 @@ test('every input error has its code, names what is wrong, and sends nothing', {
   const e = await rejectsWith(rt.sendEventToUser('ok-1', 'ev', 'é'.repeat(50)), 'too_large');
   assert.match(e.message, /102 bytes.*100/);
   await rejectsWith(rt.sendEventToUsers(['ok-1', 'ok-2'], 'ev', 'x'.repeat(99)), 'too_large');
-  for (const msgId of ['', 'a\nb', 'x'.repeat(257), 7]) {
+  for (const msgId of ['', 'a\nb', 'a\rb', 'tab\there', '\u007f', 7]) {
     await rejectsWith(rt.sendEventToUser('ok-1', 'ev', {}, { msgId }), 'invalid_msg_id');
   }
   await assert.rejects(rt.sendEventToUser('ok-1', 'ev', {}, 'order-1'), TypeError);
@@ -262,7 +262,7 @@ test("mode 'jetstream' refuses a NATS without the stream (unavailable) and close
   defer(() => plain.stop());
   const e2 = await rejectsWith(RealtimeService.connect({ servers: plain.url, mode: 'jetstream' }), 'unavailable');
   assert.match(e2.message, /JetStream/);
-  // Given a connection, the lookup happens in the background and the sends fail.
+  // Given a connection, the stream is looked up at the first send, which fails.
   const nc = await connect({ servers: nats.url });
   defer(() => nc.close());
   const rt = new RealtimeService(nc, { mode: 'jetstream' });
@@ -278,9 +278,16 @@ test('auto: core while there is no stream, JetStream once a bridge created it (l
   defer(() => rt.close());
   const connectedAt = Date.now();
   assert.equal(rt.mode, 'core');
+  // Built on a connection, a service looks only at its first send.
+  const nc = await connect({ servers: nats.url });
+  defer(() => nc.close());
+  const lazy = new RealtimeService(nc);
   // A bridge with history on creates the stream after the service looked.
   const bridge = await startBridge({ natsUrl: nats.url, args: ['--history', 'on'] });
   defer(() => bridge.kill('SIGTERM'));
+  assert.equal(lazy.mode, 'core');
+  await lazy.sendEventToUser('lazy', 'ev', {});
+  assert.equal(lazy.mode, 'jetstream');
   const r = await open(bridge, 'late');
   let n = 0;
   await waitFor(
@@ -295,9 +302,7 @@ test('auto: core while there is no stream, JetStream once a bridge created it (l
   // Every send was delivered (core ones stored too: the stream existed); the last was acked.
   await waitFor(() => r.events.length === n, { what: `${n} events` });
   assert.deepEqual(datas(r).map((d) => d.n), [...Array(n).keys()]);
-  const nc = await connect({ servers: nats.url });
-  defer(() => nc.close());
-  assert.equal((await storedCounts(nc, 'user.>'))['user.late.ev'], n);
+  assert.deepEqual(await storedCounts(nc, 'user.>'), { 'user.late.ev': n, 'user.lazy.ev': 1 });
 });
 
 // --- JetStream played by the test (a nats-server without JetStream) ---------------------------
