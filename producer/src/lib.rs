@@ -62,3 +62,8 @@ pub use options::{Mode, Options, SendOptions};
 pub use presence::{Presence, PresenceClient};
 pub use realtime_bridge_wire::{EventName, IdError, UserId};
 pub use service::RealtimeService;
+
+/// The NATS client this crate is built on, re-exported so a service can open its connection
+/// ([`async_nats::ConnectOptions`]: credentials, TLS) with the very version the library takes
+/// in [`RealtimeService::with_client`] and [`RealtimeService::connect_with`].
+pub use async_nats;

@@ -143,10 +143,7 @@ impl RealtimeService {
         nats: async_nats::ConnectOptions,
         options: Options,
     ) -> Result<Self, Error> {
-        let client = nats
-            .connect(url)
-            .await
-            .map_err(|e| Error::unavailable(format!("cannot connect to NATS: is nats-server running? ({e})")))?;
+        let client = nats.connect(url).await.map_err(|e| Error::unavailable(format!("cannot connect to NATS: {e}")))?;
         let service = Self::build(client.clone(), options, true).await;
         if service.is_err() {
             // Ours to close: nobody else holds it.
