@@ -52,6 +52,9 @@
 //!
 //! [Realtime Bridge]: https://github.com/realtime-bridge/realtime-bridge
 
+// A library's public items are its documentation: each says why it exists.
+#![warn(missing_docs)]
+
 mod error;
 mod options;
 mod presence;
