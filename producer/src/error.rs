@@ -53,9 +53,9 @@ pub enum Error {
         max: usize,
     },
 
-    /// A message id that cannot be a `Nats-Msg-Id` header (empty, longer than 256 bytes, or
-    /// with a control character). Nothing was sent.
-    #[error("invalid msg_id {msg_id:?}: it must be 1 to 256 printable characters")]
+    /// A message id that cannot be a `Nats-Msg-Id` header value: empty, or with a control
+    /// character. Nothing was sent.
+    #[error("invalid msg_id {msg_id:?}: it must be non-empty, without control characters (it travels as a NATS header value)")]
     InvalidMsgId {
         /// The refused id as given.
         msg_id: String,
@@ -100,7 +100,7 @@ pub enum Error {
 impl Error {
     /// The shared code of docs/protocol.md §1.7: `invalid_user_id`, `invalid_event_name`,
     /// `reserved_event`, `invalid_data`, `too_large`, `unavailable`, `timeout`, `no_bridge`,
-    /// `closed`, and `invalid_msg_id` (a message id that cannot be a NATS header).
+    /// `closed`, `invalid_msg_id`.
     ///
     /// ```
     /// use realtime_bridge_producer::Error;

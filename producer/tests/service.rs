@@ -48,11 +48,13 @@ async fn a_msg_id_sent_twice_is_stored_and_delivered_once() {
     rt.send_event_to_users_with(vec!["43".to_owned(), "42".to_owned()], "note", &json!({"try": 2}), &both)
         .await
         .unwrap();
+    // No length limit of its own: a long id is a header like any other.
+    rt.send_event_to_user_with("43", "long_id", &1, &SendOptions::msg_id("x".repeat(300))).await.unwrap();
     rt.send_event_to_users(["42", "43"], "done", &json!(null)).await.unwrap();
 
     let client = nats_client(&nats).await;
     assert_eq!(stored(&client, "user.42.>").await, 3, "paid once, note once, done");
-    assert_eq!(stored(&client, "user.43.>").await, 2, "note once, done");
+    assert_eq!(stored(&client, "user.43.>").await, 3, "note once, long_id, done");
     let got = reader.events_until("done", WAIT).await;
     assert_eq!(
         got.iter().map(|g| (g.event.as_str(), g.data.clone())).collect::<Vec<_>>(),
@@ -61,7 +63,7 @@ async fn a_msg_id_sent_twice_is_stored_and_delivered_once() {
     let got = other.events_until("done", WAIT).await;
     assert_eq!(
         got.iter().map(|g| (g.event.as_str(), g.data.clone())).collect::<Vec<_>>(),
-        [("note", json!({"try": 1}))]
+        [("note", json!({"try": 1})), ("long_id", json!(1))]
     );
     rt.close().await.unwrap();
 }
