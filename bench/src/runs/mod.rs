@@ -1,10 +1,11 @@
-//! The four benchmarks, one module each (named after its subcommand), and what they share:
+//! The benchmarks, one module each (named after its subcommand), and what they share:
 //! the event name they publish, the bounds on opening streams, the payload that carries its
 //! publish time, the NATS connection they open and the bridge's own counters from /metrics.
 
 mod broadcast;
 mod idle;
 mod latency;
+mod publish;
 mod throughput;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::report::Report;
 pub(crate) use broadcast::{broadcast, BroadcastArgs};
 pub(crate) use idle::{idle, IdleArgs};
 pub(crate) use latency::{latency, LatencyArgs};
+pub(crate) use publish::{publish, PublishArgs};
 pub(crate) use throughput::{throughput, ThroughputArgs};
 
 /// The event name every benchmark publishes.
