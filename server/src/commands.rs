@@ -52,6 +52,15 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
         let mut seen = std::collections::HashSet::new();
         args.users.iter().filter(|u| seen.insert(*u)).map(|u| subject::user_subject(u, &args.event)).collect()
     };
+    // The same rule as `serve --stream-name`: the name becomes part of a JetStream API subject.
+    if args.stream_name.is_empty()
+        || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(CommandError::Usage(format!(
+            "--stream-name: {:?} is not a JetStream stream name (letters, digits, _ and -)",
+            args.stream_name
+        )));
+    }
     let credentials = NatsCredentials::from_args(&args.nats)?;
     let conn = connect_once(&NatsUrl::new(args.nats.nats_url.clone()), &credentials).await?;
     let send_options = match &args.msg_id {
@@ -60,7 +69,7 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
     };
     let work = async {
         // A command should answer within seconds, not the library's 30 s of retries.
-        let options = Options::default().with_publish_timeout(SEND_TIMEOUT);
+        let options = Options::default().with_publish_timeout(SEND_TIMEOUT).with_stream(args.stream_name.clone());
         let rt = RealtimeService::with_client(conn.client.clone(), options).await?;
         if args.broadcast {
             rt.broadcast_event_with(&args.event, &data, &send_options).await?;
