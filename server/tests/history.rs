@@ -72,10 +72,6 @@ struct Sse {
     ended: bool,
 }
 
-async fn stream_request(base: &str, user: &str, query: &str, last_id: Option<&str>) -> reqwest::Response {
-    stream_request_within(base, user, query, last_id, WAIT).await
-}
-
 async fn stream_request_within(
     base: &str,
     user: &str,
