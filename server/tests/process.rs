@@ -455,6 +455,13 @@ async fn send_subcommand_publishes_to_users_and_broadcast() {
     assert!(single_line(&ran).contains("--user"), "{}", ran.stderr);
     let ran = run_bin(&["send", "--nats-url", &url, "--user", "42", "--event", ">", "1"], &[]);
     assert_eq!(ran.code(), Some(64), "--event '>': {}", ran.stderr);
+    // The stream name becomes part of a JetStream API subject: the same rule as `serve`.
+    let ran = run_bin(
+        &["send", "--nats-url", &url, "--stream-name", "REAL.TIME", "--user", "42", "--event", "message_new", "1"],
+        &[],
+    );
+    assert_eq!(ran.code(), Some(64), "--stream-name 'REAL.TIME': {}", ran.stderr);
+    assert!(single_line(&ran).contains("--stream-name"), "{}", ran.stderr);
 
     // Nothing else was delivered (the refused sends published nothing).
     expect_sentinel_next(&mut s42, &nats.client().await, "user.42.sentinel").await;
