@@ -66,6 +66,12 @@ pub(crate) struct Metrics {
     pub nats_connected: Gauge,
     /// Successful (re)connections to NATS, the first one included.
     pub nats_connects: Counter,
+    /// Losses of the NATS connection (the server cutting a slow consumer among them): each
+    /// one makes history channels fill what was stored meanwhile.
+    pub nats_disconnects: Counter,
+    /// Messages the NATS client dropped because a subscription's buffer was full: the bridge
+    /// was not keeping up with what NATS sent it.
+    pub nats_slow_consumer: Counter,
     pub replayed_events: Counter,
     /// Connections being served (streams and every other request).
     pub open_connections: Gauge,
@@ -99,6 +105,8 @@ impl Metrics {
         let streams_reset = Family::<ReasonLabel, Counter>::default();
         let nats_connected = Gauge::default();
         let nats_connects = Counter::default();
+        let nats_disconnects = Counter::default();
+        let nats_slow_consumer = Counter::default();
         let replayed_events = Counter::default();
         let open_connections = Gauge::default();
         let connections_refused = Counter::default();
@@ -112,6 +120,12 @@ impl Metrics {
         registry.register("streams_reset", "reset frames sent to streams, by reason", streams_reset.clone());
         registry.register("nats_connected", "1 while connected to NATS, else 0", nats_connected.clone());
         registry.register("nats_connects", "Successful connections to NATS, the first included", nats_connects.clone());
+        registry.register("nats_disconnects", "Losses of the NATS connection", nats_disconnects.clone());
+        registry.register(
+            "nats_slow_consumer",
+            "Slow-consumer events of the NATS client (a subscription's buffer was full and messages were dropped)",
+            nats_slow_consumer.clone(),
+        );
         registry.register("replayed_events", "Events replayed from history on resume", replayed_events.clone());
         registry.register("open_connections", "TCP connections being served", open_connections.clone());
         registry.register(
@@ -139,6 +153,8 @@ impl Metrics {
             streams_reset,
             nats_connected,
             nats_connects,
+            nats_disconnects,
+            nats_slow_consumer,
             replayed_events,
             open_connections,
             connections_refused,

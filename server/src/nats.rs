@@ -298,9 +298,11 @@ pub(crate) async fn connect_server(
                     }
                     async_nats::Event::Disconnected => {
                         metrics.nats_connected.set(0);
+                        metrics.nats_disconnects.inc();
                         tracing::warn!(url = %shown, "NATS disconnected; reconnecting (is nats-server running?)");
                     }
                     async_nats::Event::SlowConsumer(sid) => {
+                        metrics.nats_slow_consumer.inc();
                         tracing::warn!(sid, "NATS slow consumer: the bridge is not keeping up");
                     }
                     // A refused login or a permissions violation: the operator's to fix.

@@ -491,6 +491,7 @@ async fn nats_restart_mid_stream(subscribe: realtime_bridge::config::UserSubscri
     wait_status(&format!("{base}/readyz"), 200, WAIT).await;
     assert_eq!(metric(&base, NATS_CONNECTED).await, 1.0);
     assert!(metric(&base, "realtime_bridge_nats_connects_total").await >= 2.0);
+    assert!(metric(&base, "realtime_bridge_nats_disconnects_total").await >= 1.0, "the lost connection is counted");
 
     // Same SseClient, no reconnect: the user's and the broadcast subscriptions were restored.
     let client = nats.client().await;
