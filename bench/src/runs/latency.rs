@@ -3,22 +3,23 @@
 //! measured window (after a warm-up) through the bridge's SSE streams (one per user) against
 //! a plain NATS subscriber per user in the same run, and in history mode also against
 //! subscribers on JetStream's re-publish (`rt.user.<id>.*`, what the bridge reads).
+//! Events published in the measured window carry `"m":1`, so that every receiver, in this
+//! process or in a worker, counts the same events. With `--burst K` the publisher sends one
+//! event to each of K consecutive users at once, a group every K / rate seconds (a producer
+//! looping over users); the 1 ms publishing tick already groups rate / 1000 events.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use realtime_bridge_wire::SseEvent;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::{
-    bridge_metrics, nats, payload, round2, secs, stream_users, user_subject, user_wildcard, EVENT, OPEN_ALL_TIMEOUT,
-};
-use crate::client::{self, field_u64, now_nanos, Sink, StreamPlan, StreamStats};
+use super::{bridge_metrics, nats, payload_padded, round2, secs, user_subject, user_wildcard};
+use crate::client::{field_u64, now_nanos};
+use crate::fleet::{Fleet, FleetSpec, Record};
 use crate::harness::Setup;
 use crate::report::{self, ms, percentiles, Report};
 use crate::Common;
@@ -34,30 +35,28 @@ pub(crate) struct LatencyArgs {
     duration: f64,
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// Events sent at once, one to each of this many consecutive users (same overall rate).
+    #[arg(long, default_value_t = 1)]
+    burst: usize,
+    /// Pad each payload to at least this many bytes (0: the bare timestamped payload, ~45 B).
+    #[arg(long, default_value_t = 0)]
+    payload_bytes: usize,
 }
 
+/// Latencies of the events marked as published in the measured window (`"m":1`).
 #[derive(Debug)]
 struct LatencySink {
     hist: Mutex<Histogram<u64>>,
-    recording: Arc<AtomicBool>,
 }
 
 impl LatencySink {
     fn record(&self, text: &str, now: u64) {
-        if !self.recording.load(Ordering::Relaxed) {
+        if field_u64(text, "m") != Some(1) {
             return;
         }
         if let Some(t) = field_u64(text, "bench_t") {
             let mut h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
             let _ = h.record(now.saturating_sub(t).max(1));
-        }
-    }
-}
-
-impl Sink for LatencySink {
-    fn on_event(&self, _stream: usize, event: &SseEvent, now: u64) {
-        if event.event == EVENT {
-            self.record(&event.data, now);
         }
     }
 }
@@ -71,10 +70,8 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     }
     let users = a.users.max(1);
     let rate = a.rate.max(1);
-    let recording = Arc::new(AtomicBool::new(false));
-    let bridge_sink =
-        Arc::new(LatencySink { hist: Mutex::new(report::histogram()), recording: Arc::clone(&recording) });
-    let nats_sink = Arc::new(LatencySink { hist: Mutex::new(report::histogram()), recording: Arc::clone(&recording) });
+    let burst = a.burst.clamp(1, users);
+    let nats_sink = Arc::new(LatencySink { hist: Mutex::new(report::histogram()) });
 
     let nats_sub = nats(&setup.nats_url).await?;
     let mut tasks = JoinSet::new();
@@ -93,7 +90,7 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     // History mode: also through JetStream's re-publish (`rt.user.<id>.*`, what the bridge
     // reads), to tell JetStream's share of the latency from the bridge's.
     let history = setup.history == "on";
-    let rt_sink = Arc::new(LatencySink { hist: Mutex::new(report::histogram()), recording: Arc::clone(&recording) });
+    let rt_sink = Arc::new(LatencySink { hist: Mutex::new(report::histogram()) });
     if history {
         for u in 0..users {
             let mut sub = nats_sub.subscribe(user_wildcard(u, true)).await?;
@@ -110,15 +107,10 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     }
     nats_sub.flush().await?;
 
-    let stats = Arc::new(StreamStats::default());
-    let plan = StreamPlan { bridge: setup.bridge, open_concurrency: 256, reconnect_until: None };
-    let streams_set = client::spawn_streams(
-        &plan,
-        stream_users(users, 1),
-        Arc::clone(&bridge_sink) as Arc<dyn Sink>,
-        Arc::clone(&stats),
-    );
-    let open_time = client::wait_open(&stats, users, OPEN_ALL_TIMEOUT).await?;
+    let spec = FleetSpec::new(setup.bridges.clone(), users, Record::Latency, common.workers_for(setup, users));
+    let (mut fleet, opened) = Fleet::open(&spec).await?;
+    opened.require_all(users)?;
+    let open_time = opened.settled;
 
     // Open-loop publisher: every millisecond, catch up to `rate × elapsed`.
     let publisher = nats(&setup.nats_url).await?;
@@ -129,6 +121,7 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut measured_from: Option<(Instant, u64)> = None;
+    let burst_u = burst as u64;
     // Bounded: one iteration per millisecond of the run.
     let max_ticks = total.as_millis() as u64 + 1000;
     for _ in 0..max_ticks {
@@ -138,17 +131,21 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
             break;
         }
         if measured_from.is_none() && elapsed >= secs(a.warmup) {
-            recording.store(true, Ordering::Relaxed);
             measured_from = Some((Instant::now(), sent));
         }
-        let due = (elapsed.as_secs_f64() * rate as f64) as u64;
+        let mark = if measured_from.is_some() { ",\"m\":1" } else { "" };
+        // Whole groups of `burst` events only: a group goes out when its last event is due.
+        let due = (elapsed.as_secs_f64() * rate as f64) as u64 / burst_u * burst_u;
         // After a stall, don't burst more than 50 ms worth at once.
-        let cap = (rate / 20).max(1);
+        let cap = (rate / 20).max(burst_u);
         let mut k = 0;
         while sent < due && k < cap {
-            publisher.publish(subjects[(sent % users as u64) as usize].clone(), payload(sent, None)).await?;
-            sent += 1;
-            k += 1;
+            for _ in 0..burst {
+                let subject = subjects[(sent % users as u64) as usize].clone();
+                publisher.publish(subject, payload_padded(sent, mark, a.payload_bytes)).await?;
+                sent += 1;
+                k += 1;
+            }
         }
     }
     publisher.flush().await?;
@@ -156,9 +153,9 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     let achieved = (sent - m_sent) as f64 / m_start.elapsed().as_secs_f64().max(1e-9);
     // Let what is in flight arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    recording.store(false, Ordering::Relaxed);
 
-    let bh = bridge_sink.hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let bh = fleet.latency().await?;
+    let (_, ended, _, _) = fleet.snap().await?;
     let nh = nats_sink.hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let row = |name: &str, h: &Histogram<u64>| {
         let q = |x: f64| format!("{:.3}", ms(h.value_at_quantile(x)));
@@ -167,6 +164,11 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     r.set("users", json!(users));
     r.set("rate_target", json!(rate));
     r.set("rate_achieved", json!(achieved.round()));
+    r.set("burst", json!(burst));
+    r.set("payload_bytes", json!(payload_padded(0, ",\"m\":1", a.payload_bytes).len()));
+    if fleet.worker_count() > 0 {
+        r.set("workers", json!(fleet.worker_count()));
+    }
     r.set("open_all_s", json!(round2(open_time.as_secs_f64())));
     r.set("bridge", json!(percentiles(&bh)));
     r.set("nats", json!(percentiles(&nh)));
@@ -184,10 +186,10 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     rows.push(row("bridge SSE stream", &bh));
     r.set("bridge_received", json!(bh.len()));
     r.set("nats_received", json!(nh.len()));
-    r.set("streams_ended", json!(stats.ended.load(Ordering::Relaxed)));
+    r.set("streams_ended", json!(ended));
     bridge_metrics(setup, r).await;
     r.table("publish → receipt latency (ms)", &["path", "events", "p50", "p90", "p99", "p99.9", "max"], rows);
-    drop(streams_set);
+    fleet.close().await;
     tasks.abort_all();
     Ok(())
 }
