@@ -268,7 +268,10 @@ pub(crate) fn spawn_streams(
             let mut cursor: Option<String> = None;
             // Bounded: one open, plus reopenings only until `reconnect_until`.
             loop {
-                let Some(&bridge) = plan.bridges.get((global + attempt) % n_bridges) else { return };
+                // Reopenings move on to the next bridges, the streams of one bridge starting
+                // at different ones so that they spread over the others.
+                let shift = if attempt == 0 { 0 } else { attempt + (global / n_bridges) % (n_bridges - 1).max(1) };
+                let Some(&bridge) = plan.bridges.get((global + shift) % n_bridges) else { return };
                 let body = {
                     let Ok(_permit) = gate.acquire().await else { return };
                     let started = Instant::now();

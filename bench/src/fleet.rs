@@ -78,7 +78,7 @@ pub(crate) struct FleetSpec {
     pub(crate) bridges: Vec<SocketAddr>,
     pub(crate) streams: usize,
     pub(crate) per_user: usize,
-    /// Streams opening at the same time, per process (`usize::MAX`: all at once).
+    /// Streams opening at the same time, over all processes (`usize::MAX`: all at once).
     pub(crate) open_concurrency: usize,
     pub(crate) open_timeout: Duration,
     /// Reopen streams the bridge ends for this many seconds after opening.
@@ -459,6 +459,11 @@ impl Fleet {
         let addrs = spec.bridges.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         let mut workers = Vec::with_capacity(w);
         let mut first = 0;
+        // --open-concurrency counts the opens in flight over all processes, as with one.
+        let per_worker_concurrency = match spec.open_concurrency {
+            usize::MAX => usize::MAX,
+            c => c.div_ceil(w).max(1),
+        };
         for index in 0..w {
             let count = n / w + usize::from(index < n % w);
             let mut cmd = tokio::process::Command::new(&exe);
@@ -466,7 +471,7 @@ impl Fleet {
                 .args(["--addrs", &addrs])
                 .args(["--first", &first.to_string(), "--count", &count.to_string()])
                 .args(["--per-user", &spec.per_user.max(1).to_string()])
-                .args(["--open-concurrency", &spec.open_concurrency.to_string()])
+                .args(["--open-concurrency", &per_worker_concurrency.to_string()])
                 .args(["--open-timeout", &spec.open_timeout.as_secs_f64().to_string()])
                 .args(["--record", &spec.record.as_arg()])
                 .args(["--source-net", &client::source_net().to_string()]);

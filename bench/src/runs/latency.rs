@@ -6,7 +6,8 @@
 //! Events published in the measured window carry `"m":1`, so that every receiver, in this
 //! process or in a worker, counts the same events. With `--burst K` the publisher sends one
 //! event to each of K consecutive users at once, a group every K / rate seconds (a producer
-//! looping over users); the 1 ms publishing tick already groups rate / 1000 events.
+//! looping over users), sleeping between groups on a thread of its own; without it, a 1 ms
+//! tick sends what is due (rate / 1000 events at once), as before.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,9 +36,11 @@ pub(crate) struct LatencyArgs {
     duration: f64,
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Events sent at once, one to each of this many consecutive users (same overall rate).
-    #[arg(long, default_value_t = 1)]
-    burst: usize,
+    /// Send one event to each of this many consecutive users at once, a group every
+    /// burst / rate seconds, from a thread of its own that sleeps between groups (without
+    /// it: a 1 ms tick that sends what is due, ~rate / 1000 events at once).
+    #[arg(long)]
+    burst: Option<usize>,
     /// Pad each payload to at least this many bytes (0: the bare timestamped payload, ~45 B).
     #[arg(long, default_value_t = 0)]
     payload_bytes: usize,
@@ -70,7 +73,6 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     }
     let users = a.users.max(1);
     let rate = a.rate.max(1);
-    let burst = a.burst.clamp(1, users);
     let nats_sink = Arc::new(LatencySink { hist: Mutex::new(report::histogram()) });
 
     let nats_sub = nats(&setup.nats_url).await?;
@@ -112,44 +114,21 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     opened.require_all(users)?;
     let open_time = opened.settled;
 
-    // Open-loop publisher: every millisecond, catch up to `rate × elapsed`.
     let publisher = nats(&setup.nats_url).await?;
     let subjects: Vec<async_nats::Subject> = (0..users).map(user_subject).collect();
-    let total = secs(a.warmup + a.duration);
-    let started = Instant::now();
-    let mut sent: u64 = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut measured_from: Option<(Instant, u64)> = None;
-    let burst_u = burst as u64;
-    // Bounded: one iteration per millisecond of the run.
-    let max_ticks = total.as_millis() as u64 + 1000;
-    for _ in 0..max_ticks {
-        tick.tick().await;
-        let elapsed = started.elapsed();
-        if elapsed >= total {
-            break;
+    let plan =
+        Pace { rate, total: secs(a.warmup + a.duration), warmup: secs(a.warmup), payload_bytes: a.payload_bytes };
+    let published = match a.burst {
+        None => tick_publisher(&publisher, &subjects, &plan).await?,
+        Some(k) => {
+            let (publisher, handle) = (publisher.clone(), tokio::runtime::Handle::current());
+            let k = k.clamp(1, users);
+            tokio::task::spawn_blocking(move || paced_publisher(&handle, &publisher, &subjects, &plan, k)).await??
         }
-        if measured_from.is_none() && elapsed >= secs(a.warmup) {
-            measured_from = Some((Instant::now(), sent));
-        }
-        let mark = if measured_from.is_some() { ",\"m\":1" } else { "" };
-        // Whole groups of `burst` events only: a group goes out when its last event is due.
-        let due = (elapsed.as_secs_f64() * rate as f64) as u64 / burst_u * burst_u;
-        // After a stall, don't burst more than 50 ms worth at once.
-        let cap = (rate / 20).max(burst_u);
-        let mut k = 0;
-        while sent < due && k < cap {
-            for _ in 0..burst {
-                let subject = subjects[(sent % users as u64) as usize].clone();
-                publisher.publish(subject, payload_padded(sent, mark, a.payload_bytes)).await?;
-                sent += 1;
-                k += 1;
-            }
-        }
-    }
+    };
     publisher.flush().await?;
-    let (m_start, m_sent) = measured_from.unwrap_or((started, 0));
+    let sent = published.sent;
+    let (m_start, m_sent) = published.measured_from.unwrap_or((published.started, 0));
     let achieved = (sent - m_sent) as f64 / m_start.elapsed().as_secs_f64().max(1e-9);
     // Let what is in flight arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -164,7 +143,9 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     r.set("users", json!(users));
     r.set("rate_target", json!(rate));
     r.set("rate_achieved", json!(achieved.round()));
-    r.set("burst", json!(burst));
+    r.set("burst", json!(a.burst.map(|k| k.clamp(1, users))));
+    r.set("publish_groups", json!(published.groups));
+    r.set("events_per_group", json!(round2(sent as f64 / published.groups.max(1) as f64)));
     r.set("payload_bytes", json!(payload_padded(0, ",\"m\":1", a.payload_bytes).len()));
     if fleet.worker_count() > 0 {
         r.set("workers", json!(fleet.worker_count()));
@@ -192,4 +173,122 @@ pub(crate) async fn latency(setup: &Setup, common: &Common, mut a: LatencyArgs, 
     fleet.close().await;
     tasks.abort_all();
     Ok(())
+}
+
+/// When and how much to publish.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    rate: u64,
+    total: Duration,
+    warmup: Duration,
+    payload_bytes: usize,
+}
+
+/// What a publisher sent: events, where the measured window began (instant, events sent
+/// before it), when it started, and how many times it sent something (groups).
+#[derive(Debug)]
+struct Published {
+    sent: u64,
+    measured_from: Option<(Instant, u64)>,
+    started: Instant,
+    groups: u64,
+}
+
+/// The mark of events published in the measured window.
+fn mark(measuring: bool) -> &'static str {
+    if measuring {
+        ",\"m\":1"
+    } else {
+        ""
+    }
+}
+
+/// Open loop: every millisecond, catch up to `rate × elapsed`.
+async fn tick_publisher(
+    publisher: &async_nats::Client,
+    subjects: &[async_nats::Subject],
+    p: &Pace,
+) -> anyhow::Result<Published> {
+    let users = subjects.len() as u64;
+    let started = Instant::now();
+    let mut out = Published { sent: 0, measured_from: None, started, groups: 0 };
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Bounded: one iteration per millisecond of the run.
+    let max_ticks = p.total.as_millis() as u64 + 1000;
+    for _ in 0..max_ticks {
+        tick.tick().await;
+        let elapsed = started.elapsed();
+        if elapsed >= p.total {
+            break;
+        }
+        if out.measured_from.is_none() && elapsed >= p.warmup {
+            out.measured_from = Some((Instant::now(), out.sent));
+        }
+        let m = mark(out.measured_from.is_some());
+        let due = (elapsed.as_secs_f64() * p.rate as f64) as u64;
+        // After a stall, don't burst more than 50 ms worth at once.
+        let cap = (p.rate / 20).max(1);
+        let mut k = 0;
+        out.groups += u64::from(out.sent < due);
+        while out.sent < due && k < cap {
+            let subject = subjects[(out.sent % users) as usize].clone();
+            publisher.publish(subject, payload_padded(out.sent, m, p.payload_bytes)).await?;
+            out.sent += 1;
+            k += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Groups of `burst` events (one to each of `burst` consecutive users), group g due at
+/// g × burst / rate seconds; the thread sleeps until the next group is due, so that small
+/// groups are not merged by a timer's 1 ms granularity. Runs on a blocking thread.
+fn paced_publisher(
+    handle: &tokio::runtime::Handle,
+    publisher: &async_nats::Client,
+    subjects: &[async_nats::Subject],
+    p: &Pace,
+    burst: usize,
+) -> anyhow::Result<Published> {
+    let users = subjects.len() as u64;
+    let burst = burst as u64;
+    let group_s = burst as f64 / p.rate as f64;
+    let started = Instant::now();
+    let mut out = Published { sent: 0, measured_from: None, started, groups: 0 };
+    // After a stall, don't send more than 50 ms worth at once.
+    let cap = ((0.05 / group_s) as u64).max(1);
+    // Bounded by the clock: the loop ends once `total` has passed.
+    loop {
+        let elapsed = started.elapsed();
+        if elapsed >= p.total {
+            break;
+        }
+        if out.measured_from.is_none() && elapsed >= p.warmup {
+            out.measured_from = Some((Instant::now(), out.sent));
+        }
+        let m = mark(out.measured_from.is_some());
+        let due_groups = (elapsed.as_secs_f64() / group_s) as u64 + 1;
+        let mut done = out.sent / burst;
+        let mut k = 0;
+        while done < due_groups && k < cap {
+            let first = out.sent;
+            handle.block_on(async {
+                for n in first..first + burst {
+                    let subject = subjects[(n % users) as usize].clone();
+                    publisher.publish(subject, payload_padded(n, m, p.payload_bytes)).await?;
+                }
+                anyhow::Ok(())
+            })?;
+            out.sent += burst;
+            out.groups += 1;
+            done += 1;
+            k += 1;
+        }
+        let next = Duration::from_secs_f64(done as f64 * group_s);
+        if let Some(wait) = next.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(out)
 }
