@@ -740,9 +740,20 @@ pub(crate) async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         record: Record::parse(&a.record)?,
         workers: 0,
     };
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    // stdin is watched all the time: when it closes (the coordinator quit or died, even
+    // while streams are still opening) this process ends at once, streams and all.
+    let (tx, mut commands) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+        std::process::exit(0);
+    });
     emit(&json!({"t": "ready"}));
-    match stdin.next_line().await? {
+    match commands.recv().await {
         Some(l) if l.trim() == "go" => {}
         Some(l) => bail!("expected go, got {l:?}"),
         None => return Ok(()),
@@ -753,7 +764,7 @@ pub(crate) async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     open["t"] = json!("open");
     emit(&open);
     // Bounded by the coordinator: it quits, closes stdin or dies (stdin closes then too).
-    while let Some(line) = stdin.next_line().await? {
+    while let Some(line) = commands.recv().await {
         let mut words = line.split_whitespace();
         match words.next() {
             Some("snap") => emit(&fleet.snap()),
