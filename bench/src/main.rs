@@ -2,6 +2,10 @@
 //! loopback and measures throughput, latency, idle memory and broadcast fan-out, each
 //! against plain NATS in the same run where that makes sense. Every subcommand prints
 //! human tables and, as its last line, one JSON object with every figure.
+//!
+//! `--bridges N` (and `--nats-cluster`) measure the way deployments scale: several bridge
+//! processes on one NATS, the streams spread over them and held by worker processes (this
+//! binary again, `worker`), since one process here may hold at most 20,000 open files.
 
 mod client;
 mod fleet;
