@@ -204,7 +204,7 @@ ${B}Realtime Bridge demo is running.${R}
   ${D}NATS    $NATS_URL (JetStream)       log $STATE/nats.log
   bridge  $RB_URL                    log $STATE/bridge.log
   page    $WEB_URL                    log $STATE/web.log
-  Producers in Rust, Node/TypeScript and Python: examples/README.md${R}
+  Producers in Rust, Node/TypeScript, Python and Go: examples/README.md${R}
 
 Ctrl-C stops everything.
 MSG

@@ -64,6 +64,29 @@ if ! python3 -c 'import nats' >/dev/null 2>&1; then
 else
   have "nats-py (Python)" "$(python3 -c 'import importlib.metadata as m; print(m.version("nats-py"))' 2>/dev/null)"
 fi
+# The Python producer package (python/, import realtime_bridge; the Python example producer
+# uses it). Installed again only when the installed copy is not this checkout's python/src.
+rb_python_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../python" && pwd)"
+if ! python3 "$rb_python_dir/installed_is_current.py" >/dev/null 2>&1; then
+  [ "$SETUP_CHECK" = 1 ] || log "installing the Python producer package (pip install ./python)"
+  need "realtime-bridge (Python)" pip_install "$rb_python_dir"
+  if [ "$SETUP_CHECK" = 0 ] && ! python3 "$rb_python_dir/installed_is_current.py"; then
+    log "pip install ./python did not install python/src (see pip's messages above)"; exit 1
+  fi
+else
+  have "realtime-bridge (Python)" "$(python3 -c 'import realtime_bridge; print(realtime_bridge.__version__)' 2>/dev/null)"
+fi
+
+# Go and nats.go from Debian: the Go example producer, built offline in GOPATH mode from
+# Debian's Go sources (RB_GOPATH, exported for scripts/test-demo.sh).
+export RB_GOPATH=${RB_GOPATH:-/usr/share/gocode}
+if ! command -v go >/dev/null 2>&1 || [ ! -d "$RB_GOPATH/src/github.com/nats-io/nats.go" ]; then
+  [ "$SETUP_CHECK" = 1 ] || log "apt-get install golang-go golang-github-nats-io-go-nats-dev"
+  need "Go + nats.go (Debian)" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-github-nats-io-go-nats-dev >/dev/null"
+  [ "$SETUP_CHECK" = 1 ] || hash -r
+else
+  have "Go + nats.go (Debian)" "$(go version | cut -d' ' -f3), nats.go $(dpkg-query -W -f='${Version}' golang-github-nats-io-go-nats-dev 2>/dev/null || echo "in $RB_GOPATH")"
+fi
 
 if [ "$SETUP_CHECK" = 1 ]; then
   if command -v cargo >/dev/null; then have cargo "$(cargo --version)"; else

@@ -63,6 +63,7 @@ for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/s
   "test/types/tsconfig.json test/types/generics.tsx" "test/types/registry/tsconfig.json test/types/registry/registry.tsx" \
   "test/types/registry-react/tsconfig.json test/types/registry-react/registry-react.tsx" \
   "test/types/registry-testing/tsconfig.json test/types/registry-testing/registry-testing.tsx" \
+  "test/types/tsconfig.json test/types/server.ts" "test/types/registry-server/tsconfig.json test/types/registry-server/registry-server.ts" \
   "test/tsconfigs/tsconfig.node.json dist/testing.d.ts" "test/tsconfigs/tsconfig.node16.json dist/testing.d.cts" \
   "test/tsconfigs/tsconfig.bundler.json dist/testing.d.ts" "test/tsconfigs/tsconfig.registry.node.json dist/types.d.ts" \
   "test/tsconfigs/tsconfig.registry.node16.json dist/types.d.cts" "test/tsconfigs/tsconfig.registry.bundler.json dist/types.d.ts"; do
@@ -70,7 +71,7 @@ for check in "tsconfig.json src/index.ts" "test/types/tsconfig.json test/types/s
   if typecheck $check; then types_pass=$((types_pass + 1)); else types_fail=$((types_fail + 1)); fi
 done
 echo "sdk-types: $types_pass passed, $types_fail failed"
-expect_count sdk-types "$types_pass" "$types_fail" 13
+expect_count sdk-types "$types_pass" "$types_fail" 15
 
 echo "== sdk: bridge binary for the integration tests"
 cargo build -p realtime-bridge --locked
@@ -93,8 +94,8 @@ node_test() {
   expect_count "$name" "${pass:-0}" "${fail:-0}" "$want"
 }
 
-echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; offline/online/visibility, retry: floor, make-before-break; .wasm size)"
-(cd npm && node_test sdk-node 69 test/node/)
+echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; offline/online/visibility, retry: floor, make-before-break; .wasm size; realtime-bridge/server: flood, retries, presence, modes, packaging)"
+(cd npm && node_test sdk-node 85 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (

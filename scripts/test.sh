@@ -35,6 +35,9 @@ else
   bash scripts/fuzz.sh --seconds "$fuzz_seconds"
 fi
 
+echo "== Python producer package (python/): real nats-server and bridge, flood (scripts/test-python.sh)"
+bash scripts/test-python.sh
+
 echo "== SDK (sdk-wasm + npm package): build, Rust/Node/hook/browser tests"
 bash scripts/test-sdk.sh
 

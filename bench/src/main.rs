@@ -1,5 +1,5 @@
 //! `realtime-bridge-bench`: drives a real nats-server and a real bridge process over
-//! loopback and measures throughput, latency, idle memory and broadcast fan-out, each
+//! loopback and measures throughput, latency, idle memory, broadcast fan-out and publishing, each
 //! against plain NATS in the same run where that makes sense. Every subcommand prints
 //! human tables and, as its last line, one JSON object with every figure.
 //!
@@ -100,6 +100,9 @@ enum Cmd {
     Idle(runs::IdleArgs),
     /// One broadcast.<event> to N open streams: time until the last stream got it.
     Broadcast(runs::BroadcastArgs),
+    /// A service publishing: events/s acknowledged through the producer library (per
+    /// in-flight window) vs bare core publishes, and how many the stream stored of each.
+    Publish(runs::PublishArgs),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Latency(_) => "latency",
         Cmd::Idle(_) => "idle",
         Cmd::Broadcast(_) => "broadcast",
+        Cmd::Publish(_) => "publish",
     });
     let setup_args = harness::SetupArgs {
         nats_url: cli.common.nats_url.clone(),
@@ -181,6 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Latency(a) => runs::latency(&setup, &cli.common, a, &mut report).await,
         Cmd::Idle(a) => runs::idle(&setup, &cli.common, a, &mut report).await,
         Cmd::Broadcast(a) => runs::broadcast(&setup, &cli.common, a, &mut report).await,
+        Cmd::Publish(a) => runs::publish(&setup, &cli.common, a, &mut report).await,
     };
     if let Err(e) = outcome {
         let tail = setup.bridge_log_tail();

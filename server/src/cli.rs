@@ -242,6 +242,11 @@ pub struct SendArgs {
     #[arg(long)]
     pub msg_id: Option<String>,
 
+    /// The bridge's history stream (`serve --stream-name`): when it exists, the event is
+    /// published through JetStream and acknowledged; otherwise with core NATS.
+    #[arg(long, env = "RB_STREAM_NAME", default_value = "REALTIME")]
+    pub stream_name: String,
+
     /// The JSON payload (becomes `data`).
     pub data: String,
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use futures::StreamExt;
+use realtime_bridge_producer::{Options, RealtimeService, SendOptions};
 use realtime_bridge_wire::{subject, SseEvent, SseParser};
 
 use crate::auth::{load_secret, sign_hs256, unix_now, Claims, Scopes};
@@ -37,50 +38,89 @@ impl CommandError {
     }
 }
 
-/// `realtime-bridge send`: publishes one event; prints the subjects.
+/// `realtime-bridge send`: publishes one event through the producer library (auto mode:
+/// acknowledged by JetStream when the bridge keeps history, core NATS confirmed by a round
+/// trip otherwise); prints the subjects.
 pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandError> {
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&args.data) {
-        return Err(CommandError::Usage(format!(
-            "the payload must be JSON (e.g. '{{\"text\":\"hi\"}}' or '\"hi\"'): {e}"
-        )));
-    }
+    // Validated here (a usage error, 64) and sent as written, byte for byte.
+    let data: Box<serde_json::value::RawValue> = serde_json::from_str(&args.data).map_err(|e| {
+        CommandError::Usage(format!("the payload must be JSON (e.g. '{{\"text\":\"hi\"}}' or '\"hi\"'): {e}"))
+    })?;
     let subjects: Vec<String> = if args.broadcast {
         vec![subject::broadcast_subject(&args.event)]
     } else {
-        args.users.iter().map(|u| subject::user_subject(u, &args.event)).collect()
+        let mut seen = std::collections::HashSet::new();
+        args.users.iter().filter(|u| seen.insert(*u)).map(|u| subject::user_subject(u, &args.event)).collect()
     };
+    // The same rule as `serve --stream-name`: the name becomes part of a JetStream API subject.
+    if args.stream_name.is_empty()
+        || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(CommandError::Usage(format!(
+            "--stream-name: {:?} is not a JetStream stream name (letters, digits, _ and -)",
+            args.stream_name
+        )));
+    }
     let credentials = NatsCredentials::from_args(&args.nats)?;
     let conn = connect_once(&NatsUrl::new(args.nats.nats_url.clone()), &credentials).await?;
-    let client = &conn.client;
-    let payload = bytes::Bytes::from(args.data.into_bytes());
-    for s in &subjects {
-        let r = match &args.msg_id {
-            Some(id) => {
-                let mut h = async_nats::HeaderMap::new();
-                // JetStream de-duplicates per stream, not per subject: one id per subject, or
-                // every user after the first would be dropped (as `POST /v1/publish` does).
-                let id = if subjects.len() > 1 { format!("{id}:{s}") } else { id.clone() };
-                h.insert("Nats-Msg-Id", id.as_str());
-                client.publish_with_headers(s.clone(), h, payload.clone()).await
+    let send_options = match &args.msg_id {
+        Some(id) => SendOptions::msg_id(id.clone()),
+        None => SendOptions::default(),
+    };
+    let work = async {
+        // A command should answer within seconds, not the library's 30 s of retries.
+        let options = Options::default().with_publish_timeout(SEND_TIMEOUT).with_stream(args.stream_name.clone());
+        let rt = RealtimeService::with_client(conn.client.clone(), options).await?;
+        if args.broadcast {
+            rt.broadcast_event_with(&args.event, &data, &send_options).await?;
+        } else {
+            rt.send_event_to_users_with(&args.users, &args.event, &data, &send_options).await?;
+        }
+        // JetStream: every subject is acknowledged already. Core: a round trip, so
+        // "published" means the server has it.
+        rt.flush().await
+    };
+    // A publish (or the stream lookup) the NATS user may not make is refused by the server,
+    // not by the client, and no acknowledgement ever comes: watch for the refusal meanwhile.
+    let refusal = async {
+        loop {
+            let refused = conn.refused().await;
+            if !refused.is_empty() {
+                return refused;
             }
-            None => client.publish(s.clone(), payload.clone()).await,
-        };
-        r.map_err(|e| CommandError::Unavailable(format!("publish to {s} failed: {e}")))?;
-    }
-    // A round trip, not just a flush: "published" must mean the server has it.
-    let confirmed = tokio::time::timeout(Duration::from_secs(5), crate::nats::round_trip(client)).await;
-    // A publish the NATS user may not make is refused by the server, not by the client.
+        }
+    };
+    let sent = tokio::select! {
+        r = work => r,
+        refused = refusal => return Err(refused_error(&refused)),
+    };
+    // In core mode a refusal can arrive just after the round trip's echo.
     let refused = conn.refused().await;
     if !refused.is_empty() {
-        return Err(CommandError::Refused(format!("NATS refused: {}", refused.join("; "))));
+        return Err(refused_error(&refused));
     }
-    confirmed
-        .map_err(|_| CommandError::Unavailable("NATS did not confirm the publish within 5s".into()))?
-        .map_err(|e| CommandError::Unavailable(format!("NATS did not confirm the publish: {e}")))?;
+    sent.map_err(|e| match e {
+        e if e.is_input_error() => CommandError::Usage(e.to_string()),
+        e => CommandError::Unavailable(format!("the publish was not confirmed: {e}")),
+    })?;
     for s in &subjects {
         writeln!(out, "published {s}")?;
     }
     Ok(())
+}
+
+/// How long `send` keeps trying to get its event acknowledged.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn refused_error(refused: &[String]) -> CommandError {
+    let mut message = format!("NATS refused: {}", refused.join("; "));
+    if refused.iter().any(|r| r.contains("$JS.API.STREAM.INFO")) {
+        message.push_str(
+            " (the NATS user needs publish permission on $JS.API.STREAM.INFO.<stream> to find the \
+             history stream; see deploy/nats/README.md)",
+        );
+    }
+    CommandError::Refused(message)
 }
 
 /// `realtime-bridge token`: prints an HS256 JWT.

@@ -71,6 +71,9 @@ pub(crate) struct Metrics {
     pub open_connections: Gauge,
     /// Connections answered 503 at once because `--max-connections` was reached.
     pub connections_refused: Counter,
+    /// Batches of new subscriptions confirmed together (one round trip and, in history
+    /// mode, one stream read each): far fewer than new users during a reconnect storm.
+    pub confirmation_batches: Counter,
     /// Rate limit of "dropped" log lines: last log time per reason (ms since start).
     last_drop_log: [AtomicU64; DropReason::ALL.len()],
     started: Instant,
@@ -99,6 +102,7 @@ impl Metrics {
         let replayed_events = Counter::default();
         let open_connections = Gauge::default();
         let connections_refused = Counter::default();
+        let confirmation_batches = Counter::default();
         registry.register("open_streams", "SSE streams open on this instance", open_streams.clone());
         registry.register("connected_users", "Users with at least one open stream here", connected_users.clone());
         registry.register("events_delivered", "Event frames handed to SSE streams", events_delivered.clone());
@@ -114,6 +118,11 @@ impl Metrics {
             "connections_refused",
             "Connections refused at once because --max-connections was reached",
             connections_refused.clone(),
+        );
+        registry.register(
+            "subscription_confirmation_batches",
+            "Round trips (and history reads) that confirmed new subscriptions, each shared by every channel waiting",
+            confirmation_batches.clone(),
         );
         // Make every reason visible at 0 so dashboards and alerts see the series from the start.
         for r in DropReason::ALL {
@@ -133,6 +142,7 @@ impl Metrics {
             replayed_events,
             open_connections,
             connections_refused,
+            confirmation_batches,
             last_drop_log: Default::default(),
             started: Instant::now(),
             encode_lock: Mutex::new(()),

@@ -72,17 +72,27 @@ struct Sse {
     ended: bool,
 }
 
-async fn stream_request(base: &str, user: &str, query: &str, last_id: Option<&str>) -> reqwest::Response {
+async fn stream_request_within(
+    base: &str,
+    user: &str,
+    query: &str,
+    last_id: Option<&str>,
+    within: Duration,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new().get(format!("{base}/v1/users/{user}/events{query}")).bearer_auth(token(user));
     if let Some(id) = last_id {
         req = req.header("Last-Event-ID", id);
     }
-    tokio::time::timeout(WAIT, req.send()).await.expect("stream response in time").unwrap()
+    tokio::time::timeout(within, req.send()).await.expect("stream response in time").unwrap()
 }
 
 impl Sse {
     async fn open(base: &str, user: &str, query: &str, last_id: Option<&str>) -> Self {
-        let resp = stream_request(base, user, query, last_id).await;
+        Self::open_within(base, user, query, last_id, WAIT).await
+    }
+
+    async fn open_within(base: &str, user: &str, query: &str, last_id: Option<&str>, within: Duration) -> Self {
+        let resp = stream_request_within(base, user, query, last_id, within).await;
         let status = resp.status();
         assert_eq!(status, 200, "stream refused: {}", resp.text().await.unwrap_or_default());
         Self {
@@ -1708,4 +1718,84 @@ async fn same_nats_msg_id_published_twice_is_delivered_once() {
     // Nothing more on the first stream either (a late duplicate would come before these).
     let mut sess = Session::wrap(base.clone(), user, s);
     sess.expect_only_sentinels(&js).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 12: a reconnect storm
+
+/// Many users open their streams at the same moment while events keep being stored for them
+/// (a bridge restart, or a load balancer moving everyone at once). A new user's subscription
+/// must be confirmed, and the history store's end read, before its stream may promise "no
+/// gap"; the bridge does that once for all the channels waiting together. Every stream
+/// opens on the first try (no 503), and each gets every event of its user stored after its
+/// opening cursor, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_new_users_all_open_and_each_gets_everything_after_its_cursor() {
+    const USERS: usize = 200;
+    const STORM_WAIT: Duration = Duration::from_secs(30);
+    let nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &[]);
+    let base = bridge.base();
+    let js = jetstream::new(nats.client().await);
+    let users: Vec<String> = (0..USERS).map(|i| format!("storm-{i}")).collect();
+
+    // Events for every user, stored all through the storm.
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (js, users, stop) = (js.clone(), users.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut pubs = Vec::new();
+            let mut round = 0;
+            // Paced (load, not synchronisation): a round for every user each 20 ms.
+            let mut pace = tokio::time::interval(Duration::from_millis(20));
+            while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
+                let items =
+                    users.iter().map(|u| (format!("user.{u}.tick"), format!(r#"{{"round":{round}}}"#))).collect();
+                pubs.extend(js_pub_all(&js, items).await);
+                round += 1;
+            }
+            pubs
+        })
+    };
+    let batches_before = metric(&base, "realtime_bridge_subscription_confirmation_batches_total").await;
+    let opened = futures::future::join_all(users.iter().map(|u| {
+        let base = base.clone();
+        async move {
+            // A storm on a loaded 2-core machine: the bridge may take seconds, and must not refuse.
+            let mut s = Sse::open_within(&base, u, "", None, STORM_WAIT).await;
+            let cursor = match s.next_within(STORM_WAIT).await {
+                Some(Item::IdOnly(cursor)) => cursor,
+                other => panic!("{u}: expected the opening cursor, got {other:?}"),
+            };
+            (s, cursor)
+        }
+    }))
+    .await;
+    let batches = metric(&base, "realtime_bridge_subscription_confirmation_batches_total").await - batches_before;
+    stop.store(true, Ordering::Relaxed);
+    let mut pubs =
+        tokio::time::timeout(Duration::from_secs(60), publisher).await.expect("the publisher stops").unwrap();
+    // One more per user after the storm, so no stream can end on an event it never got.
+    pubs.extend(js_pub_all(&js, users.iter().map(|u| (format!("user.{u}.last"), "{}".to_owned())).collect()).await);
+    let mut delivered = 0;
+    for (user, (mut s, cursor)) in users.iter().zip(opened) {
+        let expected = expected_after(&pubs, user, &cursor);
+        // Until everything expected came, or nothing came for a while: then the check below
+        // says what is missing, rather than a bare timeout.
+        let mut got = Vec::with_capacity(expected.len());
+        while got.len() < expected.len() {
+            match s.next_within(STORM_WAIT).await {
+                Some(Item::Event(e)) => got.push(e),
+                Some(Item::IdOnly(_)) => {}
+                Some(Item::End) | None => break,
+            }
+        }
+        delivered += got.len();
+        assert_exactly_once(&format!("storm, {user}"), user, &got, &expected);
+    }
+    println!(
+        "{USERS} streams opened at once: {batches} confirmation batches; {} events stored, {delivered} delivered after the cursors",
+        pubs.len()
+    );
 }

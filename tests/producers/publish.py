@@ -1,21 +1,29 @@
 #!/usr/bin/env python3
-"""Publish events to Realtime Bridge with nats-py (docs/protocol.md §1).
+"""Publish events to Realtime Bridge with the repository's Python package (python/, over nats-py;
+docs/protocol.md §1 and §1.7).
 
     python3 tests/producers/publish.py --url nats://127.0.0.1:4222 \
         --user 42 --event message_new --data '{"text":"from python"}' [--count N] [--msg-id ID]
 
 Subjects: ``user.<userId>.<event>`` (``--user``, repeatable) or ``broadcast.<event>``
-(``--broadcast``). The payload must be one JSON value; it becomes the envelope's ``data``.
+(``--broadcast``). The payload must be one JSON value; it becomes the envelope's ``data``. When
+the bridge keeps history (the stream exists), each publish waits for JetStream's
+acknowledgement; ``--msg-id`` is the Nats-Msg-Id (``<id>:<subject>`` with several users).
+This tool imports the package from this checkout's python/src, so it needs only nats-py.
 
 Exit codes: 0 published and flushed; 2 NATS not reachable (or did not confirm);
-64 bad arguments (invalid id, event name or JSON payload).
+64 bad arguments (invalid id, event name or JSON payload; ``end`` and ``reset`` are reserved).
 """
 
 import argparse
 import asyncio
 import json
+import pathlib
 import re
 import sys
+
+# The package of this checkout, installed or not.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "python" / "src"))
 
 EX_UNAVAILABLE = 2
 EX_USAGE = 64
@@ -40,7 +48,7 @@ def parse_args(argv):
     p.add_argument("--data", required=True, help="the JSON payload (becomes data)")
     p.add_argument("--count", type=int, default=1, help="publish the event N times (default 1)")
     p.add_argument("--msg-id", help="Nats-Msg-Id header (JetStream drops duplicates)")
-    p.add_argument("--timeout", type=float, default=2.0, help="connect/flush timeout in seconds")
+    p.add_argument("--timeout", type=float, default=2.0, help="connect and per-publish timeout in seconds")
     args = p.parse_args(argv)
 
     for u in args.user or []:
@@ -48,6 +56,8 @@ def parse_args(argv):
             p.error(f"--user: user id {u!r} must be 1 to 128 characters of [A-Za-z0-9_-]")
     if not TOKEN.match(args.event):
         p.error(f"--event: event name {args.event!r} must be 1 to 128 characters of [A-Za-z0-9_-]")
+    if args.event in ("end", "reset"):
+        p.error(f"--event: {args.event!r} is reserved for the stream's control frames")
     try:
         json.loads(args.data)
     except ValueError as e:
@@ -64,9 +74,9 @@ def describe(e):
 
 async def run(args):
     try:
-        import nats
-    except ImportError:
-        print("publish.py: nats-py is not installed: pip install nats-py", file=sys.stderr)
+        from realtime_bridge import RealtimeService, RealtimeServiceError
+    except ImportError as e:
+        print(f"publish.py: nats-py is not installed: pip install nats-py ({describe(e)})", file=sys.stderr)
         return EX_UNAVAILABLE
 
     async def quiet(_err):
@@ -74,9 +84,12 @@ async def run(args):
         pass
 
     try:
-        nc = await asyncio.wait_for(
-            nats.connect(
+        rt = await asyncio.wait_for(
+            RealtimeService.connect(
                 args.url,
+                ack_timeout=args.timeout,
+                publish_timeout=args.timeout,
+                # The rest goes to nats.connect.
                 connect_timeout=args.timeout,
                 allow_reconnect=False,
                 # Not 0: in nats-py 2.16, 0 (like -1) makes the initial connect retry a
@@ -91,7 +104,7 @@ async def run(args):
         )
     except Exception as e:  # noqa: BLE001 - any failure here means "not reachable"
         print(
-            f"NATS not reachable at {args.url}: is nats-server running? ({describe(e)})",
+            f"NATS not reachable at {args.url}: is nats-server running? ({describe(e.__cause__ or e)})",
             file=sys.stderr,
         )
         return EX_UNAVAILABLE
@@ -99,21 +112,25 @@ async def run(args):
     subjects = (
         [f"broadcast.{args.event}"]
         if args.broadcast
-        else [f"user.{u}.{args.event}" for u in args.user]
+        else [f"user.{u}.{args.event}" for u in dict.fromkeys(args.user)]
     )
-    headers = {"Nats-Msg-Id": args.msg_id} if args.msg_id else None
-    payload = args.data.encode("utf-8")
+    data = json.loads(args.data)
     try:
         for _ in range(args.count):
-            for s in subjects:
-                await nc.publish(s, payload, headers=headers)
-        await nc.flush(timeout=args.timeout)
-    except Exception as e:  # noqa: BLE001
-        print(f"NATS did not confirm the publish at {args.url}: {describe(e)}", file=sys.stderr)
+            if args.broadcast:
+                await rt.broadcast_event(args.event, data, msg_id=args.msg_id)
+            else:
+                await rt.send_event_to_users(args.user, args.event, data, msg_id=args.msg_id)
+        await rt.flush()
+    except RealtimeServiceError as e:
+        if isinstance(e, ValueError):  # refused input, e.g. a payload over 256 KiB
+            print(f"publish.py: {e}", file=sys.stderr)
+            return EX_USAGE
+        print(f"NATS did not confirm the publish at {args.url}: {e.code}: {e}", file=sys.stderr)
         return EX_UNAVAILABLE
     finally:
         try:
-            await asyncio.wait_for(nc.close(), timeout=args.timeout)
+            await asyncio.wait_for(rt.close(), timeout=args.timeout)
         except Exception:  # noqa: BLE001
             pass
     for s in subjects:

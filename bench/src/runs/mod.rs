@@ -6,6 +6,7 @@ mod broadcast;
 mod failover;
 mod idle;
 mod latency;
+mod publish;
 mod storm;
 mod throughput;
 
@@ -22,6 +23,7 @@ pub(crate) use broadcast::{broadcast, BroadcastArgs};
 pub(crate) use failover::{failover, FailoverArgs};
 pub(crate) use idle::{idle, IdleArgs};
 pub(crate) use latency::{latency, LatencyArgs};
+pub(crate) use publish::{publish, PublishArgs};
 pub(crate) use storm::{storm, StormArgs};
 pub(crate) use throughput::{throughput, ThroughputArgs};
 

@@ -1,53 +1,21 @@
 /**
- * Realtime Bridge example producer in TypeScript (nats.js).
+ * Realtime Bridge example producer in TypeScript (realtime-bridge/server, over nats.js).
  *
  *   npm start -- [NATS_URL] [USER_ID]      # or NATS_URL=... USER_ID=... npm start
  *
- * The original system's server side with NATS as the realtime service: `sendEventToUser`
- * publishes on `user.<userId>.<event>`; the use cases SendRealtimeMessage,
- * NotifyTransactionCompleted and NotifyTyping are functions. One scenario for USER_ID:
+ * The original system's server side with NATS as the realtime service: the port
+ * (`IRealtimeService`) is `realtime-bridge/server`'s `RealtimeService`, whose `sendEventToUser`
+ * publishes on `user.<userId>.<event>` (through JetStream, acknowledged, when the bridge keeps
+ * history); the use cases SendRealtimeMessage, NotifyTransactionCompleted and NotifyTyping are
+ * functions of the port. One scenario for USER_ID:
  * "node-service is typing…" for TYPING_MS (1500 ms), a chat message, a completed DEBIT of 42.50
  * on account `acc-<USER_ID>`, and a notification. Exit code 69 when NATS is not reachable.
  */
-import { connect, headers, type NatsConnection } from 'nats';
+import { RealtimeService, type IRealtimeService } from 'realtime-bridge/server';
 
 const EX_USAGE = 64;
 const EX_UNAVAILABLE = 69;
 const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
-
-// --- The port (IRealtimeService), over NATS ---------------------------------------------
-class RealtimeService {
-  constructor(private readonly nc: NatsConnection) {}
-
-  async sendEventToUser<T>(userId: string, event: string, data: T, msgId?: string): Promise<void> {
-    return this.sendEventToUsers([userId], event, data, msgId);
-  }
-
-  async sendEventToUsers<T>(userIds: string[], event: string, data: T, msgId?: string): Promise<void> {
-    check('event', event);
-    for (const userId of userIds) {
-      check('user id', userId);
-      const h = msgId ? headers() : undefined;
-      // Nats-Msg-Id: with the bridge's history on, JetStream stores a retried publish once.
-      if (h && msgId) h.set('Nats-Msg-Id', userIds.length > 1 ? `${msgId}:${userId}` : msgId);
-      this.nc.publish(`user.${userId}.${event}`, JSON.stringify(data), { headers: h });
-    }
-  }
-
-  async broadcastEvent<T>(event: string, data: T): Promise<void> {
-    check('event', event);
-    this.nc.publish(`broadcast.${event}`, JSON.stringify(data));
-  }
-
-  /** Resolves once the server has everything published so far (a PING/PONG round trip). */
-  flush(): Promise<void> {
-    return this.nc.flush();
-  }
-}
-
-function check(what: string, s: string): void {
-  if (!TOKEN.test(s)) throw new Error(`${what} ${JSON.stringify(s)} must be 1 to 128 characters of [A-Za-z0-9_-]`);
-}
 
 // --- DTOs (realtime.dto.ts) ----------------------------------------------------------------
 interface RealtimeMessageDto {
@@ -80,15 +48,16 @@ interface RealtimeNotificationDto {
 const newId = (prefix: string) => `${prefix}-ts-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 export async function sendRealtimeMessage(
-  rt: RealtimeService,
+  rt: IRealtimeService,
   input: { conversationId: string; senderId: string; recipientId: string; content: string },
 ): Promise<void> {
   const dto: RealtimeMessageDto = { id: newId('msg'), ...input, createdAt: new Date().toISOString() };
-  await rt.sendEventToUser(input.recipientId, 'message_new', dto, dto.id);
+  // The message's id as Nats-Msg-Id: if this call is retried, the chat shows it once.
+  await rt.sendEventToUser(input.recipientId, 'message_new', dto, { msgId: dto.id });
 }
 
 export async function notifyTransactionCompleted(
-  rt: RealtimeService,
+  rt: IRealtimeService,
   input: { transactionId: string; accountId: string; userId: string; amount: number; type: 'CREDIT' | 'DEBIT' },
 ): Promise<void> {
   const dto: RealtimeTransactionDto = { ...input, status: 'COMPLETED', completedAt: new Date().toISOString() };
@@ -96,14 +65,14 @@ export async function notifyTransactionCompleted(
 }
 
 export async function notifyTyping(
-  rt: RealtimeService,
+  rt: IRealtimeService,
   input: { conversationId: string; userId: string; recipientId: string; isTyping: boolean },
 ): Promise<void> {
   const event = input.isTyping ? 'typing_start' : 'typing_stop';
   await rt.sendEventToUser(input.recipientId, event, { conversationId: input.conversationId, userId: input.userId });
 }
 
-export async function sendNotification(rt: RealtimeService, userId: string, title: string, message: string): Promise<void> {
+export async function sendNotification(rt: IRealtimeService, userId: string, title: string, message: string): Promise<void> {
   const dto: RealtimeNotificationDto = {
     id: newId('notif'),
     type: 'info',
@@ -124,16 +93,16 @@ if (!TOKEN.test(userId) || !Number.isFinite(typingMs)) {
   process.exit(EX_USAGE);
 }
 
-let nc: NatsConnection;
+let rt: RealtimeService;
 try {
   // No reconnect loop: fail fast with a message a person can act on.
-  nc = await connect({ servers: natsUrl, name: 'realtime-bridge-example-node', timeout: 3000, reconnect: false });
+  rt = await RealtimeService.connect({ servers: natsUrl, name: 'realtime-bridge-example-node', timeout: 3000, reconnect: false });
 } catch (e) {
-  console.error(`NATS not reachable at ${natsUrl}: is nats-server running? (${(e as Error).message})`);
+  const why = e instanceof Error && e.cause instanceof Error ? e.cause.message : (e as Error).message;
+  console.error(`NATS not reachable at ${natsUrl}: is nats-server running? (${why})`);
   process.exit(EX_UNAVAILABLE);
 }
 
-const rt = new RealtimeService(nc);
 const me = 'node-service';
 const conversationId = 'demo';
 try {
@@ -157,8 +126,7 @@ try {
 
   await sendNotification(rt, userId, 'Card payment', 'Node service debited 42.50 € (coffee beans)');
   console.log(`notification          → user.${userId}.notification`);
-  await rt.flush();
-  await nc.close();
+  await rt.close();
 } catch (e) {
   console.error(`producer: publishing to ${natsUrl} failed: ${(e as Error).message}`);
   process.exit(EX_UNAVAILABLE);

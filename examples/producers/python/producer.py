@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""Realtime Bridge example producer in Python (nats-py).
+"""Realtime Bridge example producer in Python (the realtime_bridge package, over nats-py).
 
     python3 producer.py [NATS_URL] [USER_ID]      # or NATS_URL=... USER_ID=... python3 producer.py
 
-The original system's server side with NATS as the realtime service: ``send_event_to_user``
-publishes on ``user.<userId>.<event>``; the use cases SendRealtimeMessage,
-NotifyTransactionCompleted and NotifyTyping are functions. One scenario for USER_ID:
-"python-service is typing..." for TYPING_MS (1500 ms), a chat message, a completed CREDIT of
-100.00 on account ``acc-<USER_ID>``, and a notification. Needs ``pip install nats-py``.
+The original system's server side with NATS as the realtime service: the package's
+``RealtimeService`` (python/ in this repository, docs/protocol.md §1.7) has the port's methods;
+``send_event_to_user`` publishes on ``user.<userId>.<event>``, acknowledged by JetStream when the
+bridge keeps history. The use cases SendRealtimeMessage, NotifyTransactionCompleted and
+NotifyTyping are functions. One scenario for USER_ID: "python-service is typing..." for TYPING_MS
+(1500 ms), a chat message, a completed CREDIT of 100.00 on account ``acc-<USER_ID>``, and a
+notification. Needs the package: ``pip install ./python`` (scripts/setup.sh does it).
 Exit code 69 when NATS is not reachable, 64 on a bad argument.
 """
 
 import asyncio
-import json
 import os
 import re
 import sys
@@ -32,33 +33,8 @@ def new_id(prefix):
     return f"{prefix}-py-{uuid.uuid4().hex[:12]}"
 
 
-class RealtimeService:
-    """The original port IRealtimeService, over NATS."""
-
-    def __init__(self, nc):
-        self.nc = nc
-
-    async def send_event_to_user(self, user_id, event, data, msg_id=None):
-        await self.send_event_to_users([user_id], event, data, msg_id)
-
-    async def send_event_to_users(self, user_ids, event, data, msg_id=None):
-        check("event", event)
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-        for user_id in user_ids:
-            check("user id", user_id)
-            # Nats-Msg-Id: with the bridge's history on, JetStream stores a retried publish once.
-            headers = {"Nats-Msg-Id": msg_id if len(user_ids) == 1 else f"{msg_id}:{user_id}"} if msg_id else None
-            await self.nc.publish(f"user.{user_id}.{event}", payload, headers=headers)
-
-    async def broadcast_event(self, event, data):
-        check("event", event)
-        await self.nc.publish(f"broadcast.{event}", json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
-
-    async def flush(self):
-        await self.nc.flush(timeout=5)
-
-
 def check(what, s):
+    # The arguments are checked before connecting; the package checks every send again.
     if not TOKEN.match(s):
         raise ValueError(f"{what} {s!r} must be 1 to 128 characters of [A-Za-z0-9_-]")
 
@@ -122,9 +98,9 @@ async def main():
         return EX_USAGE
 
     try:
-        import nats
+        from realtime_bridge import RealtimeService
     except ImportError:
-        print("producer: nats-py is not installed: pip install nats-py", file=sys.stderr)
+        print("producer: the realtime-bridge package is not installed: pip install ./python (from the repository root)", file=sys.stderr)
         return EX_UNAVAILABLE
 
     async def quiet(_err):
@@ -133,9 +109,9 @@ async def main():
     try:
         # No reconnect loop: fail fast with a message a person can act on. (In nats-py 2.x
         # max_reconnect_attempts=0 would retry a refused first connect forever; 1 and no wait
-        # gives up at once.)
-        nc = await asyncio.wait_for(
-            nats.connect(
+        # gives up at once.) The extra keywords go to nats.connect.
+        rt = await asyncio.wait_for(
+            RealtimeService.connect(
                 nats_url,
                 name="realtime-bridge-example-python",
                 connect_timeout=3,
@@ -147,10 +123,10 @@ async def main():
             timeout=5,
         )
     except Exception as e:  # noqa: BLE001 - whatever it is, NATS is not reachable
-        print(f"NATS not reachable at {nats_url}: is nats-server running? ({type(e).__name__}: {e})", file=sys.stderr)
+        cause = e.__cause__ or e
+        print(f"NATS not reachable at {nats_url}: is nats-server running? ({type(cause).__name__}: {cause})", file=sys.stderr)
         return EX_UNAVAILABLE
 
-    rt = RealtimeService(nc)
     me, conversation = "python-service", "demo"
     try:
         await notify_typing(rt, conversation, me, user_id, True)
@@ -173,7 +149,7 @@ async def main():
         return EX_UNAVAILABLE
     finally:
         try:
-            await asyncio.wait_for(nc.close(), timeout=3)
+            await asyncio.wait_for(rt.close(), timeout=3)
         except Exception:  # noqa: BLE001
             pass
     return 0

@@ -1,12 +1,12 @@
 // The demo, end to end, as a newcomer runs it: scripts/demo.sh starts nats-server, the bridge
 // and the page server on free loopback ports; headless Chromium (Debian's, driven by
-// playwright-core) opens the page as user 42; each of the four example producers runs once,
+// playwright-core) opens the page as user 42; each of the five example producers runs once,
 // and the chat message, the typing indicator, the new balance and the bell count must appear.
 // Then a second page (user 7) chats with the first, the bell's "mark all read" and delete
 // round-trip through the bridge, and Ctrl-C (SIGINT) stops everything demo.sh started.
 //
-// Environment: DEMO_PROFILE (debug: the bridge build demo.sh runs), RUST_PRODUCER (the built
-// example binary), SCREENSHOTS (folder), CHROMIUM_PATH.
+// Environment: DEMO_PROFILE (debug: the bridge build demo.sh runs), RUST_PRODUCER and
+// GO_PRODUCER (the built example binaries), SCREENSHOTS (folder), CHROMIUM_PATH.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -27,6 +27,7 @@ const producersDir = join(root, 'examples', 'producers');
 const profile = process.env.DEMO_PROFILE || 'debug';
 const rbBin = join(root, 'target', profile, 'realtime-bridge');
 const rustProducer = process.env.RUST_PRODUCER || join(root, 'target', 'examples', 'debug', 'producer');
+const goProducer = process.env.GO_PRODUCER || join(root, 'target', 'examples', 'go-producer');
 const shots = process.env.SCREENSHOTS || join(demoDir, 'test-results');
 const USER = '42';
 const PEER = '7';
@@ -172,7 +173,8 @@ test('the sign-in page, then user 42 signed in with a live connection badge', as
   page42 = page;
 });
 
-// The four producers, each run once; balance starts at 1000.00.
+// The five producers, each run once; balance starts at 1000.00. `out`: what a producer must
+// print besides its events.
 const producers = [
   {
     name: 'Rust (async-nats)',
@@ -204,7 +206,19 @@ const producers = [
     cmd: () => ['bash', ['-c', printedCommand]],
     cwd: root,
   },
+  {
+    name: 'Go (nats.go)',
+    sender: 'go-service',
+    text: 'Hello from Go',
+    balance: '€1,300.00',
+    cmd: () => [goProducer, [natsUrl, USER]],
+    // The demo's bridge keeps history, so the stream exists: acknowledged JetStream publishes,
+    // and the bridge's presence answer counts this page's stream.
+    out: [/via JetStream, acknowledged/, new RegExp(`presence +→ user ${USER} has [1-9]\\d* open stream`)],
+  },
 ];
+const last = producers.length;
+const finalBalance = producers[last - 1].balance;
 
 producers.forEach((p, i) => {
   test(`${p.name} producer: typing indicator, chat message, balance ${p.balance}, bell ${i + 1}`, async () => {
@@ -219,6 +233,7 @@ producers.forEach((p, i) => {
     if (i === producers.length - 1) await shot(page42, '3-typing.png');
     const r = await done;
     assert.equal(r.code, 0, `producer exited ${r.code}:\n${r.out}\n${r.err}`);
+    for (const re of p.out ?? []) assert.match(r.out, re);
     await page42.locator('#messages .msg', { hasText: p.text }).waitFor({ timeout: 10000 });
     assert.equal(await page42.locator(`#messages .msg[data-sender="${p.sender}"]`).count(), 1);
     await page42.locator('#balance', { hasText: p.balance }).waitFor({ timeout: 10000 });
@@ -230,11 +245,11 @@ producers.forEach((p, i) => {
   });
 });
 
-test('after the four producers: 4 messages, balance €1,287.51, 4 unread, every event in the log', async () => {
-  assert.equal(await page42.locator('#messages .msg').count(), 4);
-  assert.equal(await page42.locator('#balance').textContent(), '€1,287.51');
-  assert.equal(await page42.locator('#bell-count').textContent(), '4');
-  assert.equal(await page42.locator('.txs li').count(), 4);
+test(`after the ${last} producers: ${last} messages, balance ${finalBalance}, ${last} unread, every event in the log`, async () => {
+  assert.equal(await page42.locator('#messages .msg').count(), last);
+  assert.equal(await page42.locator('#balance').textContent(), finalBalance);
+  assert.equal(await page42.locator('#bell-count').textContent(), String(last));
+  assert.equal(await page42.locator('.txs li').count(), last);
   const log = await page42.locator('#event-log li').allTextContents();
   for (const e of ['typing_start', 'message_new', 'typing_stop', 'transaction_completed', 'notification']) {
     assert.ok(log.some((l) => l.includes(e)), `${e} missing from the event log: ${log.join(' | ')}`);
@@ -242,18 +257,18 @@ test('after the four producers: 4 messages, balance €1,287.51, 4 unread, every
   await shot(page42, '4-after-producers.png');
 });
 
-test('the bell: 4 notifications; mark all read and delete go round the bridge (notification_read, notification_deleted)', async () => {
+test(`the bell: ${last} notifications; mark all read and delete go round the bridge (notification_read, notification_deleted)`, async () => {
   await page42.locator('#bell').click();
   const items = page42.locator('#notifications li');
-  await items.nth(3).waitFor();
-  assert.equal(await items.count(), 4);
-  assert.equal(await page42.locator('#notifications li.unread').count(), 4);
+  await items.nth(last - 1).waitFor();
+  assert.equal(await items.count(), last);
+  assert.equal(await page42.locator('#notifications li.unread').count(), last);
   await shot(page42, '5-notifications.png');
   await page42.locator('#mark-all-read').click();
   await page42.locator('#bell-count').waitFor({ state: 'detached', timeout: 10000 });
   assert.equal(await page42.locator('#notifications li.unread').count(), 0);
   await items.first().getByRole('button', { name: 'Delete' }).click();
-  await page42.waitForFunction(() => document.querySelectorAll('#notifications li').length === 3, null, { timeout: 10000 });
+  await page42.waitForFunction((n) => document.querySelectorAll('#notifications li').length === n, last - 1, { timeout: 10000 });
   await page42.locator('#bell').click(); // close
 });
 

@@ -4,6 +4,7 @@
 import { subscribe, type Subscription } from 'realtime-bridge';
 import { useRealtimeMessages, useRealtimeNotifications } from 'realtime-bridge/react';
 import { createTestRealtime, RealtimeTestProvider } from 'realtime-bridge/testing';
+import { RealtimeService } from 'realtime-bridge/server';
 
 interface ChatMessage {
   id: string;
@@ -49,3 +50,12 @@ export const app = (
     <Inbox />
   </RealtimeTestProvider>
 );
+
+// The Node service's side: the same registration types realtime-bridge/server.
+export async function notify(service: RealtimeService): Promise<void> {
+  await service.sendEventToUser('42', 'message_new', { id: 'm1', content: 'hi' });
+  // @ts-expect-error: the registered payload has required fields
+  await service.sendEventToUser('42', 'message_new', { content: 'hi' });
+  // @ts-expect-error: registered names only
+  await service.broadcastEvent('message_nwe', {});
+}

@@ -3,12 +3,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use realtime_bridge_wire::subject;
 use realtime_bridge_wire::{EventName, UserId};
 use tokio::sync::watch;
 
-use super::SUBSCRIBE_CONFIRM_TIMEOUT;
 use crate::frame::{Frame, SharedFrame};
 use crate::ring::{Receiver, Ring};
 
@@ -117,9 +117,10 @@ impl Channel {
         true
     }
 
-    pub(super) async fn wait_ready(&self) -> bool {
+    /// Waits at most `wait` for the channel to be ready (at once if it is).
+    pub(super) async fn wait_ready(&self, wait: Duration) -> bool {
         let mut ready = self.ready.clone();
-        let confirmed = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, ready.wait_for(|r| *r)).await;
+        let confirmed = tokio::time::timeout(wait, ready.wait_for(|r| *r)).await;
         matches!(confirmed, Ok(Ok(_)))
     }
 }

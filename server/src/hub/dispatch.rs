@@ -40,7 +40,7 @@ impl Hub {
     /// One `user.*.*` subscription: each event goes to its user's channel if that user has a
     /// stream here, and is framed only then.
     async fn run_user_dispatch(self: Arc<Self>, ready: watch::Sender<bool>) {
-        let Some(mut sub) = Box::pin(self.subscribe(subject::ALL_USERS_WILDCARD.to_owned())).await else { return };
+        let Some((mut sub, _)) = Box::pin(self.subscribe(subject::ALL_USERS_WILDCARD.to_owned())).await else { return };
         let _ = ready.send(true);
         while let Some(msg) = sub.next().await {
             self.metrics.events_received.inc();

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::channel::{Channel, Kind};
 use super::gap_fill::{self, Step, SyncState, ToEnd, VERIFY_AFTER};
-use super::{Hub, SUBSCRIBE_CONFIRM_TIMEOUT};
+use super::Hub;
 use crate::history::{republished_meta, History};
 use crate::metrics::DropReason;
 
@@ -23,18 +23,18 @@ impl Hub {
         // Borrowed, not cloned: a `History` is ~1 KB, and this future lives once per user.
         let Some(history) = self.history.as_ref() else { return };
         // Boxed (here and below): rare, large awaits would otherwise stay part of the task.
-        let Some(mut sub) = Box::pin(self.subscribe(kind.live_subject(true))).await else { return };
+        let Some((mut sub, first)) = Box::pin(self.subscribe(kind.live_subject(true))).await else { return };
         let subject = kind.stored_subject();
         // Everything stored up to `base` is history for streams to read; everything after
         // it is this channel's to push, in order, with no gap.
+        let mut last = first.last;
         let base = loop {
-            match Box::pin(history.bounds()).await {
-                Ok((_, last)) => break last,
-                Err(e) => {
-                    tracing::warn!(subject, error = %e, "cannot read the history stream's state; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+            if let Some(last) = last {
+                break last;
             }
+            tracing::warn!(subject, "cannot read the history stream's state; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            last = Box::pin(self.confirm()).await.last;
         };
         channel.start_at(base, history.epoch());
         let _ = ready.send(true);
@@ -108,7 +108,9 @@ impl Hub {
                     self.push_stored(&kind, &channel, seq, stored_subject, &msg.payload, time);
                 }
                 _ = confirm.tick() => {
-                    sync.confirmed(Box::pin(self.fill_to_end(history, &kind, &channel)).await);
+                    // Batched: channels opened together by a storm are all due together.
+                    let last = Box::pin(self.confirm()).await.last;
+                    sync.confirmed(Box::pin(self.fill_to_last(history, &kind, &channel, last)).await);
                 }
                 () = &mut verify, if !sync.is_synced() => {
                     let ok = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
@@ -122,7 +124,8 @@ impl Hub {
                     }
                     let fill = sync.reconnected(connects());
                     // NATS came back: what was stored while we were away never reached us.
-                    let _ = tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, Box::pin(crate::nats::round_trip(&self.client))).await;
+                    // Every channel notices at once: one batched round trip and read for all.
+                    let last = Box::pin(self.confirm()).await.last;
                     if matches!(kind, Kind::Broadcast) {
                         // Once per process (the broadcast channel lives as long as it does).
                         if let Err(e) = Box::pin(history.ensure()).await {
@@ -130,7 +133,7 @@ impl Hub {
                         }
                     }
                     if fill {
-                        let ok = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
+                        let ok = Box::pin(self.fill_to_last(history, &kind, &channel, last)).await;
                         if let Some(at) = sync.filled(ok, Instant::now()) {
                             verify.as_mut().reset(at);
                         }
@@ -146,7 +149,19 @@ impl Hub {
     /// inline it would be part of every channel task's state (one per connected user).
     async fn fill_to_end(&self, history: &History, kind: &Kind, channel: &Channel) -> bool {
         match history.bounds().await {
-            Ok((_, last)) => {
+            Ok((_, last)) => self.fill_to_last(history, kind, channel, Some(last)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the history stream's state");
+                false
+            }
+        }
+    }
+
+    /// Fills up to `last`, the history store's last sequence as read after this channel's
+    /// subscription was confirmed (a batch); `None` (it could not be read) is a failed fill.
+    async fn fill_to_last(&self, history: &History, kind: &Kind, channel: &Channel, last: Option<u64>) -> bool {
+        match last {
+            Some(last) => {
                 // `bounds` noticed a re-created history store if there is one: start again in it.
                 channel.follow(history.epoch());
                 let upto = *channel.lock();
@@ -160,10 +175,7 @@ impl Hub {
                 };
                 self.fill(history, kind, channel, from, to).await
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the history stream's state");
-                false
-            }
+            None => false,
         }
     }
 

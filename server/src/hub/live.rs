@@ -14,7 +14,7 @@ impl Hub {
     /// Live mode: frame and push every message.
     pub(super) async fn run_live(self: Arc<Self>, kind: Kind, channel: Arc<Channel>, ready: watch::Sender<bool>) {
         // Boxed: a rare, large await would otherwise stay part of the task.
-        let Some(mut sub) = Box::pin(self.subscribe(kind.live_subject(false))).await else { return };
+        let Some((mut sub, _)) = Box::pin(self.subscribe(kind.live_subject(false))).await else { return };
         let _ = ready.send(true);
         while let Some(msg) = sub.next().await {
             self.metrics.events_received.inc();

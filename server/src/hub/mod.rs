@@ -24,9 +24,12 @@
 //! - `dispatch.rs`: `--subscribe shared`, the thread feeding every user's channel;
 //! - `history_feed.rs`: history mode, a channel's task pushing in stored order and filling
 //!   gaps from the history store;
-//! - `gap_fill.rs`: the pure decisions that task takes (duplicate, check, fill, retry).
+//! - `gap_fill.rs`: the pure decisions that task takes (duplicate, check, fill, retry);
+//! - `confirm.rs`: new subscriptions confirmed in batches (one round trip and one history
+//!   read for every channel waiting at the same time).
 
 mod channel;
+mod confirm;
 mod dispatch;
 mod gap_fill;
 mod history_feed;
@@ -61,9 +64,16 @@ pub(crate) enum AttachError {
     NotConfirmed,
 }
 
-/// How long a new stream waits for its channel's NATS subscription to be confirmed by the
-/// server before it starts anyway (live mode) or is refused with 503 (history mode).
+/// How long a round trip confirming new subscriptions may take before channels go on
+/// without it (live mode delivers once NATS has the subscription; history mode fills any
+/// gap from the store on the first event).
 const SUBSCRIBE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a new stream waits for its channels to be ready while NATS is connected. A
+/// reconnect storm on a loaded machine can take seconds to confirm; refusing then would only
+/// make every client come back at once (docs/protocol.md §2.4). Without a NATS connection the
+/// stream is refused at once.
+const ATTACH_WAIT: Duration = Duration::from_secs(10);
 
 /// Minimum size of the process-wide broadcast ring.
 const BROADCAST_QUEUE_LEN: usize = 1024;
@@ -90,6 +100,8 @@ pub(crate) struct Hub {
     shared: Option<SharedUsers>,
     /// Numbers the streams, so a closing stream removes its own presence entry.
     next_stream: AtomicU64,
+    /// Channels waiting for their subscription to be confirmed, served in batches.
+    confirmations: confirm::Confirmations,
 }
 
 /// The hub's knobs (from `Config`).
@@ -200,6 +212,7 @@ impl Hub {
                 SharedUsers { ready_tx: Mutex::new(Some(ready_tx)), ready }
             }),
             next_stream: AtomicU64::new(0),
+            confirmations: confirm::Confirmations::default(),
         })
     }
 
@@ -244,7 +257,12 @@ impl Hub {
         let guard = StreamGuard { hub: Arc::clone(self), user: user.clone(), stream };
         // Wait (bounded) for the server to confirm the subscriptions, so that an event
         // published after the client saw the stream open is never missed.
-        let (user_ready, broadcast_ready) = tokio::join!(channel.wait_ready(), self.broadcasts.wait_ready());
+        let wait = if self.client.connection_state() == async_nats::connection::State::Connected {
+            ATTACH_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let (user_ready, broadcast_ready) = tokio::join!(channel.wait_ready(wait), self.broadcasts.wait_ready(wait));
         if self.history.is_some() && !(user_ready && broadcast_ready) {
             // Without a confirmed position the stream could not promise "no gap".
             return Err(AttachError::NotConfirmed);
@@ -316,8 +334,9 @@ impl Hub {
         }
     }
 
-    /// Subscribes to the channel's subject and waits (bounded) for the server to confirm it.
-    async fn subscribe(&self, subject: String) -> Option<async_nats::Subscriber> {
+    /// Subscribes to the channel's subject and waits (bounded) for the server to confirm it,
+    /// in a batch with every channel subscribing at the same time.
+    async fn subscribe(self: &Arc<Self>, subject: String) -> Option<(async_nats::Subscriber, confirm::Confirmation)> {
         let sub = match self.client.subscribe(subject.clone()).await {
             Ok(sub) => sub,
             Err(e) => {
@@ -325,14 +344,11 @@ impl Hub {
                 return None;
             }
         };
-        let confirmed = matches!(
-            tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await,
-            Ok(Ok(()))
-        );
-        if !confirmed {
+        let confirmation = self.confirm().await;
+        if !confirmation.round_trip {
             tracing::warn!(subject, "NATS did not confirm the subscription in time; events flow once it does");
         }
-        Some(sub)
+        Some((sub, confirmation))
     }
 
     fn drop_event(&self, reason: DropReason, subject: &str) {

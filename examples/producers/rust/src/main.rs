@@ -1,9 +1,11 @@
-//! Realtime Bridge example producer in Rust (async-nats).
+//! Realtime Bridge example producer in Rust, over the producer library
+//! (`realtime-bridge-producer`, docs/protocol.md §1.7).
 //!
 //! The original system's server side, with NATS as the realtime service: the port
-//! `IRealtimeService` becomes [`RealtimeService`] (`user.<userId>.<event>` and
-//! `broadcast.<event>` subjects), and the three use cases `SendRealtimeMessage`,
-//! `NotifyTransactionCompleted` and `NotifyTyping` are the functions of the same names.
+//! `IRealtimeService` is the library's [`RealtimeService`] (`user.<userId>.<event>` and
+//! `broadcast.<event>` subjects, acknowledged by JetStream when the bridge keeps history), and
+//! the three use cases `SendRealtimeMessage`, `NotifyTransactionCompleted` and `NotifyTyping`
+//! are the functions of the same names.
 //!
 //! ```sh
 //! cargo run -- [NATS_URL] [USER_ID]        # or NATS_URL=... USER_ID=... cargo run
@@ -11,86 +13,17 @@
 //!
 //! Runs one scenario for USER_ID: "rust-service is typing…" for TYPING_MS (1500 ms), a chat
 //! message, a completed CREDIT transaction of 250.00 on account `acc-<USER_ID>`, and a
-//! notification. Exit code 69 when NATS is not reachable, 64 on a bad argument.
+//! notification. Exit code 69 when NATS is not reachable (or a publish is not confirmed), 64
+//! on a bad argument.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use realtime_bridge_producer::{async_nats, Error, Options, RealtimeService, SendOptions, UserId};
 use serde::Serialize;
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-// ---------------------------------------------------------------------------------------
-// The port: IRealtimeService, over NATS.
-
-/// `sendEventToUser`, `sendEventToUsers` and `broadcastEvent` of the original port.
-#[derive(Debug, Clone)]
-pub struct RealtimeService {
-    client: async_nats::Client,
-}
-
-impl RealtimeService {
-    pub fn new(client: async_nats::Client) -> Self {
-        Self { client }
-    }
-
-    /// Publishes `data` as JSON on `user.<user_id>.<event>`.
-    pub async fn send_event_to_user<T: Serialize>(&self, user_id: &str, event: &str, data: &T) -> Result<(), Error> {
-        self.send_event_to_users(&[user_id], event, data).await
-    }
-
-    pub async fn send_event_to_users<T: Serialize>(&self, user_ids: &[&str], event: &str, data: &T) -> Result<(), Error> {
-        check_token("event", event)?;
-        let payload = serde_json::to_vec(data)?;
-        for user_id in user_ids {
-            check_token("user id", user_id)?;
-            self.client.publish(format!("user.{user_id}.{event}"), payload.clone().into()).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn broadcast_event<T: Serialize>(&self, event: &str, data: &T) -> Result<(), Error> {
-        check_token("event", event)?;
-        self.client.publish(format!("broadcast.{event}"), serde_json::to_vec(data)?.into()).await?;
-        Ok(())
-    }
-
-    /// Sets `Nats-Msg-Id`: with the bridge's history on, JetStream stores a retried publish once.
-    pub async fn send_event_to_user_once<T: Serialize>(
-        &self,
-        user_id: &str,
-        event: &str,
-        data: &T,
-        msg_id: &str,
-    ) -> Result<(), Error> {
-        check_token("user id", user_id)?;
-        check_token("event", event)?;
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", msg_id);
-        let subject = format!("user.{user_id}.{event}");
-        self.client.publish_with_headers(subject, headers, serde_json::to_vec(data)?.into()).await?;
-        Ok(())
-    }
-
-    /// Returns once everything published so far has been written to the server.
-    pub async fn flush(&self) -> Result<(), Error> {
-        self.client.flush().await?;
-        Ok(())
-    }
-}
-
-/// User ids and event names are 1 to 128 characters of `[A-Za-z0-9_-]` (never a NATS wildcard).
-fn check_token(what: &str, s: &str) -> Result<(), Error> {
-    let ok = (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{what} {s:?} must be 1 to 128 characters of [A-Za-z0-9_-]").into())
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The DTOs (realtime.dto.ts).
@@ -162,7 +95,7 @@ pub async fn send_realtime_message(rt: &RealtimeService, input: SendRealtimeMess
         created_at: now_rfc3339(),
     };
     // The message id doubles as the NATS message id: a retried publish is delivered once.
-    rt.send_event_to_user_once(&input.recipient_id, "message_new", &dto, &id).await
+    rt.send_event_to_user_with(&input.recipient_id, "message_new", &dto, &SendOptions::msg_id(id)).await
 }
 
 #[derive(Debug)]
@@ -181,7 +114,10 @@ pub enum TransactionKind {
 }
 
 /// NotifyTransactionCompletedUseCase: `transaction_completed` to the account's owner.
-pub async fn notify_transaction_completed(rt: &RealtimeService, input: NotifyTransactionCompletedInput) -> Result<(), Error> {
+pub async fn notify_transaction_completed(
+    rt: &RealtimeService,
+    input: NotifyTransactionCompletedInput,
+) -> Result<(), Error> {
     let dto = RealtimeTransactionDto {
         transaction_id: input.transaction_id,
         account_id: input.account_id,
@@ -240,7 +176,11 @@ fn new_id(prefix: &str) -> String {
 
 /// Argument `n` (1-based), else the environment variable, else the default.
 fn setting(n: usize, env: &str, default: &str) -> String {
-    std::env::args().nth(n).or_else(|| std::env::var(env).ok()).filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::args()
+        .nth(n)
+        .or_else(|| std::env::var(env).ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 #[tokio::main]
@@ -254,30 +194,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    if let Err(e) = check_token("USER_ID", &user_id) {
-        eprintln!("producer: {e}");
+    if let Err(e) = UserId::parse(&user_id) {
+        eprintln!("producer: USER_ID {user_id:?} {e}");
         return ExitCode::from(EX_USAGE);
     }
 
     // Fail fast (no retry loop) with a message a person can act on.
-    let client = match async_nats::ConnectOptions::new()
+    let nats = async_nats::ConnectOptions::new()
         .name("realtime-bridge-example-rust")
-        .connection_timeout(Duration::from_secs(3))
-        .connect(nats_url.as_str())
-        .await
-    {
-        Ok(c) => c,
+        .connection_timeout(Duration::from_secs(3));
+    let rt = match RealtimeService::connect_with(nats_url.as_str(), nats, Options::default()).await {
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("NATS not reachable at {nats_url}: is nats-server running? ({e})");
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
-    let rt = RealtimeService::new(client);
-    match scenario(&rt, &user_id, Duration::from_millis(typing_ms)).await {
+    let outcome = scenario(&rt, &user_id, Duration::from_millis(typing_ms)).await;
+    // Waits for anything still in flight, then closes the connection it opened.
+    let closed = rt.close().await;
+    match outcome.and(closed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("producer: publishing to {nats_url} failed: {e}");
-            ExitCode::from(EX_UNAVAILABLE)
+            eprintln!("producer: publishing to {nats_url} failed ({}): {e}", e.code());
+            ExitCode::from(if e.is_input_error() { EX_USAGE } else { EX_UNAVAILABLE })
         }
     }
 }

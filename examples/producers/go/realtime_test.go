@@ -1,0 +1,300 @@
+package main
+
+// RealtimeService against a real nats-server (from PATH) and a real bridge (RB_BIN, else
+// target/debug/realtime-bridge at the repository root): the mode chosen from the stream lookup
+// (and looked up again in auto mode), one stored copy of a send retried with the same id, input errors that send nothing, presence,
+// and no_bridge. scripts/test-demo.sh runs them with `go test`.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// startNATS runs nats-server with JetStream on a free port and returns its URL.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("nats-server", "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", dir, "--ports_file_dir", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("nats-server (scripts/setup.sh puts it on PATH): %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// The server writes its ports file once it listens.
+	portsFile := filepath.Join(dir, fmt.Sprintf("nats-server_%d.ports", cmd.Process.Pid))
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(portsFile); err == nil {
+			var ports struct{ Nats []string }
+			if json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 {
+				return ports.Nats[0]
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nats-server wrote no ports file in 10 s")
+	return ""
+}
+
+// startBridge runs the bridge (history on: it creates the stream REALTIME) and returns its URL.
+func startBridge(t *testing.T, natsURL string) string {
+	t.Helper()
+	bin := os.Getenv("RB_BIN")
+	if bin == "" {
+		bin = filepath.Join("..", "..", "..", "target", "debug", "realtime-bridge")
+	}
+	cmd := exec.Command(bin, "serve", "--nats-url", natsURL, "--listen", "127.0.0.1:0", "--no-auth",
+		"--history", "on", "--log-format", "json")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout // the log goes to either, depending on the build
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("the bridge (RB_BIN=%s): %v", bin, err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var line struct {
+				Fields struct{ Message, Addr string }
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Fields.Message == "listening" {
+				addr <- line.Fields.Addr
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out) // keep the pipe drained
+	}()
+	select {
+	case a := <-addr:
+		return "http://" + a
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the bridge did not log \"listening\" in 20 s")
+		return ""
+	}
+}
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Timeout(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func storedMessages(t *testing.T, nc *nats.Conn) uint64 {
+	t.Helper()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := js.StreamInfo("REALTIME")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestJetStreamModeStoresARetriedSendOnce(t *testing.T) {
+	url := startNATS(t)
+	startBridge(t, url)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	rt, err := NewRealtimeService(ctx, nc, Options{Mode: ModeJetStream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Mode() != ModeJetStream {
+		t.Fatalf("mode %s with the stream present", rt.Mode())
+	}
+	// The same message id twice, as a caller retrying after a lost acknowledgement would.
+	for i := 0; i < 2; i++ {
+		if err := rt.SendEventToUser(ctx, "u1", "message_new", map[string]int{"n": 1}, WithMsgID("m-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three distinct users (one repeated): three subjects, each with its own id.
+	if err := rt.SendEventToUsers(ctx, []string{"u1", "u2", "u1", "u3"}, "notification", map[string]int{"n": 2}, WithMsgID("m-2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.BroadcastEvent(ctx, "system_alert", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if n := storedMessages(t, nc); n != 5 {
+		t.Fatalf("stream holds %d messages, want 5 (1 + 3 + 1)", n)
+	}
+}
+
+func TestInputErrorsSendNothing(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	rt, err := NewRealtimeService(ctx, nc, Options{Mode: ModeCore, MaxEventBytes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		code string
+		send func() error
+	}{
+		{"invalid_user_id", func() error { return rt.SendEventToUser(ctx, "a.b", "x", 1) }},
+		{"invalid_user_id", func() error { return rt.SendEventToUsers(ctx, []string{"ok", "*"}, "x", 1) }},
+		{"invalid_user_id", func() error { return rt.SendEventToUser(ctx, strings.Repeat("u", 129), "x", 1) }},
+		{"invalid_event_name", func() error { return rt.SendEventToUser(ctx, "42", "", 1) }},
+		{"invalid_event_name", func() error { return rt.BroadcastEvent(ctx, "a>", 1) }},
+		{"reserved_event", func() error { return rt.SendEventToUser(ctx, "42", "end", 1) }},
+		{"reserved_event", func() error { return rt.BroadcastEvent(ctx, "reset", 1) }},
+		{"invalid_data", func() error { return rt.SendEventToUser(ctx, "42", "x", math.NaN()) }},
+		{"invalid_data", func() error { return rt.SendEventToUser(ctx, "42", "x", make(chan int)) }},
+		{"too_large", func() error { return rt.SendEventToUser(ctx, "42", "x", strings.Repeat("a", 63)) }},
+	}
+	for _, c := range cases {
+		err := c.send()
+		if got := ErrorCode(err); got != c.code {
+			t.Errorf("want %s, got %v", c.code, err)
+		}
+	}
+	if _, err := rt.GetPresence(ctx, "a b"); ErrorCode(err) != "invalid_user_id" {
+		t.Errorf("presence of an invalid id: %v", err)
+	}
+	// A round trip, then nothing may be waiting on the wildcard subscription.
+	if err := rt.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(200 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("something was sent: %v %v", m, err)
+	}
+}
+
+func TestAutoModeWithoutStreamUsesCoreNATS(t *testing.T) {
+	url := startNATS(t) // JetStream on, but no bridge created the stream
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	rt, err := NewRealtimeService(ctx, nc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Mode() != ModeCore {
+		t.Fatalf("mode %s without the stream", rt.Mode())
+	}
+	if _, err := NewRealtimeService(ctx, nc, Options{Mode: ModeJetStream}); ErrorCode(err) != "unavailable" {
+		t.Fatalf("jetstream mode without the stream: %v", err)
+	}
+	sub, err := nc.SubscribeSync("user.42.message_new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.SendEventToUser(ctx, "42", "message_new", map[string]string{"text": "hi"}, WithMsgID("m-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != `{"text":"hi"}` || m.Header.Get(nats.MsgIdHdr) != "m-1" {
+		t.Fatalf("got %q with id %q", m.Data, m.Header.Get(nats.MsgIdHdr))
+	}
+}
+
+func TestAutoModeFollowsAStreamCreatedLater(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	rt, err := NewRealtimeService(ctx, nc, Options{LookupInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Mode() != ModeCore {
+		t.Fatalf("mode %s before the bridge", rt.Mode())
+	}
+	startBridge(t, url) // history on: creates the stream
+	// Sends look the stream up again once LookupInterval has passed.
+	for end := time.Now().Add(10 * time.Second); rt.Mode() != ModeJetStream; {
+		if time.Now().After(end) {
+			t.Fatal("still core NATS 10 s after the stream appeared")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if err := rt.SendEventToUser(ctx, "42", "tick", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPresence(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	rt, err := NewRealtimeService(ctx, nc, Options{Mode: ModeCore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.IsUserConnected(ctx, "42"); ErrorCode(err) != "no_bridge" {
+		t.Fatalf("no bridge running: %v", err)
+	}
+
+	bridge := startBridge(t, url)
+	// Two streams of user 42, with their client ids.
+	for _, id := range []string{"tab-1", "tab-2"} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, bridge+"/v1/users/42/events?clientId="+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %s: HTTP %d", id, resp.StatusCode)
+		}
+	}
+	// Asked again until both are listed (bounded): a stream may be registered just after its
+	// response headers left.
+	var ids []string
+	for end := time.Now().Add(5 * time.Second); ; {
+		if ids, err = rt.GetConnectedClients(ctx, "42"); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(ids, ",") == "tab-1,tab-2" {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("clients %v, want [tab-1 tab-2]", ids)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ok, err := rt.IsUserConnected(ctx, "7"); err != nil || ok {
+		t.Fatalf("user 7: %v %v", ok, err)
+	}
+}

@@ -1,0 +1,337 @@
+//! The library against a real nats-server and real bridge processes (docs/protocol.md §1.7):
+//! message ids, input errors, modes, presence, retries and their end, flush and close.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use common::*;
+use realtime_bridge_producer::{Error, Mode, Options, RealtimeService, SendOptions};
+use serde_json::json;
+
+/// The stream a history bridge would create, made here (no bridge needed to store).
+async fn create_stream(client: &async_nats::Client, max_message_size: i32) {
+    jetstream::new(client.clone())
+        .create_stream(jetstream::stream::Config {
+            name: "REALTIME".into(),
+            subjects: vec!["user.>".into(), "broadcast.>".into()],
+            max_message_size,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_msg_id_sent_twice_is_stored_and_delivered_once() {
+    let nats = NatsServer::start();
+    let bridge = start_bridge(&nats.url(), &["--history", "on"]);
+    let reader = Reader::open(&bridge.base(), "42", "").await;
+    let other = Reader::open(&bridge.base(), "43", "").await;
+    let rt = RealtimeService::connect(nats.url()).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+
+    let once = SendOptions::msg_id("order-7-paid");
+    rt.send_event_to_user_with("42", "paid", &json!({"try": 1}), &once).await.unwrap();
+    // A service retrying the whole operation: acknowledged (as a duplicate), not stored.
+    rt.send_event_to_user_with("42", "paid", &json!({"try": 2}), &once).await.unwrap();
+    // Several users with one id: each subject gets its own (`<id>:<subject>`), so both are
+    // stored; repeated ids in the list are sent once; sent again, nothing new is stored.
+    let both = SendOptions::msg_id("note-1");
+    rt.send_event_to_users_with(["42", "43", "42"], "note", &json!({"try": 1}), &both).await.unwrap();
+    rt.send_event_to_users_with(vec!["43".to_owned(), "42".to_owned()], "note", &json!({"try": 2}), &both)
+        .await
+        .unwrap();
+    // No length limit of its own: a long id is a header like any other.
+    rt.send_event_to_user_with("43", "long_id", &1, &SendOptions::msg_id("x".repeat(300))).await.unwrap();
+    rt.send_event_to_users(["42", "43"], "done", &json!(null)).await.unwrap();
+
+    let client = nats_client(&nats).await;
+    assert_eq!(stored(&client, "user.42.>").await, 3, "paid once, note once, done");
+    assert_eq!(stored(&client, "user.43.>").await, 3, "note once, long_id, done");
+    let got = reader.events_until("done", WAIT).await;
+    assert_eq!(
+        got.iter().map(|g| (g.event.as_str(), g.data.clone())).collect::<Vec<_>>(),
+        [("paid", json!({"try": 1})), ("note", json!({"try": 1}))]
+    );
+    let got = other.events_until("done", WAIT).await;
+    assert_eq!(
+        got.iter().map(|g| (g.event.as_str(), g.data.clone())).collect::<Vec<_>>(),
+        [("note", json!({"try": 1})), ("long_id", json!(1))]
+    );
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_input_error_has_its_code_and_sends_nothing() {
+    let nats = NatsServer::start();
+    let bridge = start_bridge(&nats.url(), &["--history", "on"]);
+    let reader = Reader::open(&bridge.base(), "42", "").await;
+    let rt = RealtimeService::connect(nats.url()).await.unwrap();
+    let long = "x".repeat(129);
+    let mut bad_keys = HashMap::new();
+    bad_keys.insert((1, 2), 3);
+    let big = "x".repeat(262_144 - 2); // 262144 bytes of JSON with its quotes: the limit
+    let too_big = "x".repeat(262_144 - 1);
+    let ok = json!({"ok": true});
+
+    let cases: Vec<(&str, Result<(), Error>, &str)> = vec![
+        ("invalid_user_id", rt.send_event_to_user("a.b", "e", &ok).await, "\"a.b\""),
+        ("invalid_user_id", rt.send_event_to_user("", "e", &ok).await, "empty"),
+        ("invalid_user_id", rt.send_event_to_user("*", "e", &ok).await, "'*'"),
+        ("invalid_user_id", rt.send_event_to_user(&long, "e", &ok).await, "129 characters"),
+        ("invalid_user_id", rt.send_event_to_users(["42", "4 3"], "e", &ok).await, "\"4 3\""),
+        ("invalid_user_id", rt.get_presence("42>").await.map(drop), "\"42>\""),
+        ("invalid_event_name", rt.send_event_to_user("42", "a b", &ok).await, "\"a b\""),
+        ("invalid_event_name", rt.broadcast_event(">", &ok).await, "'>'"),
+        ("reserved_event", rt.send_event_to_user("42", "end", &ok).await, "\"end\""),
+        ("reserved_event", rt.broadcast_event("reset", &ok).await, "\"reset\""),
+        ("invalid_data", rt.send_event_to_user("42", "e", &bad_keys).await, "key must be a string"),
+        ("too_large", rt.send_event_to_user("42", "e", &too_big).await, "262145 bytes"),
+        ("invalid_msg_id", rt.send_event_to_user_with("42", "e", &ok, &SendOptions::msg_id("")).await, "\"\""),
+        ("invalid_msg_id", rt.send_event_to_user_with("42", "e", &ok, &SendOptions::msg_id("a\nb")).await, "\"a\\nb\""),
+    ];
+    for (code, result, names) in cases {
+        let e = result.expect_err(code);
+        assert_eq!(e.code(), code, "{e}");
+        assert!(e.is_input_error(), "{e}");
+        assert!(e.to_string().contains(names), "{code}: the error names the input ({names}): {e}");
+    }
+    // The largest accepted data goes through; an empty list sends nothing and succeeds.
+    rt.send_event_to_user("42", "big", &big).await.unwrap();
+    rt.send_event_to_users(Vec::<String>::new(), "e", &ok).await.unwrap();
+    rt.send_event_to_user("42", "sentinel", &ok).await.unwrap();
+
+    let got = reader.events_until("sentinel", WAIT).await;
+    assert_eq!(got.iter().map(|g| g.event.as_str()).collect::<Vec<_>>(), ["big"], "nothing refused was delivered");
+    let client = nats_client(&nats).await;
+    assert_eq!(stored(&client, ">").await, 2, "nothing refused was stored");
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn presence_lists_client_ids_across_two_bridges() {
+    let nats = NatsServer::start_plain();
+    let a = start_bridge(&nats.url(), &["--history", "off"]);
+    let b = start_bridge(&nats.url(), &["--history", "off"]);
+    let rt = RealtimeService::connect(nats.url()).await.unwrap();
+    assert_eq!(rt.mode(), Mode::Core, "no JetStream: core mode");
+
+    let p = rt.get_presence("42").await.unwrap();
+    assert_eq!((p.user_id.as_str(), p.connected, p.streams, p.clients.len()), ("42", false, 0, 0));
+    assert!(!rt.is_user_connected("42").await.unwrap());
+
+    let _tab = Reader::open(&a.base(), "42", "?clientId=tab-a").await;
+    let _phone = Reader::open(&b.base(), "42", "?clientId=phone-b").await;
+    let rt2 = rt.clone();
+    let ids = eventually("both streams in the presence answer", WAIT, || {
+        let rt = rt2.clone();
+        async move { rt.get_connected_clients("42").await.ok().filter(|ids| ids.len() == 2) }
+    })
+    .await;
+    assert_eq!(ids, ["tab-a", "phone-b"], "oldest first");
+    assert!(rt.is_user_connected("42").await.unwrap());
+    let p = rt.get_presence("42").await.unwrap();
+    assert_eq!(p.streams, 2);
+    assert_ne!(p.clients[0].instance, p.clients[1].instance, "served by two bridges");
+    assert!(p.clients.iter().all(|c| c.since.ends_with('Z')), "{p:?}");
+    assert!(!rt.is_user_connected("43").await.unwrap());
+    rt.close().await.unwrap();
+    assert_eq!(rt.get_presence("42").await.unwrap_err().code(), "closed");
+}
+
+#[tokio::test]
+async fn presence_without_a_bridge_is_no_bridge() {
+    let nats = NatsServer::start_plain();
+    let rt = RealtimeService::connect(nats.url()).await.unwrap();
+    let started = Instant::now();
+    let e = rt.get_presence("42").await.unwrap_err();
+    assert_eq!(e.code(), "no_bridge", "{e}");
+    assert!(e.to_string().contains("42"), "{e}");
+    assert_eq!(rt.is_user_connected("42").await.unwrap_err().code(), "no_bridge");
+    assert_eq!(rt.get_connected_clients("42").await.unwrap_err().code(), "no_bridge");
+    // No responders: known at once, not after presence_timeout.
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn core_mode_delivers_to_a_live_bridge() {
+    let nats = NatsServer::start_plain();
+    let bridge = start_bridge(&nats.url(), &["--history", "off"]);
+    let reader = Reader::open(&bridge.base(), "42", "").await;
+    let all = Reader::open(&bridge.base(), "43", "").await;
+    let rt = RealtimeService::connect(nats.url()).await.unwrap();
+    assert_eq!(rt.mode(), Mode::Core);
+    rt.send_event_to_user("42", "hello", &json!({"text": "hi"})).await.unwrap();
+    rt.send_event_to_users(["42", "43"], "both", &1).await.unwrap();
+    rt.broadcast_event("news", &"all").await.unwrap();
+    rt.flush().await.unwrap();
+    // Live mode keeps order per kind only (user events, broadcasts): one sentinel of each.
+    rt.send_event_to_users(["42", "43"], "sentinel", &0).await.unwrap();
+    rt.broadcast_event("sentinel_b", &0).await.unwrap();
+    for (r, want) in [(&reader, vec!["both", "hello", "news"]), (&all, vec!["both", "news"])] {
+        let got = eventually("both sentinels", WAIT, || {
+            let got = r.got();
+            let done = ["sentinel", "sentinel_b"].iter().all(|s| got.iter().any(|g| g.event == *s));
+            async move { done.then_some(got) }
+        })
+        .await;
+        let mut names: Vec<&str> =
+            got.iter().map(|g| g.event.as_str()).filter(|e| !e.starts_with("sentinel")).collect();
+        names.sort_unstable();
+        assert_eq!(names, want);
+        if let Some(hello) = got.iter().find(|g| g.event == "hello") {
+            assert_eq!(hello.data, json!({"text": "hi"}));
+        }
+    }
+    // Mode core is core even when a stream exists (here: none, and no JetStream at all).
+    let forced = RealtimeService::with_client(rt.client().clone(), Options::default().with_mode(Mode::Core)).await;
+    assert_eq!(forced.unwrap().mode(), Mode::Core);
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_mode_follows_a_stream_created_after_connect() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    let options = Options::default().with_auto_recheck(Duration::from_millis(200));
+    let rt = RealtimeService::with_client(client.clone(), options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::Core, "no stream yet");
+    rt.send_event_to_user("42", "before", &0).await.unwrap();
+
+    let bridge = start_bridge(&nats.url(), &["--history", "on"]);
+    let reader = Reader::open(&bridge.base(), "42", "").await;
+    let rt2 = rt.clone();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    // Each send may be the one that looks again (at most every 200 ms).
+    eventually("the service to switch to JetStream", WAIT, || {
+        let (rt, counter) = (rt2.clone(), Arc::clone(&counter));
+        async move {
+            rt.send_event_to_user("42", "probe", &0).await.unwrap();
+            counter.fetch_add(1, Ordering::Relaxed);
+            (rt.mode() == Mode::JetStream).then_some(())
+        }
+    })
+    .await;
+    rt.send_event_to_user("42", "after", &json!({"acked": true})).await.unwrap();
+    // Acknowledged: stored before the send resolved, no waiting needed.
+    assert!(stored(&client, "user.42.after").await == 1);
+    let got = reader.events_until("after", WAIT).await;
+    assert!(got.iter().all(|g| g.event == "probe"), "{got:?}");
+    println!("switched after {} probe sends", sent.load(Ordering::Relaxed));
+    rt.close().await.unwrap();
+    assert!(client.connection_state() == async_nats::connection::State::Connected, "a given client stays open");
+}
+
+#[tokio::test]
+async fn jetstream_mode_refuses_to_start_without_the_stream() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    let e =
+        RealtimeService::with_client(client.clone(), Options::default().with_mode(Mode::JetStream)).await.unwrap_err();
+    assert_eq!(e.code(), "unavailable", "{e}");
+    assert!(e.to_string().contains("\"REALTIME\""), "names the stream: {e}");
+    // Another stream name: the same refusal names it.
+    let e = RealtimeService::with_client(
+        client.clone(),
+        Options::default().with_mode(Mode::JetStream).with_stream("EVENTS"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("\"EVENTS\""), "{e}");
+    // Without JetStream at all: refused too (no responders).
+    let plain = NatsServer::start_plain();
+    let e = RealtimeService::with_client(nats_client(&plain).await, Options::default().with_mode(Mode::JetStream))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "unavailable", "{e}");
+    // With the stream: acknowledged publishing.
+    create_stream(&client, -1).await;
+    let rt = RealtimeService::with_client(client.clone(), Options::default().with_mode(Mode::JetStream)).await.unwrap();
+    rt.broadcast_event("hello", &1).await.unwrap();
+    assert_eq!(stored(&client, "broadcast.hello").await, 1);
+}
+
+#[tokio::test]
+async fn a_jetstream_error_answer_fails_at_once_and_no_stream_retries_until_timeout() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, 100).await;
+    let options = Options::default().with_publish_timeout(Duration::from_millis(1500));
+    let rt = RealtimeService::with_client(client.clone(), options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+
+    // Over the stream's message size: JetStream answers with an error, not retried.
+    let started = Instant::now();
+    let e = rt.send_event_to_user("42", "big", &"x".repeat(200)).await.unwrap_err();
+    assert_eq!(e.code(), "unavailable", "{e}");
+    assert!(e.to_string().contains("user.42.big"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(1), "at once, not after retries: {:?}", started.elapsed());
+
+    // The stream gone: every attempt gets "no responders", sent again with backoff until
+    // publish_timeout.
+    jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
+    let started = Instant::now();
+    let e = rt.send_event_to_user("42", "lost", &1).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.code(), "timeout", "{e}");
+    assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(5), "{took:?}: {e}");
+    println!("no stream: {e} after {took:?}");
+}
+
+#[tokio::test]
+async fn close_waits_for_sends_in_flight_and_refuses_new_ones() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, -1).await;
+    let options = Options::default().with_max_in_flight(4);
+    let rt = RealtimeService::connect_with(nats.url(), async_nats::ConnectOptions::new(), options).await.unwrap();
+    let ok = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    let total = 2000u64;
+    let sends: Vec<_> = (0..total)
+        .map(|i| {
+            let (rt, ok, closed) = (rt.clone(), Arc::clone(&ok), Arc::clone(&closed));
+            tokio::spawn(async move {
+                match rt.send_event_to_user("42", "tick", &json!({ "n": i })).await {
+                    Ok(()) => ok.fetch_add(1, Ordering::SeqCst),
+                    Err(e) if e.code() == "closed" => closed.fetch_add(1, Ordering::SeqCst),
+                    Err(e) => panic!("send {i}: {e}"),
+                };
+            })
+        })
+        .collect();
+    // Sends are under way (the window of 4 keeps most of them waiting).
+    let c = client.clone();
+    eventually("the first sends to be stored", WAIT, || {
+        let c = c.clone();
+        async move { (stored(&c, "user.42.>").await > 0).then_some(()) }
+    })
+    .await;
+    rt.close().await.unwrap();
+    let ok_at_close = ok.load(Ordering::SeqCst);
+    for s in sends {
+        s.await.unwrap();
+    }
+    assert_eq!(ok.load(Ordering::SeqCst), ok_at_close, "every send started before close had settled");
+    assert_eq!(ok_at_close + closed.load(Ordering::SeqCst), total);
+    assert!(ok_at_close > 4, "close waited for more than the window: {ok_at_close}");
+    assert_eq!(stored(&client, "user.42.>").await, ok_at_close, "each acknowledged send is stored");
+    let e = rt.send_event_to_user("42", "late", &1).await.unwrap_err();
+    assert_eq!(e.code(), "closed", "{e}");
+    rt.close().await.unwrap();
+    // The connection it opened is closed: the client takes nothing more.
+    let rt_client = rt.client().clone();
+    eventually("the service's own connection to close", WAIT, || {
+        let c = rt_client.clone();
+        async move { c.publish("user.42.after_close", "1".into()).await.is_err().then_some(()) }
+    })
+    .await;
+}

@@ -1,0 +1,220 @@
+"""Modes and acknowledged JetStream publishing (docs/protocol.md §1.7 "Mode", "Acknowledged
+publishing", "Flush and close"), against nats-server and a history-mode bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from realtime_bridge import RealtimeService, RealtimeServiceError
+from support import RealTestCase, Spy, stored_count, wait_until
+
+
+async def _true(value: object) -> object:
+    return value
+
+
+class JetStreamTest(RealTestCase):
+    async def test_history_bridge_acked_sends_reach_the_stream_and_the_reader(self) -> None:
+        nats_server = self.start_nats()
+        bridge = self.start_bridge(nats_server.url, "--history", "on")
+        reader = await self.reader(bridge, "u1")
+        async with await RealtimeService.connect(nats_server.url) as rt:
+            self.assertEqual(rt.mode, "jetstream")
+            await rt.send_event_to_user("u1", "message_new", {"text": "hi"})
+            await rt.send_event_to_users(["u1", "u2"], "both", [1])
+            await rt.broadcast_event("system_alert", {"level": "info"})
+            # Resolved means acknowledged: the stream holds them now, no waiting needed.
+            nc = await self.client(nats_server.url)
+            self.assertEqual(await stored_count(nc, "user.u1.>"), 2)
+            self.assertEqual(await stored_count(nc, "user.u2.>"), 1)
+            self.assertEqual(await stored_count(nc, "broadcast.>"), 1)
+        got = await reader.wait_for_count("system_alert", 1, 10)
+        # The user's events in order; a broadcast comes through another subscription.
+        self.assertEqual([e["event"] for e in reader.events if "userId" in e], ["message_new", "both"])
+        self.assertEqual(len(reader.events), 3)
+        self.assertEqual(reader.events[0]["data"], {"text": "hi"})
+        self.assertEqual(reader.events[0]["userId"], "u1")
+        self.assertNotIn("userId", got[0])
+
+    async def test_same_msg_id_is_stored_and_delivered_once(self) -> None:
+        nats_server = self.start_nats()
+        bridge = self.start_bridge(nats_server.url, "--history", "on")
+        reader = await self.reader(bridge, "d1")
+        nc = await self.client(nats_server.url)
+        spy = await Spy().start(nc, "user.>")
+        async with await RealtimeService.connect(nats_server.url) as rt:
+            # Twice at once and once more later: what a retry after a lost acknowledgement does.
+            await asyncio.gather(
+                rt.send_event_to_user("d1", "order", {"n": 1}, msg_id="order-1"),
+                rt.send_event_to_user("d1", "order", {"n": 1}, msg_id="order-1"),
+            )
+            await rt.send_event_to_user("d1", "order", {"n": 1}, msg_id="order-1")
+            # Several users: each subject has its own id (<msgId>:<subject>), so both are stored,
+            # and a repeat of the call stores nothing more.
+            await rt.send_event_to_users(["d1", "d2"], "order", {"n": 2}, msg_id="order-2")
+            await rt.send_event_to_users(["d1", "d2"], "order", {"n": 2}, msg_id="order-2")
+            await rt.send_event_to_user("d1", "sentinel", {})
+        self.assertEqual(await stored_count(nc, "user.d1.order"), 2)
+        self.assertEqual(await stored_count(nc, "user.d2.order"), 1)
+        await reader.wait_for_count("sentinel", 1, 10)
+        self.assertEqual([e["data"] for e in reader.of("order")], [{"n": 1}, {"n": 2}])
+        await wait_until(lambda: _true(len(spy.msgs) >= 8), 5, "the spy's copies")
+        ids = [m.headers.get("Nats-Msg-Id") for m in spy.msgs if m.subject.endswith(".order")]
+        self.assertEqual(ids, ["order-1"] * 3 + ["order-2:user.d1.order", "order-2:user.d2.order"] * 2)
+        # Without msg_id every message gets an id of its own.
+        made_up = [m.headers.get("Nats-Msg-Id") for m in spy.msgs if m.subject.endswith(".sentinel")]
+        self.assertTrue(made_up[0])
+
+    async def test_jetstream_error_answer_fails_at_once_with_unavailable(self) -> None:
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        await nc.jetstream().add_stream(name="SMALL", subjects=["user.>"], max_msg_size=64)
+        async with await RealtimeService.connect(nats_server.url, mode="jetstream", stream="SMALL") as rt:
+            await rt.send_event_to_user("s1", "fits", "ok")
+            started = time.monotonic()
+            with self.assertRaises(RealtimeServiceError) as ctx:
+                await rt.send_event_to_user("s1", "big", "y" * 100)
+            self.assertEqual(ctx.exception.code, "unavailable")
+            self.assertIn("maximum", str(ctx.exception))  # JetStream's own description
+            self.assertLess(time.monotonic() - started, 2.0, "no retry after an error answer")
+        self.assertEqual(await stored_count(nc, "user.s1.>", "SMALL"), 1)
+
+    async def test_no_responders_and_lost_acks_are_retried_until_publish_timeout(self) -> None:
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="GONE", subjects=["user.>"])
+        rt = await RealtimeService.connect(
+            nats_server.url, mode="jetstream", stream="GONE", publish_timeout=1.5, ack_timeout=0.3
+        )
+        self.addAsyncCleanup(rt.close)
+        await js.delete_stream("GONE")
+        # Nobody answers on user.> now ("no responders"): retried, not a failure at once.
+        started = time.monotonic()
+        with self.assertRaises(RealtimeServiceError) as ctx:
+            await rt.send_event_to_user("g1", "x", 1, msg_id="keep-me")
+        took = time.monotonic() - started
+        self.assertEqual(ctx.exception.code, "timeout", str(ctx.exception))
+        self.assertIn("NoStreamResponseError", str(ctx.exception))
+        self.assertGreaterEqual(took, 1.45)  # publish_timeout, not earlier
+        self.assertLess(took, 3.0)
+        # A subscriber that never answers: each attempt's acknowledgement is "lost" (ack_timeout),
+        # and every attempt carries the same id, so JetStream would store one copy.
+        spy = await Spy().start(nc, "user.>")
+        started = time.monotonic()
+        with self.assertRaises(RealtimeServiceError) as ctx:
+            await rt.send_event_to_user("g1", "x", 1, msg_id="keep-me")
+        self.assertEqual(ctx.exception.code, "timeout", str(ctx.exception))
+        self.assertLess(time.monotonic() - started, 3.0)
+        await wait_until(lambda: _true(len(spy.msgs) >= 3), 5, "the attempts")
+        self.assertLessEqual(len(spy.msgs), 6)
+        self.assertEqual({m.headers.get("Nats-Msg-Id") for m in spy.msgs}, {"keep-me"})
+
+    async def test_jetstream_mode_refuses_without_the_stream(self) -> None:
+        for jetstream in (True, False):
+            nats_server = self.start_nats(jetstream=jetstream)
+            with self.assertRaises(RealtimeServiceError) as ctx:
+                await RealtimeService.connect(nats_server.url, mode="jetstream")
+            self.assertEqual(ctx.exception.code, "unavailable")
+            self.assertIn("jetstream", str(ctx.exception))
+        # The constructor's service looks at its first send.
+        nc = await self.client(nats_server.url)
+        rt = RealtimeService(nc, mode="jetstream")
+        with self.assertRaises(RealtimeServiceError) as ctx:
+            await rt.send_event_to_user("42", "x", 1)
+        self.assertEqual(ctx.exception.code, "unavailable")
+        await rt.close()
+        self.assertFalse(nc.is_closed, "a connection given to the constructor stays open")
+
+    async def test_auto_follows_a_stream_created_after_connect(self) -> None:
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        lookups = await Spy().start(nc, "$JS.API.STREAM.INFO.REALTIME")
+        rt = await RealtimeService.connect(nats_server.url, stream_recheck_interval=0.5)
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "core")
+        await wait_until(lambda: _true(len(lookups.msgs) == 1), 5, "the lookup at connect")
+        # A history bridge starts: it creates the stream; the next send after the interval sees it.
+        self.start_bridge(nats_server.url, "--history", "on")
+
+        async def switched() -> bool:
+            await rt.send_event_to_user("a1", "probe", {})
+            return rt.mode == "jetstream"
+
+        await wait_until(switched, 10, "auto mode to switch to jetstream", interval=0.2)
+        before = await stored_count(nc, "user.a1.>")
+        await rt.send_event_to_user("a1", "after", {})
+        self.assertEqual(await stored_count(nc, "user.a1.>"), before + 1, "acknowledged, so stored already")
+
+    async def test_auto_looks_again_at_most_once_per_interval(self) -> None:
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        lookups = await Spy().start(nc, "$JS.API.STREAM.INFO.REALTIME")
+        async with await RealtimeService.connect(nats_server.url) as rt:  # default: 30 s
+            self.assertEqual(rt.mode, "core")
+            await asyncio.gather(*(rt.send_event_to_user("r1", "x", i) for i in range(50)))
+            await rt.flush()
+        await nc.flush()
+        self.assertEqual(len(lookups.msgs), 1)
+
+    async def test_constructor_service_resolves_auto_at_first_send(self) -> None:
+        nats_server = self.start_nats()
+        self.start_bridge(nats_server.url, "--history", "on")
+        nc = await self.client(nats_server.url)
+        rt = RealtimeService(nc)
+        self.assertEqual(rt.mode, "auto")
+        await rt.send_event_to_user("c1", "x", 1)
+        self.assertEqual(rt.mode, "jetstream")
+        self.assertEqual(await stored_count(nc, "user.c1.>"), 1)
+        await rt.close()
+        self.assertFalse(nc.is_closed)
+
+    async def test_flush_and_close_wait_for_sends_in_flight(self) -> None:
+        nats_server = self.start_nats()
+        self.start_bridge(nats_server.url, "--history", "on")
+        nc = await self.client(nats_server.url)
+        rt = await RealtimeService.connect(nats_server.url, max_in_flight=4)
+        sends = [asyncio.ensure_future(rt.send_event_to_user("f1", "x", {"n": i})) for i in range(40)]
+        await asyncio.sleep(0)  # let them start: flush waits for sends started before it
+        await rt.flush()
+        self.assertTrue(all(s.done() and s.exception() is None for s in sends))
+        self.assertEqual(await stored_count(nc, "user.f1.>"), 40)
+        more = [asyncio.ensure_future(rt.send_event_to_user("f1", "y", {"n": i})) for i in range(40)]
+        await asyncio.sleep(0)
+        await rt.close()
+        self.assertTrue(all(s.done() and s.exception() is None for s in more))
+        self.assertEqual(await stored_count(nc, "user.f1.>"), 80)
+        self.assertTrue(rt._nc.is_closed, "the connection connect() opened is closed")
+        with self.assertRaises(RealtimeServiceError) as ctx:
+            await rt.broadcast_event("x", 1)
+        self.assertEqual(ctx.exception.code, "closed")
+
+    async def test_window_bounds_the_acks_awaited_at_once(self) -> None:
+        nats_server = self.start_nats()
+        self.start_bridge(nats_server.url, "--history", "on")
+        nc = await self.client(nats_server.url)
+        # Hold every acknowledgement back by answering nothing: a spy on the reply subjects
+        # cannot do that, so count the publishes JetStream sees while acknowledgements pend.
+        spy = await Spy().start(nc, "user.w1.>")
+        async with await RealtimeService.connect(nats_server.url, max_in_flight=3) as rt:
+            in_flight = 0
+            peak = 0
+            real = rt._js.publish
+
+            async def counting(*args: object, **kwargs: object) -> object:
+                nonlocal in_flight, peak
+                in_flight += 1
+                peak = max(peak, in_flight)
+                try:
+                    await asyncio.sleep(0.01)  # every acknowledgement takes a while
+                    return await real(*args, **kwargs)  # type: ignore[arg-type]
+                finally:
+                    in_flight -= 1
+
+            rt._js.publish = counting  # type: ignore[method-assign]
+            await asyncio.gather(*(rt.send_event_to_user("w1", "x", i) for i in range(30)))
+        self.assertEqual(peak, 3)
+        await wait_until(lambda: _true(len(spy.msgs) == 30), 5, "30 publishes")
+        self.assertEqual(sorted(json.loads(m.data) for m in spy.msgs), list(range(30)))
