@@ -112,6 +112,9 @@ pub(crate) struct StreamStats {
     /// Open times in microseconds, summed (for the mean) and the worst.
     pub(crate) open_us_sum: AtomicU64,
     pub(crate) open_us_max: AtomicU64,
+    /// From a stream's end to its reopening (a resume), in microseconds: summed and the worst.
+    pub(crate) reconnect_us_sum: AtomicU64,
+    pub(crate) reconnect_us_max: AtomicU64,
     /// When the last first open succeeded, in microseconds after the streams were spawned.
     pub(crate) last_open_us: AtomicU64,
     /// First-try failures by what they were: the HTTP status, or `timeout`, `connection_reset`, ...
@@ -266,6 +269,7 @@ pub(crate) fn spawn_streams(
             let mut attempt = 0usize;
             let mut first = true;
             let mut cursor: Option<String> = None;
+            let mut ended_at: Option<Instant> = None;
             // Bounded: one open, plus reopenings only until `reconnect_until`.
             loop {
                 // Reopenings move on to the next bridges, the streams of one bridge starting
@@ -291,6 +295,11 @@ pub(crate) fn spawn_streams(
                                 stats.opened.fetch_add(1, Ordering::Relaxed);
                             } else {
                                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                                if let Some(t) = ended_at.take() {
+                                    let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                    stats.reconnect_us_sum.fetch_add(us, Ordering::Relaxed);
+                                    stats.reconnect_us_max.fetch_max(us, Ordering::Relaxed);
+                                }
                             }
                             body
                         }
@@ -325,6 +334,7 @@ pub(crate) fn spawn_streams(
                 };
                 first = false;
                 let last = read_events(body, i, sink.as_ref()).await;
+                ended_at = Some(Instant::now());
                 if plan.resume {
                     if last.is_some() {
                         cursor = last;

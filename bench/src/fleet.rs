@@ -290,6 +290,18 @@ pub(crate) fn sent_to(u: usize, users: usize, total: u64) -> u64 {
     total / users + u64::from((u as u64) < total % users)
 }
 
+/// The streams' counters at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Snap {
+    pub(crate) events: u64,
+    pub(crate) ended: usize,
+    pub(crate) reconnects: usize,
+    pub(crate) reopen_failed: usize,
+    /// From a stream's end to its reopening: mean and worst, in milliseconds.
+    pub(crate) reconnect_mean_ms: f64,
+    pub(crate) reconnect_max_ms: f64,
+}
+
 /// Streams held by this process.
 #[derive(Debug)]
 pub(crate) struct LocalFleet {
@@ -355,6 +367,8 @@ impl LocalFleet {
             "ended": self.stats.ended.load(Ordering::Relaxed),
             "reconnects": self.stats.reconnects.load(Ordering::Relaxed),
             "reopen_failed": self.stats.reopen_failed.load(Ordering::Relaxed),
+            "reconnect_us_sum": self.stats.reconnect_us_sum.load(Ordering::Relaxed),
+            "reconnect_us_max": self.stats.reconnect_us_max.load(Ordering::Relaxed),
         })
     }
 }
@@ -541,6 +555,12 @@ impl Fleet {
 
     /// (events, streams ended, reconnects, reopenings that failed), summed.
     pub(crate) async fn snap(&mut self) -> anyhow::Result<(u64, usize, usize, usize)> {
+        let s = self.snap_all().await?;
+        Ok((s.events, s.ended, s.reconnects, s.reopen_failed))
+    }
+
+    /// Every counter of the streams, summed over the processes.
+    pub(crate) async fn snap_all(&mut self) -> anyhow::Result<Snap> {
         let vals = match self {
             Self::Local(l) => vec![l.snap()],
             Self::Remote { workers, .. } => {
@@ -555,7 +575,16 @@ impl Fleet {
             }
         };
         let sum = |k: &str| vals.iter().map(|v| v[k].as_u64().unwrap_or(0)).sum::<u64>();
-        Ok((sum("events"), sum("ended") as usize, sum("reconnects") as usize, sum("reopen_failed") as usize))
+        Ok(Snap {
+            events: sum("events"),
+            ended: sum("ended") as usize,
+            reconnects: sum("reconnects") as usize,
+            reopen_failed: sum("reopen_failed") as usize,
+            reconnect_mean_ms: sum("reconnect_us_sum") as f64 / sum("reconnects").max(1) as f64 / 1000.0,
+            reconnect_max_ms: vals.iter().map(|v| v["reconnect_us_max"].as_u64().unwrap_or(0)).max().unwrap_or(0)
+                as f64
+                / 1000.0,
+        })
     }
 
     /// Waits (bounded) until round `r` reached every open stream; false on timeout.

@@ -111,7 +111,8 @@ pub(crate) async fn failover(
     // A late duplicate would come right after; give it a moment.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let seq = fleet.seq(published).await?;
-    let (_, ended, reconnects, reopen_failed) = fleet.snap().await?;
+    let snap = fleet.snap_all().await?;
+    let (ended, reconnects, reopen_failed) = (snap.ended, snap.reconnects, snap.reopen_failed);
     bridge_metrics(setup, r).await;
     r.set("streams", json!(n));
     r.set("users", json!(users));
@@ -123,6 +124,8 @@ pub(crate) async fn failover(
     r.set("streams_ended", json!(ended));
     r.set("reconnects", json!(reconnects));
     r.set("reopen_failed", json!(reopen_failed));
+    r.set("reconnect_mean_ms", json!(round2(snap.reconnect_mean_ms)));
+    r.set("reconnect_max_ms", json!(round2(snap.reconnect_max_ms)));
     r.set("expected", json!(expected));
     r.set("received", json!(seq.received));
     r.set("lost", json!(seq.lost));
