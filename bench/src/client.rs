@@ -69,18 +69,17 @@ pub(crate) fn failure_kind(e: &anyhow::Error) -> String {
     if let Some(r) = e.downcast_ref::<Refused>() {
         return r.status.to_string();
     }
-    for cause in e.chain() {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection_refused".into(),
-                std::io::ErrorKind::ConnectionReset => "connection_reset".into(),
-                std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse => "no_source_port".into(),
-                _ => "io_error".into(),
-            };
-        }
-        if cause.downcast_ref::<hyper::Error>().is_some() {
-            return "http_error".into();
-        }
+    // The socket's own error says more than hyper's wrapper around it, so look for it first.
+    if let Some(io) = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection_refused".into(),
+            std::io::ErrorKind::ConnectionReset => "connection_reset".into(),
+            std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse => "no_source_port".into(),
+            _ => "io_error".into(),
+        };
+    }
+    if e.chain().any(|c| c.downcast_ref::<hyper::Error>().is_some()) {
+        return "http_error".into();
     }
     "error".into()
 }
