@@ -78,7 +78,12 @@ pub(crate) fn failure_kind(e: &anyhow::Error) -> String {
             _ => "io_error".into(),
         };
     }
-    if e.chain().any(|c| c.downcast_ref::<hyper::Error>().is_some()) {
+    if let Some(h) = e.chain().find_map(|c| c.downcast_ref::<hyper::Error>()) {
+        // The server accepted the connection, then closed it without answering (e.g. its
+        // request-head timeout while it was too busy to read the head).
+        if h.is_incomplete_message() {
+            return "closed_without_answer".into();
+        }
         return "http_error".into();
     }
     "error".into()
@@ -121,8 +126,12 @@ pub(crate) struct StreamStats {
 }
 
 impl StreamStats {
-    fn count_failure(&self, kind: String) {
-        *self.failed_by.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    /// Counts a failure; true for the first two of its kind (worth printing).
+    fn count_failure(&self, kind: String) -> bool {
+        let mut by = self.failed_by.lock().unwrap_or_else(|p| p.into_inner());
+        let n = by.entry(kind).or_default();
+        *n += 1;
+        *n <= 2
     }
 
     /// First-try failures by kind.
@@ -310,9 +319,8 @@ pub(crate) fn spawn_streams(
                             };
                             let kind = if timed_out { "timeout".to_owned() } else { failure_kind(&e) };
                             if first {
-                                let failures = stats.failed.fetch_add(1, Ordering::Relaxed);
-                                stats.count_failure(kind);
-                                if failures < 3 {
+                                stats.failed.fetch_add(1, Ordering::Relaxed);
+                                if stats.count_failure(kind) {
                                     eprintln!("stream {global} ({user}) failed to open: {e:#}");
                                 }
                                 return;
