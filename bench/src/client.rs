@@ -3,9 +3,10 @@
 //! ephemeral port range of one address is no limit), parsed with the wire crate's
 //! `SseParser` (the same parser the SDK uses).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
@@ -20,22 +21,72 @@ use tokio::task::JoinSet;
 
 /// Streams per source address: well below the 28k ports of the default ephemeral range.
 const STREAMS_PER_SOURCE: usize = 16_000;
-/// How long one stream may take to open.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Wall clock in nanoseconds since the Unix epoch (what publishers embed as `bench_t`).
 pub(crate) fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+static SOURCE_NET: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+
+/// The N of this run's source addresses (127.N.0.x), picked once per run.
+pub(crate) fn source_net() -> u8 {
+    *SOURCE_NET.get_or_init(|| u8::try_from(1 + now_nanos() / 1000 % 250).unwrap_or(1))
+}
+
+/// Makes this process use the coordinator's N: worker processes number their streams
+/// globally, so with one N no two processes put more than 16,000 streams on one address.
+pub(crate) fn set_source_net(net: u8) {
+    let _ = SOURCE_NET.set(net);
+}
+
 /// The source address of stream `i`: 127.N.0.2, then 127.N.0.3 after 16,000 streams, ...
 /// where N (1..=250) is picked per run: the ports of a previous run's sockets linger in
 /// TIME_WAIT for a minute on their address, and a fresh address does not see them.
 pub(crate) fn source_for(i: usize) -> IpAddr {
-    static NET: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-    let net = *NET.get_or_init(|| u8::try_from(1 + now_nanos() / 1000 % 250).unwrap_or(1));
     let k = u8::try_from(2 + i / STREAMS_PER_SOURCE).unwrap_or(254);
-    IpAddr::V4(Ipv4Addr::new(127, net, 0, k))
+    IpAddr::V4(Ipv4Addr::new(127, source_net(), 0, k))
+}
+
+/// A stream the server answered with another status than 200 (kept typed so that refusals
+/// can be counted by status).
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "status {} {}", self.status, self.body)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// What an open that failed is counted as: its HTTP status, else the kind of failure.
+pub(crate) fn failure_kind(e: &anyhow::Error) -> String {
+    if let Some(r) = e.downcast_ref::<Refused>() {
+        return r.status.to_string();
+    }
+    // The socket's own error says more than hyper's wrapper around it, so look for it first.
+    if let Some(io) = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection_refused".into(),
+            std::io::ErrorKind::ConnectionReset => "connection_reset".into(),
+            std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::AddrInUse => "no_source_port".into(),
+            _ => "io_error".into(),
+        };
+    }
+    if let Some(h) = e.chain().find_map(|c| c.downcast_ref::<hyper::Error>()) {
+        // The server accepted the connection, then closed it without answering (e.g. its
+        // request-head timeout while it was too busy to read the head).
+        if h.is_incomplete_message() {
+            return "closed_without_answer".into();
+        }
+        return "http_error".into();
+    }
+    "error".into()
 }
 
 /// Reads `"key":<digits>` from a JSON text without parsing all of it.
@@ -65,6 +116,28 @@ pub(crate) struct StreamStats {
     /// Open times in microseconds, summed (for the mean) and the worst.
     pub(crate) open_us_sum: AtomicU64,
     pub(crate) open_us_max: AtomicU64,
+    /// From a stream's end to its reopening (a resume), in microseconds: summed and the worst.
+    pub(crate) reconnect_us_sum: AtomicU64,
+    pub(crate) reconnect_us_max: AtomicU64,
+    /// When the last first open succeeded, in microseconds after the streams were spawned.
+    pub(crate) last_open_us: AtomicU64,
+    /// First-try failures by what they were: the HTTP status, or `timeout`, `connection_reset`, ...
+    pub(crate) failed_by: Mutex<BTreeMap<String, usize>>,
+}
+
+impl StreamStats {
+    /// Counts a failure; true for the first two of its kind (worth printing).
+    fn count_failure(&self, kind: String) -> bool {
+        let mut by = self.failed_by.lock().unwrap_or_else(|p| p.into_inner());
+        let n = by.entry(kind).or_default();
+        *n += 1;
+        *n <= 2
+    }
+
+    /// First-try failures by kind.
+    pub(crate) fn failures(&self) -> BTreeMap<String, usize> {
+        self.failed_by.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// A response body and the task driving its connection (aborted with it).
@@ -83,6 +156,17 @@ impl Drop for Body {
 /// An HTTP/1 GET on a fresh connection from `source`; returns the response body once
 /// the status is 200.
 pub(crate) async fn get(addr: SocketAddr, source: Option<IpAddr>, path: &str, accept: &str) -> anyhow::Result<Body> {
+    get_with(addr, source, path, accept, None).await
+}
+
+/// [`get`] with a `Last-Event-ID` header when `last_event_id` is given (a resume).
+pub(crate) async fn get_with(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    path: &str,
+    accept: &str,
+    last_event_id: Option<&str>,
+) -> anyhow::Result<Body> {
     let sock = TcpSocket::new_v4()?;
     if let Some(ip) = source {
         // Ports of earlier runs may still be in TIME_WAIT on this address.
@@ -96,15 +180,21 @@ pub(crate) async fn get(addr: SocketAddr, source: Option<IpAddr>, path: &str, ac
         let _ = conn.await;
     });
     let conn = AbortOnDrop(Some(conn));
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .header(hyper::header::ACCEPT, accept)
-        .body(Empty::<Bytes>::new())?;
+    let mut req =
+        hyper::Request::get(path).header(hyper::header::HOST, addr.to_string()).header(hyper::header::ACCEPT, accept);
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let req = req.body(Empty::<Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     if resp.status() != hyper::StatusCode::OK {
         let status = resp.status();
         let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
+        return Err(anyhow::Error::new(Refused {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+        .context(format!("GET {path}")));
     }
     let conn = conn.disarm();
     Ok(Body { body: resp.into_body(), conn })
@@ -145,11 +235,19 @@ pub(crate) use testkit::metric_sum;
 /// How streams are opened and kept.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamPlan {
-    pub(crate) bridge: SocketAddr,
+    /// The bridges: stream `i` (numbered from `first`) opens on `bridges[i % len]`.
+    pub(crate) bridges: Vec<SocketAddr>,
+    /// The global number of this process's first stream (workers each own a slice).
+    pub(crate) first: usize,
     /// Streams opening at the same time.
     pub(crate) open_concurrency: usize,
+    /// How long one open may take.
+    pub(crate) open_timeout: Duration,
     /// Reopen a stream the bridge ended, until this instant (None: don't).
     pub(crate) reconnect_until: Option<Instant>,
+    /// Reopen with the last `id:` as `Last-Event-ID`, on the next bridge of the list, and
+    /// keep trying (a bridge that is gone refuses connections) until `reconnect_until`.
+    pub(crate) resume: bool,
 }
 
 /// Opens one stream per entry of `users` (stream `i` reads `users[i]`), each read by its
@@ -161,8 +259,9 @@ pub(crate) fn spawn_streams(
     sink: Arc<dyn Sink>,
     stats: Arc<StreamStats>,
 ) -> JoinSet<()> {
-    let gate = Arc::new(Semaphore::new(plan.open_concurrency.max(1)));
+    let gate = Arc::new(Semaphore::new(plan.open_concurrency.clamp(1, Semaphore::MAX_PERMITS)));
     let mut set = JoinSet::new();
+    let spawned = Instant::now();
     for (i, user) in users.into_iter().enumerate() {
         let gate = Arc::clone(&gate);
         let sink = Arc::clone(&sink);
@@ -173,15 +272,24 @@ pub(crate) fn spawn_streams(
             let path = realtime_bridge_wire::route::stream_path(
                 &realtime_bridge_wire::UserId::parse(&user).expect("a valid user id"),
             );
+            let global = plan.first + i;
+            let n_bridges = plan.bridges.len().max(1);
+            let mut attempt = 0usize;
             let mut first = true;
+            let mut cursor: Option<String> = None;
+            let mut ended_at: Option<Instant> = None;
             // Bounded: one open, plus reopenings only until `reconnect_until`.
             loop {
+                // Reopenings move on to the next bridges, the streams of one bridge starting
+                // at different ones so that they spread over the others.
+                let shift = if attempt == 0 { 0 } else { attempt + (global / n_bridges) % (n_bridges - 1).max(1) };
+                let Some(&bridge) = plan.bridges.get((global + shift) % n_bridges) else { return };
                 let body = {
                     let Ok(_permit) = gate.acquire().await else { return };
                     let started = Instant::now();
                     let opened = tokio::time::timeout(
-                        OPEN_TIMEOUT,
-                        get(plan.bridge, Some(source_for(i)), &path, "text/event-stream"),
+                        plan.open_timeout,
+                        get_with(bridge, Some(source_for(global)), &path, "text/event-stream", cursor.as_deref()),
                     )
                     .await;
                     match opened {
@@ -190,33 +298,56 @@ pub(crate) fn spawn_streams(
                                 let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                                 stats.open_us_sum.fetch_add(us, Ordering::Relaxed);
                                 stats.open_us_max.fetch_max(us, Ordering::Relaxed);
+                                let at = u64::try_from(spawned.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                stats.last_open_us.fetch_max(at, Ordering::Relaxed);
                                 stats.opened.fetch_add(1, Ordering::Relaxed);
                             } else {
                                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                                if let Some(t) = ended_at.take() {
+                                    let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                    stats.reconnect_us_sum.fetch_add(us, Ordering::Relaxed);
+                                    stats.reconnect_us_max.fetch_max(us, Ordering::Relaxed);
+                                }
                             }
                             body
                         }
-                        Ok(Err(e)) => {
-                            let failures = if first {
-                                stats.failed.fetch_add(1, Ordering::Relaxed)
-                            } else {
-                                stats.reopen_failed.fetch_add(1, Ordering::Relaxed)
+                        failed => {
+                            let timed_out = failed.is_err();
+                            let e = match failed {
+                                Ok(Err(e)) => e,
+                                _ => anyhow!("no answer within {:?}", plan.open_timeout),
                             };
-                            if failures < 3 {
-                                eprintln!("stream {i} ({user}) failed to open: {e:#}");
-                            }
-                            return;
-                        }
-                        Err(_) => {
+                            let kind = if timed_out { "timeout".to_owned() } else { failure_kind(&e) };
                             if first {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);
+                                if stats.count_failure(kind) {
+                                    eprintln!("stream {global} ({user}) failed to open: {e:#}");
+                                }
+                                return;
                             }
-                            return;
+                            stats.reopen_failed.fetch_add(1, Ordering::Relaxed);
+                            // A resuming client tries the next bridge after a pause, as the
+                            // SDK does; anything else gives up.
+                            match plan.reconnect_until {
+                                Some(until) if plan.resume && Instant::now() < until => {
+                                    attempt += 1;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    continue;
+                                }
+                                _ => return,
+                            }
                         }
                     }
                 };
                 first = false;
-                read_events(body, i, sink.as_ref()).await;
+                let last = read_events(body, i, sink.as_ref()).await;
+                ended_at = Some(Instant::now());
+                if plan.resume {
+                    if last.is_some() {
+                        cursor = last;
+                    }
+                    attempt += 1;
+                }
                 stats.ended.fetch_add(1, Ordering::Relaxed);
                 match plan.reconnect_until {
                     Some(until) if Instant::now() < until => continue,
@@ -228,13 +359,14 @@ pub(crate) fn spawn_streams(
     set
 }
 
-/// Feeds the body to an `SseParser` until it ends.
-async fn read_events(mut body: Body, stream: usize, sink: &dyn Sink) {
+/// Feeds the body to an `SseParser` until it ends; returns the stream's last event id
+/// (what a client sends back as `Last-Event-ID`).
+async fn read_events(mut body: Body, stream: usize, sink: &dyn Sink) -> Option<String> {
     let body = &mut body.body;
     let mut parser = SseParser::new();
     let mut out = Vec::with_capacity(4);
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return };
+        let Ok(frame) = frame else { break };
         let Ok(data) = frame.into_data() else { continue };
         parser.push(&data, &mut out);
         if out.is_empty() {
@@ -245,22 +377,21 @@ async fn read_events(mut body: Body, stream: usize, sink: &dyn Sink) {
             sink.on_event(stream, &ev, now);
         }
     }
+    parser.last_event_id().map(str::to_owned)
 }
 
-/// Waits (bounded by `timeout`) until every stream opened or failed; returns how long it took.
-pub(crate) async fn wait_open(stats: &StreamStats, n: usize, timeout: Duration) -> anyhow::Result<Duration> {
+/// Waits (bounded by `timeout`) until every stream opened or failed, failures included;
+/// returns how long it took.
+pub(crate) async fn wait_settled(stats: &StreamStats, n: usize, timeout: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
         let opened = stats.opened.load(Ordering::Relaxed);
         let failed = stats.failed.load(Ordering::Relaxed);
         if opened + failed >= n {
-            if failed > 0 {
-                bail!("{failed} of {n} streams failed to open");
-            }
             return Ok(started.elapsed());
         }
         if started.elapsed() > timeout {
-            bail!("only {opened} of {n} streams opened within {timeout:?}");
+            bail!("only {opened} of {n} streams opened ({failed} failed) within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
-use testkit::{BridgeBuilder, BridgeProcess, NatsServer};
+use testkit::{BridgeBuilder, BridgeProcess, NatsCluster, NatsServer};
 
 /// Bridge log lines kept for error messages.
 const KEEP_LOG_LINES: usize = 200;
@@ -52,18 +52,23 @@ pub(crate) fn bridge_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// Everything a benchmark talks to, and the processes it owns (killed when this is dropped).
 #[derive(Debug)]
 pub(crate) struct Setup {
+    /// What the benchmark's own NATS clients connect to (a comma-separated list for a cluster).
     pub(crate) nats_url: String,
-    pub(crate) bridge: SocketAddr,
-    /// The bridge's pid when known (started here, or `--bridge-pid`), for its RSS.
-    pub(crate) bridge_pid: Option<u32>,
-    /// The nats-server's pid when started here.
+    /// Every bridge; streams are spread round-robin over them.
+    pub(crate) bridges: Vec<SocketAddr>,
+    /// Every bridge's pid when known, in the order of `bridges`.
+    pub(crate) bridge_pids: Vec<u32>,
+    /// The nats-server's pid when started here (the first node's for a cluster).
     pub(crate) nats_pid: Option<u32>,
     pub(crate) history: String,
     pub(crate) started_nats: bool,
     pub(crate) started_bridge: bool,
-    // Drop order: the bridge before NATS.
-    bridge_process: Option<BridgeProcess>,
+    /// NATS nodes (1 unless `--nats-cluster`).
+    pub(crate) nats_nodes: usize,
+    // Drop order: the bridges before NATS.
+    bridge_processes: Vec<BridgeProcess>,
     _nats: Option<NatsServer>,
+    _cluster: Option<NatsCluster>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,46 +79,105 @@ pub(crate) struct SetupArgs {
     pub(crate) bridge_bin: Option<PathBuf>,
     pub(crate) history: String,
     pub(crate) heartbeat: String,
+    /// Bridge processes to start (ignored with `bridge_url`).
+    pub(crate) bridges: usize,
+    /// Start a 3-node JetStream cluster instead of one nats-server.
+    pub(crate) nats_cluster: bool,
+    /// `--history-replicas` for the bridges (None: the bridge's default).
+    pub(crate) history_replicas: Option<u8>,
 }
+
+/// Nodes of the cluster `--nats-cluster` starts.
+const CLUSTER_NODES: usize = 3;
 
 impl Setup {
     pub(crate) fn start(args: &SetupArgs) -> anyhow::Result<Self> {
-        let nats = match &args.nats_url {
-            Some(_) => None,
-            None => Some(NatsServer::try_start()?),
-        };
-        let nats_url = args.nats_url.clone().or_else(|| nats.as_ref().map(NatsServer::url)).unwrap_or_default();
-        let (bridge, bridge_process) = match &args.bridge_url {
-            Some(url) => (parse_http_url(url)?, None),
-            None => {
-                let bin = bridge_bin(args.bridge_bin.as_deref())?;
-                let extra = vec!["--heartbeat".to_owned(), args.heartbeat.clone()];
-                let p = start_bridge(&bin, &nats_url, &args.history, &extra)?;
-                (p.addr, Some(p))
+        let (nats, cluster) = match (&args.nats_url, args.nats_cluster) {
+            (Some(_), _) => (None, None),
+            (None, false) => (Some(NatsServer::try_start()?), None),
+            (None, true) => {
+                // The test kit's cluster panics when it cannot start; make that an error.
+                let cluster = std::panic::catch_unwind(|| NatsCluster::start(CLUSTER_NODES))
+                    .map_err(|_| anyhow!("the {CLUSTER_NODES}-node NATS cluster did not start"))?;
+                (None, Some(cluster))
             }
         };
-        let bridge_pid = bridge_process.as_ref().map(BridgeProcess::pid).or(args.bridge_pid);
+        let nats_url = match (&args.nats_url, &nats, &cluster) {
+            (Some(url), _, _) => url.clone(),
+            (None, Some(n), _) => n.url(),
+            (None, None, Some(c)) => c.urls(),
+            (None, None, None) => String::new(),
+        };
+        let mut processes = Vec::new();
+        let bridges = match &args.bridge_url {
+            Some(urls) => urls.split(',').map(parse_http_url).collect::<anyhow::Result<Vec<_>>>()?,
+            None => {
+                let bin = bridge_bin(args.bridge_bin.as_deref())?;
+                let mut extra = vec!["--heartbeat".to_owned(), args.heartbeat.clone()];
+                if let Some(r) = args.history_replicas {
+                    extra.extend(["--history-replicas".to_owned(), r.to_string()]);
+                }
+                for i in 0..args.bridges.max(1) {
+                    // Spread over the cluster: bridge i starts on node i (it learns the
+                    // others from the server and fails over to them by itself).
+                    let url = match &cluster {
+                        Some(c) => c.nodes[i % c.nodes.len()].url(),
+                        None => nats_url.clone(),
+                    };
+                    let p = start_bridge(&bin, &url, &args.history, &extra)
+                        .with_context(|| format!("bridge {} of {}", i + 1, args.bridges.max(1)))?;
+                    processes.push(p);
+                }
+                processes.iter().map(|p| p.addr).collect()
+            }
+        };
+        if bridges.is_empty() {
+            bail!("no bridge");
+        }
+        let bridge_pids: Vec<u32> = if processes.is_empty() {
+            args.bridge_pid.into_iter().collect()
+        } else {
+            processes.iter().map(BridgeProcess::pid).collect()
+        };
         Ok(Self {
             nats_url,
-            bridge,
-            bridge_pid,
+            bridges,
+            bridge_pids,
             nats_pid: nats.as_ref().and_then(NatsServer::pid),
             history: args.history.clone(),
-            started_nats: nats.is_some(),
-            started_bridge: bridge_process.is_some(),
-            bridge_process,
+            started_nats: nats.is_some() || cluster.is_some(),
+            started_bridge: !processes.is_empty(),
+            nats_nodes: cluster.as_ref().map_or(1, |c| c.nodes.len()),
+            bridge_processes: processes,
             _nats: nats,
+            _cluster: cluster,
         })
     }
 
     pub(crate) fn bridge_log_tail(&self) -> String {
-        self.bridge_process.as_ref().map(BridgeProcess::log_tail).unwrap_or_default()
+        self.bridge_processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("[bridge {i}]\n{}", p.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Kills bridge `i` (SIGKILL), as a crash or a lost machine would.
+    pub(crate) fn kill_bridge(&self, i: usize) -> anyhow::Result<()> {
+        let p = self.bridge_processes.get(i).ok_or_else(|| anyhow!("no bridge {i} started here"))?;
+        let status = std::process::Command::new("kill").arg("-KILL").arg(p.pid().to_string()).status()?;
+        if !status.success() {
+            bail!("kill -KILL {} failed", p.pid());
+        }
+        Ok(())
     }
 }
 
 /// `http://127.0.0.1:8080` (a trailing `/` allowed) → its socket address. Loopback only.
+/// `--bridge-url` takes a comma-separated list of them.
 pub(crate) fn parse_http_url(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow!("--bridge-url must start with http://"))?;
+    let rest = url.trim().strip_prefix("http://").ok_or_else(|| anyhow!("--bridge-url must start with http://"))?;
     let hostport = rest.trim_end_matches('/');
     let addr: SocketAddr = hostport.parse().with_context(|| format!("--bridge-url: {hostport:?} is not IP:port"))?;
     if !addr.ip().is_loopback() {

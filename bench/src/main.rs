@@ -2,8 +2,13 @@
 //! loopback and measures throughput, latency, idle memory, broadcast fan-out and publishing, each
 //! against plain NATS in the same run where that makes sense. Every subcommand prints
 //! human tables and, as its last line, one JSON object with every figure.
+//!
+//! `--bridges N` (and `--nats-cluster`) measure the way deployments scale: several bridge
+//! processes on one NATS, the streams spread over them and held by worker processes (this
+//! binary again, `worker`), since one process here may hold at most 20,000 open files.
 
 mod client;
+mod fleet;
 mod harness;
 mod report;
 mod runs;
@@ -49,10 +54,43 @@ pub(crate) struct Common {
     /// Tiny sizes: the whole run takes a few seconds (a smoke test of the harness).
     #[arg(long, global = true)]
     pub(crate) quick: bool,
+    /// Bridge processes to start on the same NATS; streams are spread round-robin over them.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub(crate) bridges: usize,
+    /// Start a 3-node JetStream cluster instead of one nats-server; bridge i connects to node
+    /// i % 3.
+    #[arg(long, global = true)]
+    pub(crate) nats_cluster: bool,
+    /// `--history-replicas` of the bridges (default: 3 with --nats-cluster, else the bridge's own).
+    #[arg(long, global = true)]
+    pub(crate) history_replicas: Option<u8>,
+    /// Worker processes holding the streams (default: none for one bridge on one NATS and
+    /// at most --streams-per-worker streams, else enough to stay under it).
+    #[arg(long, global = true)]
+    pub(crate) workers: Option<usize>,
+    /// Most streams one worker process holds (the open-file hard limit here is 20,000).
+    #[arg(long, global = true, default_value_t = 17_000)]
+    pub(crate) streams_per_worker: usize,
+}
+
+impl Common {
+    /// Worker processes for a run of `streams` streams against `setup`.
+    pub(crate) fn workers_for(&self, setup: &harness::Setup, streams: usize) -> usize {
+        fleet::workers_for(self.workers, setup.bridges.len(), setup.nats_nodes, streams, self.streams_per_worker)
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Every stream opened at once (all worker processes together), first try only: time
+    /// until all are open and refusals by HTTP status.
+    Storm(runs::StormArgs),
+    /// History mode, several bridges, a numbered event flow; one bridge is killed (SIGKILL)
+    /// and its clients resume on the others: events lost and duplicated per stream.
+    Failover(runs::FailoverArgs),
+    /// (internal) Holds a slice of a run's streams for the coordinating process.
+    #[command(hide = true)]
+    Worker(fleet::WorkerArgs),
     /// Publishers saturate user.<id>.<event>; events/s delivered to SSE clients vs a plain
     /// NATS subscriber set (one subscription per user) in the same run.
     Throughput(runs::ThroughputArgs),
@@ -97,7 +135,16 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (soft, hard) = harness::raise_nofile();
+    // A worker starts no processes and prints only its own JSON lines.
+    let cmd = match cli.cmd {
+        Cmd::Worker(a) => return fleet::worker(a).await,
+        other => other,
+    };
+    let cli = Cli { cmd, ..cli };
     let mut report = report::Report::new(match cli.cmd {
+        Cmd::Storm(_) => "storm",
+        Cmd::Failover(_) => "failover",
+        Cmd::Worker(_) => "worker",
         Cmd::Throughput(_) => "throughput",
         Cmd::Latency(_) => "latency",
         Cmd::Idle(_) => "idle",
@@ -111,7 +158,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bridge_bin: cli.common.bridge_bin.clone(),
         history: cli.common.history.clone(),
         heartbeat: cli.common.heartbeat.clone(),
+        bridges: cli.common.bridges,
+        nats_cluster: cli.common.nats_cluster,
+        history_replicas: cli.common.history_replicas.or(cli.common.nats_cluster.then_some(3)),
     };
+    let setup_args_replicas = setup_args.history_replicas;
     let setup = tokio::task::spawn_blocking(move || harness::Setup::start(&setup_args)).await??;
     report.set("history", serde_json::json!(setup.history));
     report.set("bridge", serde_json::json!(if setup.started_bridge { "started" } else { "external" }));
@@ -119,7 +170,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     report.set("quick", serde_json::json!(cli.common.quick));
     report.set("nofile_limit", serde_json::json!([soft, hard]));
     report.set("loadavg_start", serde_json::json!(harness::loadavg()));
+    if setup.bridges.len() > 1 || setup.nats_nodes > 1 {
+        report.set("bridges", serde_json::json!(setup.bridges.len()));
+        report.set("nats_nodes", serde_json::json!(setup.nats_nodes));
+    }
+    if let Some(r) = setup_args_replicas {
+        report.set("history_replicas", serde_json::json!(r));
+    }
     let outcome = match cli.cmd {
+        Cmd::Storm(a) => runs::storm(&setup, &cli.common, a, &mut report).await,
+        Cmd::Failover(a) => runs::failover(&setup, &cli.common, a, &mut report).await,
+        Cmd::Worker(_) => Ok(()),
         Cmd::Throughput(a) => runs::throughput(&setup, &cli.common, a, &mut report).await,
         Cmd::Latency(a) => runs::latency(&setup, &cli.common, a, &mut report).await,
         Cmd::Idle(a) => runs::idle(&setup, &cli.common, a, &mut report).await,

@@ -131,3 +131,38 @@ fn broadcast_quick() {
     let v = last_json(&out, &["bench", "streams", "rounds", "last_stream_p50_ms", "last_stream_p99_ms", "missed"]);
     assert_eq!(v["missed"], 0, "{v}");
 }
+
+/// Several bridges on one NATS, the streams held by a worker process: idle sums the
+/// bridges' RSS, broadcast reaches every stream of every bridge.
+#[test]
+fn multi_instance_quick() {
+    let out = run(&["--quick", "--history", "off", "--bridges", "3", "idle"]);
+    let v = last_json(&out, &["bench", "bridges", "workers", "rss_before_each_kib", "bytes_per_stream"]);
+    assert_eq!(v["bridges"], 3, "{v}");
+    assert_eq!(v["streams"], 300, "{v}");
+    assert_eq!(v["bridge_open_streams_each"].as_array().unwrap().len(), 3, "{v}");
+    let out = run(&["--quick", "--history", "on", "--bridges", "2", "--workers", "2", "broadcast"]);
+    let v = last_json(&out, &["bench", "bridges", "workers", "last_stream_p99_ms", "missed"]);
+    assert_eq!(v["missed"], 0, "{v}");
+    assert_eq!(v["workers"], 2, "{v}");
+    let out =
+        run(&["--quick", "--history", "off", "--bridges", "2", "latency", "--burst", "4", "--payload-bytes", "64"]);
+    let v = last_json(&out, &["bench", "burst", "added_p99_ms"]);
+    assert!(v["bridge"]["count"].as_u64().unwrap() > 0, "{v}");
+}
+
+/// Every stream at once, first try only: counts by outcome, whatever they are.
+#[test]
+fn storm_quick() {
+    let out = run(&["--quick", "--history", "on", "--bridges", "2", "storm"]);
+    let v = last_json(&out, &["bench", "streams", "opened", "failed", "refused_503", "failures", "last_open_s"]);
+    assert_eq!(v["opened"].as_u64().unwrap() + v["failed"].as_u64().unwrap(), v["streams"].as_u64().unwrap(), "{v}");
+}
+
+/// One of three bridges killed mid-run; its clients resume on the others.
+#[test]
+fn failover_quick() {
+    let out = run(&["--quick", "--history", "on", "--bridges", "3", "failover"]);
+    let v = last_json(&out, &["bench", "published", "lost", "duplicated", "reconnects"]);
+    assert!(v["published"].as_u64().unwrap() > 0, "{v}");
+}

@@ -12,14 +12,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use realtime_bridge_wire::SseEvent;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::{
-    bridge_metrics, nats, payload, round2, secs, stream_users, user_subject, user_wildcard, EVENT, OPEN_ALL_TIMEOUT,
-};
-use crate::client::{self, Sink, StreamPlan, StreamStats};
+use super::{bridge_metrics, nats, payload, round2, secs, user_subject, user_wildcard};
+use crate::fleet::{Fleet, FleetSpec, Record};
 use crate::harness::Setup;
 use crate::report::Report;
 use crate::Common;
@@ -41,19 +38,6 @@ pub(crate) struct ThroughputArgs {
     /// Messages a publisher sends between two flushes (round trips to the server).
     #[arg(long, default_value_t = 256)]
     batch: usize,
-}
-
-#[derive(Debug, Default)]
-struct CountSink {
-    events: AtomicU64,
-}
-
-impl Sink for CountSink {
-    fn on_event(&self, _stream: usize, event: &SseEvent, _now: u64) {
-        if event.event == EVENT {
-            self.events.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 pub(crate) async fn throughput(
@@ -102,20 +86,12 @@ pub(crate) async fn throughput(
 
     // The bridge: every stream reads its user's events; reopened if the bridge cuts it.
     let total = a.warmup + a.duration;
-    let sink = Arc::new(CountSink::default());
-    let stats = Arc::new(StreamStats::default());
-    let plan = StreamPlan {
-        bridge: setup.bridge,
-        open_concurrency: 256,
-        reconnect_until: Some(Instant::now() + OPEN_ALL_TIMEOUT + secs(total)),
-    };
-    let streams_set = client::spawn_streams(
-        &plan,
-        stream_users(streams, a.streams_per_user),
-        Arc::clone(&sink) as Arc<dyn Sink>,
-        Arc::clone(&stats),
-    );
-    let open_time = client::wait_open(&stats, streams, OPEN_ALL_TIMEOUT).await?;
+    let mut spec = FleetSpec::new(setup.bridges.clone(), streams, Record::Count, common.workers_for(setup, streams));
+    spec.per_user = a.streams_per_user;
+    spec.reconnect_secs = Some(total);
+    let (mut fleet, opened) = Fleet::open(&spec).await?;
+    opened.require_all(streams)?;
+    let open_time = opened.settled;
 
     // Publishers: batches of `batch` messages round-robin over the users, a flush between.
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,18 +144,20 @@ pub(crate) async fn throughput(
         });
     }
     tokio::time::sleep(secs(a.warmup)).await;
+    // The streams' count first: with workers it takes a round trip to each.
+    let b0 = fleet.events().await?;
     let snap = || {
         (
             Instant::now(),
             published.load(Ordering::Relaxed),
             nats_count.load(Ordering::Relaxed),
-            sink.events.load(Ordering::Relaxed),
             republished.load(Ordering::Relaxed),
         )
     };
-    let (t0, p0, n0, b0, j0) = snap();
+    let (t0, p0, n0, j0) = snap();
     tokio::time::sleep(secs(a.duration)).await;
-    let (t1, p1, n1, b1, j1) = snap();
+    let b1 = fleet.events().await?;
+    let (t1, p1, n1, j1) = snap();
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(10), async { while pubs.join_next().await.is_some() {} }).await;
     pubs.abort_all();
@@ -217,12 +195,16 @@ pub(crate) async fn throughput(
         ]);
     }
     rows.push(vec!["bridge SSE streams".into(), format!("{bridge_rate:.0}"), format!("{ratio:.3}")]);
-    r.set("streams_ended", json!(stats.ended.load(Ordering::Relaxed)));
-    r.set("stream_reconnects", json!(stats.reconnects.load(Ordering::Relaxed)));
-    r.set("stream_reopen_failed", json!(stats.reopen_failed.load(Ordering::Relaxed)));
+    let (_, ended, reconnects, reopen_failed) = fleet.snap().await?;
+    r.set("streams_ended", json!(ended));
+    r.set("stream_reconnects", json!(reconnects));
+    r.set("stream_reopen_failed", json!(reopen_failed));
+    if fleet.worker_count() > 0 {
+        r.set("workers", json!(fleet.worker_count()));
+    }
     bridge_metrics(setup, r).await;
     r.table("throughput (events/s over the measured window)", &["path", "events/s", "vs NATS"], rows);
-    drop(streams_set);
+    fleet.close().await;
     tasks.abort_all();
     Ok(())
 }
