@@ -81,7 +81,8 @@ pub(crate) fn failure_kind(e: &anyhow::Error) -> String {
     if let Some(h) = e.chain().find_map(|c| c.downcast_ref::<hyper::Error>()) {
         // The server accepted the connection, then closed it without answering (e.g. its
         // request-head timeout while it was too busy to read the head).
-        if h.is_incomplete_message() {
+        // (hyper reports a request whose connection closed while it waited as canceled.)
+        if h.is_incomplete_message() || h.is_canceled() {
             return "closed_without_answer".into();
         }
         return "http_error".into();
