@@ -53,9 +53,7 @@ pub async fn send(args: SendArgs, out: &mut impl Write) -> Result<(), CommandErr
         args.users.iter().filter(|u| seen.insert(*u)).map(|u| subject::user_subject(u, &args.event)).collect()
     };
     // The same rule as `serve --stream-name`: the name becomes part of a JetStream API subject.
-    if args.stream_name.is_empty()
-        || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !crate::config::is_stream_name(&args.stream_name) {
         return Err(CommandError::Usage(format!(
             "--stream-name: {:?} is not a JetStream stream name (letters, digits, _ and -)",
             args.stream_name

@@ -117,9 +117,7 @@ impl Config {
         if args.subscribe == UserSubscription::Shared && args.history == HistoryMode::On {
             return Err(shared_needs_live_mode());
         }
-        if args.stream_name.is_empty()
-            || !args.stream_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !is_stream_name(&args.stream_name) {
             return Err(ConfigError {
                 flag: "--stream-name",
                 message: format!("{:?} is not a JetStream stream name (letters, digits, _ and -)", args.stream_name),
@@ -192,4 +190,11 @@ pub(crate) fn check_no_auth(auth: &Auth, addr: SocketAddr) -> Result<(), ConfigE
         });
     }
     Ok(())
+}
+
+/// Whether `name` may be a JetStream stream name here: it becomes part of JetStream API
+/// subjects (`$JS.API.STREAM.INFO.<name>`), so letters, digits, `_` and `-` only (`serve` and
+/// `send --stream-name`).
+pub fn is_stream_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
