@@ -23,7 +23,7 @@ pub(super) struct Confirmation {
     /// NATS answered the round trip in time: every subscription made before it is active.
     pub(super) round_trip: bool,
     /// History mode: the history store's last sequence, read after the round trip; `None`
-    /// in live mode or when the store could not be read.
+    /// in live mode, when the round trip failed, or when the store could not be read.
     pub(super) last: Option<u64>,
 }
 
@@ -84,8 +84,12 @@ impl Hub {
                 tokio::time::timeout(SUBSCRIBE_CONFIRM_TIMEOUT, crate::nats::round_trip(&self.client)).await,
                 Ok(Ok(()))
             );
-            // Bounded by the JetStream request timeout.
+            // Bounded by the JetStream request timeout. Read only once the round trip proved
+            // the subscriptions: a store end read before then says nothing about what they
+            // will receive, and a channel that took it for its start would skip whatever is
+            // stored until NATS gets to them (seen in a storm on a loaded machine).
             let last = match &self.history {
+                Some(_) if !round_trip => None,
                 Some(history) => match history.bounds().await {
                     Ok((_, last)) => Some(last),
                     Err(e) => {

@@ -27,12 +27,13 @@ impl Hub {
         let subject = kind.stored_subject();
         // Everything stored up to `base` is history for streams to read; everything after
         // it is this channel's to push, in order, with no gap.
+        // `last` is only known once NATS confirmed the subscription (a batch's round trip).
         let mut last = first.last;
         let base = loop {
             if let Some(last) = last {
                 break last;
             }
-            tracing::warn!(subject, "cannot read the history stream's state; retrying");
+            tracing::warn!(subject, "subscription not confirmed or history stream state unreadable; retrying");
             tokio::time::sleep(Duration::from_millis(500)).await;
             last = Box::pin(self.confirm()).await.last;
         };
@@ -113,7 +114,11 @@ impl Hub {
                     sync.confirmed(Box::pin(self.fill_to_last(history, &kind, &channel, last)).await);
                 }
                 () = &mut verify, if !sync.is_synced() => {
-                    let ok = Box::pin(self.fill_to_end(history, &kind, &channel)).await;
+                    // No message came to prove the subscription active: a batched round trip
+                    // does, before the store's end is read (else what is stored until NATS
+                    // gets to the subscription would be skipped).
+                    let last = Box::pin(self.confirm()).await.last;
+                    let ok = Box::pin(self.fill_to_last(history, &kind, &channel, last)).await;
                     if let Some(at) = sync.filled(ok, Instant::now()) {
                         verify.as_mut().reset(at);
                     }

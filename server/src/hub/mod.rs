@@ -64,10 +64,10 @@ pub(crate) enum AttachError {
     NotConfirmed,
 }
 
-/// How long a round trip confirming new subscriptions may take before channels go on
-/// without it (live mode delivers once NATS has the subscription; history mode fills any
-/// gap from the store on the first event).
-const SUBSCRIBE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a round trip confirming new subscriptions may take. Live channels then go on
+/// without it (they deliver once NATS has the subscription); history channels do not start,
+/// or fill, before a round trip succeeds, and ask again in the next batch.
+const SUBSCRIBE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a new stream waits for its channels to be ready while NATS is connected. A
 /// reconnect storm on a loaded machine can take seconds to confirm; refusing then would only
