@@ -58,9 +58,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RB_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_auth: bool,
 
-    /// How users' events are subscribed: per-user (NATS filters) or shared (one wildcard
-    /// subscription; less memory per user, every event reaches every bridge; --history off only).
-    #[arg(long, env = "RB_SUBSCRIBE", value_enum, default_value_t = UserSubscription::PerUser)]
+    /// How users' events are subscribed: per-user (NATS filters), shared (one subscription for
+    /// the process; less memory per user, nothing asked of NATS when a user connects, every
+    /// event reaches every bridge), or auto (shared in history mode, per-user in live mode).
+    #[arg(long, env = "RB_SUBSCRIBE", value_enum, default_value_t = UserSubscription::Auto)]
     pub subscribe: UserSubscription,
 
     /// Replay from JetStream history: auto, on or off.

@@ -31,11 +31,25 @@ pub enum HistoryMode {
 /// `--subscribe` values: how the bridge listens for users' events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UserSubscription {
+    /// `shared` in history mode, `per-user` in live mode.
+    Auto,
     /// One NATS subscription per connected user: NATS sends a bridge only its users' events.
     PerUser,
-    /// One `user.*.*` subscription for the whole process, dispatched here: far less memory per
-    /// connected user, but every bridge receives every user's events. Live mode only.
+    /// One subscription for the whole process, dispatched here (`user.*.*` in live mode,
+    /// every re-published message in history mode): far less memory per connected user and
+    /// nothing to ask NATS when a user connects, but every bridge receives every user's events.
     Shared,
+}
+
+impl UserSubscription {
+    /// Whether the dispatch is shared, once it is known whether history is on.
+    pub(crate) fn is_shared(self, history: bool) -> bool {
+        match self {
+            Self::Auto => history,
+            Self::PerUser => false,
+            Self::Shared => true,
+        }
+    }
 }
 
 /// Frames a stream may fall behind before it is cut off as too slow.
@@ -104,7 +118,7 @@ impl Config {
             queue_len: DEFAULT_QUEUE_LEN,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
-            subscribe: UserSubscription::PerUser,
+            subscribe: UserSubscription::Auto,
             limits: Limits::default(),
             max_connections: None,
         }
@@ -114,9 +128,6 @@ impl Config {
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
         let auth = Auth::from_args(&args.keys, args.no_auth)?;
         check_no_auth(&auth, args.listen)?;
-        if args.subscribe == UserSubscription::Shared && args.history == HistoryMode::On {
-            return Err(shared_needs_live_mode());
-        }
         if !is_stream_name(&args.stream_name) {
             return Err(ConfigError {
                 flag: "--stream-name",
@@ -169,15 +180,6 @@ fn nats_config_error(e: NatsError) -> ConfigError {
         NatsError::Credentials { flag, message } => ConfigError { flag, message },
         NatsError::BadUrl(message) => ConfigError { flag: "--nats-url", message },
         other => ConfigError { flag: "--nats-url", message: other.to_string() },
-    }
-}
-
-pub(crate) fn shared_needs_live_mode() -> ConfigError {
-    ConfigError {
-        flag: "--subscribe",
-        message:
-            "shared works in live mode only (history mode fills gaps per user): add --history off, or use per-user"
-                .into(),
     }
 }
 

@@ -131,6 +131,14 @@ impl<T: Clone> Receiver<T> {
         }
     }
 
+    /// Looks at the next frame without taking it; `None` if there is none (or the receiver
+    /// fell behind, which the next `recv` reports).
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let inner = self.ring.read();
+        let at = self.next.checked_sub(inner.head)?;
+        inner.slots.get(usize::try_from(at).ok()?).map(|slot| f(&slot.value))
+    }
+
     /// Frames sent that this receiver has not taken yet.
     pub(crate) fn len(&self) -> u64 {
         self.ring.read().tail().saturating_sub(self.next)
@@ -194,6 +202,24 @@ mod tests {
         assert_eq!(a.recv().await, Ok(2));
         assert_eq!(b.recv().await, Ok(2));
         assert!(a.is_empty() && b.is_empty());
+    }
+
+    #[tokio::test]
+    async fn peek_shows_the_next_frame_without_taking_it() {
+        let ring = Ring::new(2);
+        let mut rx = ring.subscribe();
+        assert_eq!(rx.peek(|v: &u32| *v), None, "nothing sent yet");
+        ring.send(7);
+        ring.send(8);
+        assert_eq!(rx.peek(|v| *v), Some(7));
+        assert_eq!(rx.peek(|v| *v), Some(7), "peeking takes nothing");
+        assert_eq!(rx.recv().await, Ok(7));
+        assert_eq!(rx.peek(|v| *v), Some(8));
+        ring.send(9);
+        ring.send(10);
+        assert_eq!(rx.peek(|v| *v), None, "fell behind: the next recv says so");
+        assert_eq!(rx.recv().await, Err(Lagged(1)));
+        assert_eq!(rx.peek(|v| *v), Some(9));
     }
 
     #[tokio::test]

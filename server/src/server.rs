@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
-use crate::config::{check_no_auth, shared_needs_live_mode, Config, ConfigError, HistoryMode, UserSubscription};
+use crate::config::{check_no_auth, Config, ConfigError, HistoryMode};
 use crate::conn::ConnConfig;
 use crate::frame::Framer;
 use crate::history::{History, HistoryError};
@@ -94,11 +94,7 @@ impl Bridge {
                 History::setup(&js, &config.history).await?
             }
         };
-        let shared = config.subscribe == UserSubscription::Shared;
-        if shared && history.is_some() {
-            // `--history auto` found JetStream: the operator asked for something we cannot do.
-            return Err(shared_needs_live_mode().into());
-        }
+        let shared = config.subscribe.is_shared(history.is_some());
         if history.is_none() {
             tracing::info!("live mode: at most once, no resume (history is off or JetStream is unavailable)");
         }

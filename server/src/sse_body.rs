@@ -274,19 +274,29 @@ impl StreamState {
             return chunk;
         }
         loop {
-            // Unbiased on purpose: a busy user ring must not starve the broadcast ring.
-            let (ring, got) = tokio::select! {
-                () = self.ctx.shutdown.cancelled() => return Some(self.end(EndReason::Shutdown)),
-                r = self.user_rx.recv() => (Ring::User, r),
-                r = self.broadcast_rx.recv() => (Ring::Broadcast, r),
-                r = self.ctx.heartbeat.changed() => {
-                    r.ok()?;
-                    if crate::auth::unix_now() > self.ctx.ends_at {
-                        let reason = self.ctx.end_reason;
-                        self.ctx.metrics.stream_cut(reason.as_str());
-                        return Some(self.end(reason));
+            let (ring, got) = if let Some(ring) = self.older_of_both() {
+                // Both rings hold a frame: the older one first, so the stream follows the
+                // stored order (exactly, with the shared dispatch, which pushes in that order).
+                let got = match ring {
+                    Ring::User => self.user_rx.recv().await,
+                    Ring::Broadcast => self.broadcast_rx.recv().await,
+                };
+                (ring, got)
+            } else {
+                // Unbiased on purpose: a busy user ring must not starve the broadcast ring.
+                tokio::select! {
+                    () = self.ctx.shutdown.cancelled() => return Some(self.end(EndReason::Shutdown)),
+                    r = self.user_rx.recv() => (Ring::User, r),
+                    r = self.broadcast_rx.recv() => (Ring::Broadcast, r),
+                    r = self.ctx.heartbeat.changed() => {
+                        r.ok()?;
+                        if crate::auth::unix_now() > self.ctx.ends_at {
+                            let reason = self.ctx.end_reason;
+                            self.ctx.metrics.stream_cut(reason.as_str());
+                            return Some(self.end(reason));
+                        }
+                        return Some(self.heartbeat());
                     }
-                    return Some(self.heartbeat());
                 }
             };
             match got {
@@ -316,6 +326,19 @@ impl StreamState {
                 }
             }
         }
+    }
+
+    /// History mode, both rings holding a frame: the ring whose next frame is older (a
+    /// re-created history's frames after the old one's, its restart marker first).
+    fn older_of_both(&self) -> Option<Ring> {
+        // Shutdown and heartbeats are looked at by the select, reached as soon as a ring is empty.
+        if !matches!(self.mode, Mode::History { .. }) || self.ctx.shutdown.is_cancelled() {
+            return None;
+        }
+        let key = |f: &SharedFrame| (f.epoch, if f.restart { 0 } else { f.seq });
+        let user = self.user_rx.peek(key)?;
+        let broadcast = self.broadcast_rx.peek(key)?;
+        Some(if user <= broadcast { Ring::User } else { Ring::Broadcast })
     }
 
     /// The last frame: the client reconnects at once (with a fresh token if `reason` says so).

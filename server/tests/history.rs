@@ -25,6 +25,10 @@ use common::*;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
+/// History mode with one NATS subscription per connected user (the default is the shared
+/// dispatch): the tests that exercise gap filling run in both.
+const PER_USER: &[&str] = &["--subscribe", "per-user"];
+
 // ---------------------------------------------------------------------------------------
 // SSE reader
 
@@ -520,6 +524,19 @@ async fn wait_no_streams(base: &str) {
     .await;
 }
 
+/// Waits until the bridge's live position has reached `seq`, so that a stream opened from now
+/// on starts after it. With the shared dispatch (the default in history mode) the bridge
+/// follows the history store a moment behind (longer in a debug build on a loaded machine),
+/// and a fresh stream starts where the bridge is, not where the store is.
+async fn live_position_reaches(base: &str, seq: u64) {
+    eventually(&format!("the bridge's live position to reach {seq}"), WAIT, || async {
+        let mut probe = Sse::open(base, "position-probe", "", None).await;
+        let (u, b) = parse_cursor(&probe.expect_id_only().await);
+        (u.min(b) >= seq).then_some(())
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 1-3: resume on the same bridge, after SIGKILL, on another instance
 
@@ -678,8 +695,9 @@ async fn resume_on_a_bridge_restarted_after_sigkill_loses_and_repeats_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_on_another_instance_and_back_loses_and_repeats_nothing() {
     let nats = NatsServer::start();
+    // One of each dispatch: a cursor from either is good on the other.
     let a = BridgeProcess::start(&nats.url(), &[]);
-    let b = BridgeProcess::start(&nats.url(), &[]);
+    let b = BridgeProcess::start(&nats.url(), PER_USER);
     let js = jetstream::new(nats.client().await);
     let user = "carol";
     let mut pubs = Vec::new();
@@ -766,6 +784,9 @@ async fn seam(with_tab: bool) {
         })
     };
     eventually("the publisher to be running", WAIT, || async { (log.lock().unwrap().len() >= 20).then_some(()) }).await;
+    // So that the catch-up has events published during it to read, not only the ring.
+    let twentieth = log.lock().unwrap()[19].seq;
+    live_position_reaches(&base, twentieth).await;
 
     let mut sess = Session::open(&base, user, "", Some(&cursor)).await;
     sess.read_until("the end of the catch-up", Duration::from_secs(30), |s| s.markers.len() >= 2).await;
@@ -918,9 +939,12 @@ async fn unparseable_or_foreign_cursor_gets_reset_unknown_cursor_then_live() {
     let base = bridge.base();
     let js = jetstream::new(nats.client().await);
     let user = "frank";
+    let mut last = 0;
     for i in 0..3 {
-        js_pub(&js, &format!("user.{user}.msg"), format!("{i}")).await;
+        last = js_pub(&js, &format!("user.{user}.msg"), format!("{i}")).await.seq;
     }
+    // A reset starts the stream where the bridge is: past these three once it has them.
+    live_position_reaches(&base, last).await;
     let mut streams = Vec::new();
     for bad in ["abc-1", "hDqsVFvX-1", "999999:1", "1:999999", "7", ""] {
         let mut s = Sse::open(&base, user, "", Some(bad)).await;
@@ -1021,11 +1045,11 @@ async fn connected_client_back_after_a_moment_is_not_reset_when_older_history_ex
 // ---------------------------------------------------------------------------------------
 // 7: slow clients are cut off and catch up from history
 
-async fn slow_bridge(nats: &NatsServer) -> InProcessBridge {
+async fn slow_bridge(nats: &NatsServer, heartbeat: Duration) -> InProcessBridge {
     let mut c = test_config(&nats.url());
     c.history.mode = realtime_bridge::config::HistoryMode::Auto;
     c.queue_len = 16;
-    c.heartbeat = Duration::from_millis(300); // stall limit: max(3 heartbeats, 1 s)
+    c.heartbeat = heartbeat; // stall limit: max(3 heartbeats, 1 s)
     let bridge = InProcessBridge::start(c).await;
     wait_status(&format!("{}/readyz", bridge.base()), 200, WAIT).await;
     bridge
@@ -1074,7 +1098,9 @@ async fn finish_after_cut(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_is_cut_off_as_slow_client_and_catches_up_from_history() {
     let nats = NatsServer::start();
-    let bridge = slow_bridge(&nats).await;
+    // A stall limit of 6 s: the ring must overflow first however slowly a loaded machine
+    // feeds it (the stalled reader has its own test).
+    let bridge = slow_bridge(&nats, Duration::from_secs(2)).await;
     let base = bridge.base();
     let js = jetstream::new(nats.client().await);
     let user = "slowpoke";
@@ -1102,7 +1128,7 @@ async fn slow_reader_is_cut_off_as_slow_client_and_catches_up_from_history() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_reader_is_cut_off_and_catches_up_from_history() {
     let nats = NatsServer::start();
-    let bridge = slow_bridge(&nats).await;
+    let bridge = slow_bridge(&nats, Duration::from_millis(300)).await;
     let base = bridge.base();
     let js = jetstream::new(nats.client().await);
     let user = "stalled";
@@ -1152,8 +1178,17 @@ fn spawn_retrying_publisher(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restart_readyz_follows_and_no_event_is_lost_or_repeated() {
+    nats_restart_readyz_follows_and_no_event_is_lost_or_repeated_in(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_readyz_follows_and_no_event_is_lost_or_repeated_per_user() {
+    nats_restart_readyz_follows_and_no_event_is_lost_or_repeated_in(PER_USER).await;
+}
+
+async fn nats_restart_readyz_follows_and_no_event_is_lost_or_repeated_in(mode: &[&str]) {
     let mut nats = NatsServer::start();
-    let bridge = BridgeProcess::start(&nats.url(), &[]);
+    let bridge = BridgeProcess::start(&nats.url(), mode);
     let base = bridge.base();
     let ready = format!("{base}/readyz");
     let user = "rita";
@@ -1203,8 +1238,17 @@ async fn nats_restart_readyz_follows_and_no_event_is_lost_or_repeated() {
 /// once each; it used to take them for duplicates and stay silent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_streams_get_reset_then_the_new_history_when_nats_loses_its_store() {
+    open_streams_get_reset_then_the_new_history_when_nats_loses_its_store_in(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_get_reset_then_the_new_history_when_nats_loses_its_store_per_user() {
+    open_streams_get_reset_then_the_new_history_when_nats_loses_its_store_in(PER_USER).await;
+}
+
+async fn open_streams_get_reset_then_the_new_history_when_nats_loses_its_store_in(mode: &[&str]) {
     let mut nats = NatsServer::start();
-    let bridge = BridgeProcess::start(&nats.url(), &[]);
+    let bridge = BridgeProcess::start(&nats.url(), mode);
     let base = bridge.base();
     let user = "wanda";
     let js = jetstream::new(nats.client().await);
@@ -1289,12 +1333,21 @@ no_auth_user: app
 /// event once, in order, without reconnecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_gap_fill_holds_events_back_and_delivers_them_in_order_once_history_reads_again() {
+    a_failed_gap_fill_holds_events_back_and_delivers_them_in_order_once_history_reads_again_in(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_gap_fill_holds_events_back_and_delivers_them_in_order_once_history_reads_again_per_user() {
+    a_failed_gap_fill_holds_events_back_and_delivers_them_in_order_once_history_reads_again_in(PER_USER).await;
+}
+
+async fn a_failed_gap_fill_holds_events_back_and_delivers_them_in_order_once_history_reads_again_in(mode: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("two-consumers.conf");
     std::fs::write(&conf, TWO_CONSUMERS_CONF).unwrap();
     let nats = NatsServer::start_with_config(&conf, &[]);
     let proxy = CutProxy::start(nats.port).await;
-    let bridge = BridgeProcess::start(&proxy.url(), &[]);
+    let bridge = BridgeProcess::start(&proxy.url(), mode);
     let base = bridge.base();
     let ready = format!("{base}/readyz");
     wait_status(&ready, 200, WAIT).await;
@@ -1394,9 +1447,18 @@ impl Drop for CutProxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_stored_while_the_bridge_was_cut_from_nats_reach_the_open_stream() {
+    events_stored_while_the_bridge_was_cut_from_nats_reach_the_open_stream_in(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_while_the_bridge_was_cut_from_nats_reach_the_open_stream_per_user() {
+    events_stored_while_the_bridge_was_cut_from_nats_reach_the_open_stream_in(PER_USER).await;
+}
+
+async fn events_stored_while_the_bridge_was_cut_from_nats_reach_the_open_stream_in(mode: &[&str]) {
     let nats = NatsServer::start();
     let proxy = CutProxy::start(nats.port).await;
-    let bridge = BridgeProcess::start(&proxy.url(), &[]);
+    let bridge = BridgeProcess::start(&proxy.url(), mode);
     let base = bridge.base();
     let ready = format!("{base}/readyz");
     let user = "gina";
@@ -1442,10 +1504,19 @@ async fn events_stored_while_the_bridge_was_cut_from_nats_reach_the_open_stream(
 /// (a channel that pushes a fresh live event first would skip the gap for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_channels_each_fill_their_gap_after_a_nats_link_cut() {
+    many_channels_each_fill_their_gap_after_a_nats_link_cut_in(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_channels_each_fill_their_gap_after_a_nats_link_cut_per_user() {
+    many_channels_each_fill_their_gap_after_a_nats_link_cut_in(PER_USER).await;
+}
+
+async fn many_channels_each_fill_their_gap_after_a_nats_link_cut_in(mode: &[&str]) {
     const USERS: usize = 40;
     let nats = NatsServer::start();
     let proxy = CutProxy::start(nats.port).await;
-    let bridge = BridgeProcess::start(&proxy.url(), &[]);
+    let bridge = BridgeProcess::start(&proxy.url(), mode);
     let base = bridge.base();
     let ready = format!("{base}/readyz");
     let js = jetstream::new(nats.client().await);
@@ -1731,10 +1802,19 @@ async fn same_nats_msg_id_published_twice_is_delivered_once() {
 /// opening cursor, once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_new_users_all_open_and_each_gets_everything_after_its_cursor() {
+    a_storm_of_new_users_all_open_and_each_gets_everything_after_its_cursor_in(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_new_users_all_open_and_each_gets_everything_after_its_cursor_per_user() {
+    a_storm_of_new_users_all_open_and_each_gets_everything_after_its_cursor_in(PER_USER).await;
+}
+
+async fn a_storm_of_new_users_all_open_and_each_gets_everything_after_its_cursor_in(mode: &[&str]) {
     const USERS: usize = 200;
     const STORM_WAIT: Duration = Duration::from_secs(30);
     let nats = NatsServer::start();
-    let bridge = BridgeProcess::start(&nats.url(), &[]);
+    let bridge = BridgeProcess::start(&nats.url(), mode);
     let base = bridge.base();
     let js = jetstream::new(nats.client().await);
     let users: Vec<String> = (0..USERS).map(|i| format!("storm-{i}")).collect();

@@ -366,7 +366,11 @@ async fn a_producer_cannot_forge_or_read_the_bridges_traffic() {
     assert!(!envelope(&e)["timestamp"].as_str().unwrap().starts_with("2030"), "{}", e.data);
     let e = s.next().await;
     assert_eq!(e.event, "own_header");
-    assert_eq!(e.id, format!("{}:{}", stored[0], stored[1]), "the broadcast's own sequence");
+    // `u:b`: the broadcast's own sequence, and a user position from the user event on (the
+    // shared dispatch knows the user had nothing up to the broadcast either).
+    let (u, b) = e.id.split_once(':').unwrap_or_else(|| panic!("not a cursor: {:?}", e.id));
+    assert_eq!(b.parse::<u64>().ok(), Some(stored[1]), "the broadcast's own sequence: {}", e.id);
+    assert!((stored[0]..=stored[1]).contains(&user_seq(&e.id)), "user position {u} in {}", e.id);
 
     // Forged publishes: the bridge's republished copies (with a sequence far ahead, which
     // would also make the stream skip every real event up to it), its presence traffic,
@@ -458,20 +462,29 @@ async fn a_producer_cannot_forge_or_read_the_bridges_traffic() {
         seen_hellos.push(next_hello(&mut hellos).await);
     }
     assert!(seen_hellos.iter().all(|h| *h == instance || h == "control-peer"), "{seen_hellos:?}");
-    // The same forgery by a user without restrictions reaches the stream when its sequence is
-    // one the history stream holds (one far ahead the bridge drops by itself): what only
-    // the permissions prevent.
-    let held_seq = admin_js.get_stream("REALTIME").await.unwrap().cached_info().state.last_sequence.to_string();
+    // The same forgery by a user without restrictions: what only the permissions prevent.
+    // With per-user subscriptions a channel sees only its own events, so a re-published copy
+    // carrying a sequence the store holds but the channel has not passed yet (here another
+    // user's event) reaches its streams.
+    let per_user = start_bridge(&nats, Login::Url, &["--history", "on", "--subscribe", "per-user"]);
+    let mut p = SseClient::open(&per_user.base(), "42", "", Some(&token("42"))).await;
+    let held_seq = js_publish(&js, "user.7.elsewhere", "3").await.to_string();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Sequence", held_seq.as_str());
     admin.client.publish_with_headers("rt.broadcast.forged", headers, r#""forged""#.into()).await.unwrap();
+    let e = p.next().await;
+    assert_eq!(e.event, "forged", "the control forgery reached the per-user bridge's stream");
+    // The shared dispatch (the default in history mode) sees every stored sequence in order:
+    // it had passed that one, and drops the copy; the next event is the next real one.
+    let real = js_publish(&js, "user.42.real", "4").await;
     let e = s.next().await;
-    assert_eq!(e.event, "forged", "the control forgery reached the stream");
+    assert_eq!((e.event.as_str(), user_seq(&e.id)), ("real", real), "the forgery reached the shared dispatch");
     assert!(admin.errors().is_empty(), "admin was refused something: {:?}", admin.errors());
 
     let log = nats.log_text();
     assert!(log.lines().any(|l| l.contains("user:producer") && l.contains("Publish Violation")), "{log}");
     assert_clean_bridge("bridge", &bridge);
+    assert_clean_bridge("per-user bridge", &per_user);
     drop(held);
 }
 

@@ -164,11 +164,6 @@ fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
         (vec!["--listen", "0.0.0.0:0"], vec![("RB_NO_AUTH", "yes")], &["--no-auth"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-public-key", "/nonexistent"], vec![], &["--jwt-public-key"]),
         (vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--subscribe", "each"], vec![], &["--subscribe"]),
-        (
-            vec!["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--subscribe", "shared", "--history", "on"],
-            vec![],
-            &["--subscribe"],
-        ),
     ];
     let mut failures = Vec::new();
     for (extra, env, needles) in &cases {
@@ -322,30 +317,6 @@ async fn jwt_secret_file_keeps_the_secret_out_of_the_process_list() {
 
 // ---------------------------------------------------------------------------------------
 // 3. `token`
-
-#[test]
-fn shared_subscription_refused_once_history_turns_out_on() {
-    // `--history auto` decides against the real NATS: with JetStream there, history is on,
-    // and a shared subscription cannot fill per-user gaps.
-    let nats = NatsServer::start();
-    let ran = run_bin(
-        &[
-            "serve",
-            "--nats-url",
-            &nats.url(),
-            "--listen",
-            "127.0.0.1:0",
-            "--jwt-secret",
-            SECRET,
-            "--subscribe",
-            "shared",
-        ],
-        &[],
-    );
-    assert_eq!(ran.code(), Some(64), "stderr: {}", ran.stderr);
-    let said = ran.stderr.lines().find(|l| l.starts_with("realtime-bridge: --subscribe"));
-    assert!(said.is_some_and(|l| l.contains("--history off")), "stderr: {}", ran.stderr);
-}
 
 #[tokio::test]
 async fn token_subcommand_prints_a_jwt_the_bridge_accepts() {

@@ -12,41 +12,64 @@ use tokio::sync::watch;
 use crate::frame::{Frame, SharedFrame};
 use crate::ring::{Receiver, Ring};
 
+/// History mode: how far a channel is complete, in which incarnation of the history store.
+/// A channel fed by its own subscription has its own; with the shared dispatch every channel
+/// shares the dispatcher's, which sees every stored message in order.
+#[derive(Debug, Default)]
+pub(super) struct Position {
+    /// Every event of the channel with a sequence up to this one has been pushed (or was
+    /// stored before the channel existed). Pushes and new receivers take this lock, so a
+    /// stream's ring position and its catch-up bound always agree.
+    upto: Mutex<u64>,
+    /// The incarnation of the history store `upto` counts in (`History::epoch`). Changed
+    /// with `upto` locked; every frame pushed carries it.
+    epoch: AtomicU64,
+}
+
+impl Position {
+    pub(super) fn lock(&self) -> MutexGuard<'_, u64> {
+        self.upto.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Sets the incarnation; the caller holds `upto` locked.
+    pub(super) fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+}
+
 /// One ring and how far it is complete.
 #[derive(Debug)]
 pub(crate) struct Channel {
     ring: Arc<Ring<SharedFrame>>,
-    /// History mode: every event of the channel with a sequence up to this one has been
-    /// pushed (or was stored before the channel existed). Pushes and new receivers take
-    /// this lock, so a stream's ring position and its catch-up bound always agree.
-    upto: Mutex<u64>,
+    /// History mode: how far the ring is complete (see [`Position`]).
+    position: Arc<Position>,
     /// Becomes true once the subscription is confirmed and `upto` is set.
     ready: watch::Receiver<bool>,
     /// Bytes pushed so far; with each frame's `end_offset` it gives a stream's lag in bytes.
     pushed_bytes: AtomicU64,
     /// Shared dispatch: whose channel this is (the envelope names the user).
     user: Option<UserId>,
-    /// History mode: the incarnation of the history store `upto` counts in
-    /// (`History::epoch`). Changed with `upto` locked; every frame pushed carries it.
-    epoch: AtomicU64,
 }
 
 impl Channel {
     pub(super) fn new(queue_len: usize) -> (Arc<Self>, watch::Sender<bool>) {
         let (ready_tx, ready) = watch::channel(false);
-        (Self::with_ready(queue_len, ready, None), ready_tx)
+        (Self::with_ready(queue_len, ready, None, Arc::default()), ready_tx)
     }
 
-    /// A channel whose readiness another task reports (the shared dispatch).
-    pub(super) fn with_ready(queue_len: usize, ready: watch::Receiver<bool>, user: Option<UserId>) -> Arc<Self> {
-        Arc::new(Self {
-            ring: Ring::new(queue_len),
-            upto: Mutex::new(0),
-            ready,
-            pushed_bytes: AtomicU64::new(0),
-            user,
-            epoch: AtomicU64::new(0),
-        })
+    /// A channel whose readiness another task reports, and whose position it may share
+    /// (the shared dispatch).
+    pub(super) fn with_ready(
+        queue_len: usize,
+        ready: watch::Receiver<bool>,
+        user: Option<UserId>,
+        position: Arc<Position>,
+    ) -> Arc<Self> {
+        Arc::new(Self { ring: Ring::new(queue_len), position, ready, pushed_bytes: AtomicU64::new(0), user })
     }
 
     /// Shared dispatch: the user whose channel this is.
@@ -59,7 +82,7 @@ impl Channel {
     pub(super) fn push(&self, mut frame: Frame) {
         let len = u64::try_from(frame.bytes.len()).unwrap_or(u64::MAX);
         frame.end_offset = self.pushed_bytes.fetch_add(len, Ordering::Relaxed).saturating_add(len);
-        frame.epoch = self.epoch.load(Ordering::Relaxed);
+        frame.epoch = self.position.epoch();
         // No receiver is not an error: nobody is connected.
         self.ring.send(Arc::new(frame));
     }
@@ -75,30 +98,30 @@ impl Channel {
     /// means nothing to it.
     pub(crate) fn position_if_drained(&self, rx: &Receiver<SharedFrame>, epoch: u64) -> Option<u64> {
         let upto = self.lock();
-        (rx.is_empty() && self.epoch.load(Ordering::Relaxed) == epoch).then_some(*upto)
+        (rx.is_empty() && self.position.epoch() == epoch).then_some(*upto)
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, u64> {
-        self.upto.lock().unwrap_or_else(|p| p.into_inner())
+        self.position.lock()
     }
 
     /// The incarnation of the history store `upto` counts in.
     pub(super) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Relaxed)
+        self.position.epoch()
     }
 
     /// History mode: the channel starts complete up to `base`, in incarnation `epoch`.
     pub(super) fn start_at(&self, base: u64, epoch: u64) {
         let mut upto = self.lock();
         *upto = base;
-        self.epoch.store(epoch, Ordering::Relaxed);
+        self.position.set_epoch(epoch);
     }
 
     /// A receiver positioned at the next push, the sequence everything before it covers,
     /// and the history incarnation that sequence belongs to.
     pub(super) fn subscribe(&self) -> (Receiver<SharedFrame>, u64, u64) {
         let upto = self.lock();
-        (self.ring.subscribe(), *upto, self.epoch.load(Ordering::Relaxed))
+        (self.ring.subscribe(), *upto, self.position.epoch())
     }
 
     /// Follows a re-created history (`epoch` is `History::epoch`): the position counted in
@@ -107,14 +130,20 @@ impl Channel {
     pub(super) fn follow(&self, epoch: u64) -> bool {
         // Called for every history message: the common case must not take the lock. Only
         // the channel's own task changes `epoch`, and it is that task calling.
-        if self.epoch.load(Ordering::Relaxed) == epoch {
+        if self.position.epoch() == epoch {
             return false;
         }
         let mut upto = self.lock();
-        self.epoch.store(epoch, Ordering::Relaxed);
+        self.position.set_epoch(epoch);
         *upto = 0;
         self.push(Frame::restart());
         true
+    }
+
+    /// Shared dispatch: tells this channel's streams the history store was re-created (the
+    /// dispatcher changed the shared position, and holds it locked).
+    pub(super) fn push_restart(&self) {
+        self.push(Frame::restart());
     }
 
     /// Waits at most `wait` for the channel to be ready (at once if it is).

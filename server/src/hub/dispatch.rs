@@ -1,5 +1,5 @@
-//! `--subscribe shared` (live mode): one `user.*.*` subscription, on a thread of its own,
-//! feeds the channel of every user with a stream here.
+//! The shared dispatch's thread. In live mode one `user.*.*` subscription feeds the channel
+//! of every user with a stream here (this file); in history mode see `shared_history.rs`.
 
 use std::sync::Arc;
 
@@ -18,11 +18,14 @@ impl Hub {
     /// It frames every user event of the process, so it gets a thread of its own instead of
     /// sharing a worker with the streams it wakes (which halved its rate when measured).
     pub(crate) fn start_user_dispatch(self: &Arc<Self>) -> Option<JoinHandle<()>> {
-        let ready = self.shared.as_ref()?.ready_tx.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let shared = self.shared.as_ref()?;
+        let ready = shared.ready_tx.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let position = Arc::clone(&shared.position);
         let hub = Arc::clone(self);
         let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new().name("rb-dispatch".into()).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                Ok(rt) if hub.history.is_some() => rt.block_on(hub.run_shared_history(position, ready)),
                 Ok(rt) => rt.block_on(hub.run_user_dispatch(ready)),
                 Err(e) => tracing::error!(error = %e, "cannot start the dispatch thread's runtime"),
             }

@@ -33,12 +33,17 @@ pub(super) enum Step {
 
 /// The step for a message at `seq`, given the channel's position `upto`, whether `seq` is
 /// known to be stored, and whether the channel is `synced` (gap-free up to the live flow).
-pub(super) fn step(seq: u64, upto: u64, known_stored: bool, synced: bool) -> Step {
+///
+/// `contiguous`: the subscription receives every stored message (the shared dispatch), so
+/// the next one must be `upto + 1` and any jump is a loss (NATS reconnected, the client
+/// dropped messages, a message was never re-published) to fill from the store. A channel of
+/// one user's events cannot tell: their sequences have other users' events in between.
+pub(super) fn step(seq: u64, upto: u64, known_stored: bool, synced: bool, contiguous: bool) -> Step {
     if seq <= upto {
         Step::Duplicate
     } else if !known_stored {
         Step::Check
-    } else if !synced {
+    } else if !synced || (contiguous && seq != upto + 1) {
         Step::FillFirst { from: upto + 1, to: seq - 1 }
     } else {
         Step::Push
@@ -142,18 +147,28 @@ mod tests {
     fn steps() {
         // Duplicates first, whatever else holds.
         for (known, synced) in [(false, false), (true, false), (false, true), (true, true)] {
-            assert_eq!(step(5, 5, known, synced), Step::Duplicate);
-            assert_eq!(step(1, 5, known, synced), Step::Duplicate);
+            assert_eq!(step(5, 5, known, synced, false), Step::Duplicate);
+            assert_eq!(step(1, 5, known, synced, false), Step::Duplicate);
         }
-        assert_eq!(step(0, 0, true, true), Step::Duplicate);
+        assert_eq!(step(0, 0, true, true, false), Step::Duplicate);
         // A sequence not known to be stored is checked before anything moves.
-        assert_eq!(step(6, 5, false, true), Step::Check);
-        assert_eq!(step(9, 5, false, false), Step::Check);
+        assert_eq!(step(6, 5, false, true, false), Step::Check);
+        assert_eq!(step(9, 5, false, false, false), Step::Check);
         // Once known stored: a gap is filled first unless synced.
-        assert_eq!(step(9, 5, true, false), Step::FillFirst { from: 6, to: 8 });
-        assert_eq!(step(6, 5, true, false), Step::FillFirst { from: 6, to: 5 }, "an empty fill still syncs");
-        assert_eq!(step(1, 0, true, false), Step::FillFirst { from: 1, to: 0 });
-        assert_eq!(step(9, 5, true, true), Step::Push);
+        assert_eq!(step(9, 5, true, false, false), Step::FillFirst { from: 6, to: 8 });
+        assert_eq!(step(6, 5, true, false, false), Step::FillFirst { from: 6, to: 5 }, "an empty fill still syncs");
+        assert_eq!(step(1, 0, true, false, false), Step::FillFirst { from: 1, to: 0 });
+        assert_eq!(step(9, 5, true, true, false), Step::Push);
+    }
+
+    #[test]
+    fn contiguous_steps_fill_any_jump() {
+        // Every stored message comes through: the next one is upto + 1 or something was lost.
+        assert_eq!(step(6, 5, true, true, true), Step::Push);
+        assert_eq!(step(9, 5, true, true, true), Step::FillFirst { from: 6, to: 8 });
+        assert_eq!(step(6, 5, true, false, true), Step::FillFirst { from: 6, to: 5 });
+        assert_eq!(step(5, 5, true, true, true), Step::Duplicate);
+        assert_eq!(step(9, 5, false, true, true), Step::Check);
     }
 
     #[test]

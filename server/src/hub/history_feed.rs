@@ -76,7 +76,7 @@ impl Hub {
                         sync.lost();
                     }
                     let upto = *channel.lock();
-                    match gap_fill::step(seq, upto, history.known_to_hold(seq), sync.is_synced()) {
+                    match gap_fill::step(seq, upto, history.known_to_hold(seq), sync.is_synced(), false) {
                         Step::Duplicate => continue,
                         Step::Check => match Box::pin(history.holds(seq)).await {
                             Ok(true) => {}
@@ -95,7 +95,7 @@ impl Hub {
                         Step::FillFirst { .. } | Step::Push => {}
                     }
                     // Known to be stored now.
-                    if let Step::FillFirst { from, to } = gap_fill::step(seq, upto, true, sync.is_synced()) {
+                    if let Step::FillFirst { from, to } = gap_fill::step(seq, upto, true, sync.is_synced(), false) {
                         // First message since (re)subscribing: send what was missed before it.
                         // If history cannot be read now, hold this one back too (it is stored,
                         // and the next fill reads it): order and completeness beat latency.

@@ -34,6 +34,7 @@ mod dispatch;
 mod gap_fill;
 mod history_feed;
 mod live;
+mod shared_history;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,7 +97,8 @@ pub(crate) struct Hub {
     queue_len: usize,
     /// Bumped on every NATS (re)connection; history channels fill the gap it left.
     connections: watch::Receiver<u64>,
-    /// `--subscribe shared`: one wildcard subscription feeds every user channel.
+    /// Shared dispatch: one subscription feeds every user channel (and, in history mode,
+    /// the broadcast one).
     shared: Option<SharedUsers>,
     /// Numbers the streams, so a closing stream removes its own presence entry.
     next_stream: AtomicU64,
@@ -110,7 +112,7 @@ pub(crate) struct HubSettings {
     pub(crate) max_streams_per_user: u32,
     /// Frames a stream may lag behind before it is cut off (per ring).
     pub(crate) queue_len: usize,
-    /// `--subscribe shared`: one wildcard subscription instead of one per user.
+    /// Shared dispatch (`--subscribe`): one subscription instead of one per user.
     pub(crate) shared: bool,
 }
 
@@ -121,6 +123,9 @@ struct SharedUsers {
     ready_tx: Mutex<Option<watch::Sender<bool>>>,
     /// Cloned into every user channel: they are ready when the dispatch subscription is.
     ready: watch::Receiver<bool>,
+    /// History mode: the dispatcher's position, shared by every channel it feeds (the
+    /// broadcast one too).
+    position: Arc<channel::Position>,
 }
 
 /// One open stream as presence lists it.
@@ -194,8 +199,22 @@ impl Hub {
         connections: watch::Receiver<u64>,
     ) -> Arc<Self> {
         let HubSettings { max_streams_per_user, queue_len, shared } = settings;
+        let shared = shared.then(|| {
+            let (ready_tx, ready) = watch::channel(false);
+            SharedUsers { ready_tx: Mutex::new(Some(ready_tx)), ready, position: Arc::default() }
+        });
         // One broadcast ring for the whole process: it can afford more room than a user's.
-        let (broadcasts, broadcast_ready) = Channel::new(queue_len.max(BROADCAST_QUEUE_LEN));
+        let broadcast_len = queue_len.max(BROADCAST_QUEUE_LEN);
+        let (broadcasts, broadcast_ready) = match (&shared, &history) {
+            // Shared history dispatch: the dispatcher feeds broadcasts too, in stored order.
+            (Some(shared), Some(_)) => {
+                (Channel::with_ready(broadcast_len, shared.ready.clone(), None, Arc::clone(&shared.position)), None)
+            }
+            _ => {
+                let (channel, ready) = Channel::new(broadcast_len);
+                (channel, Some(ready))
+            }
+        };
         Arc::new(Self {
             client,
             framer,
@@ -203,14 +222,11 @@ impl Hub {
             history,
             users: Mutex::new(HashMap::new()),
             broadcasts,
-            broadcast_ready: Mutex::new(Some(broadcast_ready)),
+            broadcast_ready: Mutex::new(broadcast_ready),
             max_streams_per_user,
             queue_len,
             connections,
-            shared: shared.then(|| {
-                let (ready_tx, ready) = watch::channel(false);
-                SharedUsers { ready_tx: Mutex::new(Some(ready_tx)), ready }
-            }),
+            shared,
             next_stream: AtomicU64::new(0),
             confirmations: confirm::Confirmations::default(),
         })
@@ -220,7 +236,8 @@ impl Hub {
         self.history.as_ref()
     }
 
-    /// Starts the process-wide broadcast channel (once; later calls do nothing).
+    /// Starts the process-wide broadcast channel (once; later calls do nothing; nothing
+    /// with the shared history dispatch, which feeds it).
     pub(crate) fn start_broadcasts(self: &Arc<Self>) -> Option<JoinHandle<()>> {
         let ready = self.broadcast_ready.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         Some(self.spawn_channel(Kind::Broadcast, Arc::clone(&self.broadcasts), ready))
@@ -298,7 +315,8 @@ impl Hub {
         users.get(user).map_or((0, Vec::new()), |s| (s.streams, s.clients.iter().take(max).cloned().collect()))
     }
 
-    /// Users with at least one open stream here (each has exactly one NATS subscription).
+    /// Users with at least one open stream here (each has one NATS subscription, unless the
+    /// dispatch is shared).
     pub(crate) fn connected_users(&self) -> usize {
         self.users.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -311,7 +329,8 @@ impl Hub {
 
     fn new_slot(self: &Arc<Self>, user: UserId) -> UserSlot {
         if let Some(shared) = &self.shared {
-            let channel = Channel::with_ready(self.queue_len, shared.ready.clone(), Some(user));
+            let channel =
+                Channel::with_ready(self.queue_len, shared.ready.clone(), Some(user), Arc::clone(&shared.position));
             return UserSlot { channel, streams: 0, clients: Vec::new(), task: None };
         }
         let (channel, ready_tx) = Channel::new(self.queue_len);
