@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::config::{check_no_auth, shared_needs_live_mode, Config, ConfigError, HistoryMode, UserSubscription};
 use crate::conn::ConnConfig;
 use crate::frame::Framer;
+use crate::heartbeat::Heartbeats;
 use crate::history::{History, HistoryError};
 use crate::http::{app, AppState, Shared};
 use crate::hub::{Hub, HubSettings};
@@ -120,18 +121,8 @@ impl Bridge {
             tracing::warn!(url = %config.nats_url, "NATS not reachable yet: is nats-server running? retrying in the background");
         }
 
-        let (hb_tx, hb_rx) = watch::channel(());
-        let every = config.heartbeat;
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if hb_tx.send(()).is_err() {
-                    break;
-                }
-            }
-        }));
+        let (heartbeats, ticker) = Heartbeats::start(config.heartbeat);
+        tasks.push(ticker);
 
         let stop = CancellationToken::new();
         let state = AppState(Arc::new(Shared {
@@ -141,7 +132,7 @@ impl Bridge {
             framer,
             presence: Arc::clone(&presence),
             metrics,
-            heartbeat: hb_rx,
+            heartbeats,
             shutdown: stop.clone(),
             retry_ms: config.retry_ms,
             max_event_bytes: config.max_event_bytes,
