@@ -61,4 +61,4 @@ pub mod nats;
 pub(crate) mod presence;
 
 pub use config::{Config, ConfigError};
-pub use server::{run, shutdown_signal, Bridge, ServerError};
+pub use server::{bind, run, shutdown_signal, Bridge, ServerError};

@@ -3,12 +3,13 @@
 //! [`Config`] (`crate::config`).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -187,6 +188,20 @@ impl Bridge {
             tracing::warn!(error = %e, "NATS drain failed");
         }
     }
+}
+
+/// A listener on `addr` whose queue of connections not yet accepted holds up to `backlog`
+/// (`--listen-backlog`; Linux caps it at `net.core.somaxconn`). `TcpListener::bind` asks for
+/// 1024, which a reconnect storm of thousands of clients overflows: the SYNs beyond it are
+/// dropped, and those clients wait for their retransmits (1 s, 3 s, 7 s...).
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As std does on Unix: a restarted bridge takes its port back while the last one's
+    // connections are still in TIME_WAIT. (On Windows it would let two processes share it.)
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Runs the bridge on `listener` until `shutdown` resolves, then shuts down within
