@@ -35,8 +35,8 @@ pub enum Command {
     Listen(ListenArgs),
 }
 
-/// Largest `--listen-backlog`: older Linux kernels keep the queue length in 16 bits (and
-/// would silently truncate more), and it is far beyond what one bridge accepts in a second.
+/// Largest `--listen-backlog`: what older Linux kernels cap the queue at, and far beyond
+/// what one bridge accepts in a second.
 pub const MAX_LISTEN_BACKLOG: u32 = 65_535;
 
 /// `--log-format` values.

@@ -12,10 +12,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Slots the streams are spread over. With one tick for all, a bridge holding ~17,000 idle
+/// Slots the streams are spread over. With one tick for all, a bridge holding ~17,000
 /// streams wrote every heartbeat in the same instant, and events queued behind that burst
-/// for hundreds of milliseconds. 32 slots cut each burst to a thirty-second of the streams
-/// for one more ticker wake-up per `interval / 32` (every ~470 ms at the default 15 s).
+/// for hundreds of milliseconds. 32 slots cut a burst to 1/32 of the streams (about 530 of
+/// 17,000) for one ticker wake-up every `interval / 32` (~470 ms at the default 15 s); more
+/// would add wake-ups for bursts already small next to an event's ordinary latency.
 pub(crate) const SLOTS: usize = 32;
 
 /// The streams' side: hands each new stream the receiver of its slot.
@@ -27,7 +28,8 @@ pub(crate) struct Heartbeats {
 }
 
 impl Heartbeats {
-    /// Starts the ticker for heartbeats every `every`; the task ends once `self` is dropped.
+    /// Starts the ticker for heartbeats every `every`; the task ends once `self` is dropped
+    /// (at the latest with the last stream).
     pub(crate) fn start(every: Duration) -> (Self, JoinHandle<()>) {
         let (senders, slots): (Vec<_>, Vec<_>) = (0..SLOTS).map(|_| watch::channel(())).unzip();
         let task = tokio::spawn(tick(senders, every));
