@@ -35,6 +35,10 @@ pub enum Command {
     Listen(ListenArgs),
 }
 
+/// Largest `--listen-backlog`: what older Linux kernels cap the queue at, and far beyond
+/// what one bridge accepts in a second.
+pub const MAX_LISTEN_BACKLOG: u32 = 65_535;
+
 /// `--log-format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -47,6 +51,13 @@ pub struct ServeArgs {
     /// Address to listen on (use port 0 to let the OS choose).
     #[arg(long, env = "RB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Connections the kernel queues for the bridge to accept: room for a reconnect storm of
+    /// thousands of clients at once (those beyond it wait for SYN retransmits: 1 s, 3 s...).
+    /// Linux caps it at net.core.somaxconn (sysctl): raise that too for more than its value.
+    #[arg(long, env = "RB_LISTEN_BACKLOG", value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LISTEN_BACKLOG)))]
+    pub listen_backlog: u32,
 
     #[command(flatten)]
     pub nats: NatsArgs,

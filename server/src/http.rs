@@ -20,7 +20,6 @@ use futures::StreamExt;
 use realtime_bridge_wire::{parse_event_list, route, subject, ClientId, EventName, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -29,6 +28,7 @@ use crate::auth::{Auth, Credentials, TokenPlaces, SCOPE_PRESENCE, SCOPE_PUBLISH}
 use crate::conn::Takeover;
 use crate::error::AppError;
 use crate::frame::Framer;
+use crate::heartbeat::Heartbeats;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -47,8 +47,9 @@ pub(crate) struct Shared {
     pub(crate) framer: Arc<Framer>,
     pub(crate) presence: Arc<Presence>,
     pub(crate) metrics: Arc<Metrics>,
-    /// Ticks every `--heartbeat`; one timer for all streams instead of one each.
-    pub(crate) heartbeat: watch::Receiver<()>,
+    /// Ticks every `--heartbeat`, a slot of the streams at a time; one timer for all streams
+    /// instead of one each.
+    pub(crate) heartbeats: Heartbeats,
     /// Cancelled at shutdown; every stream body watches it and ends.
     pub(crate) shutdown: CancellationToken,
     pub(crate) retry_ms: u64,
@@ -289,7 +290,7 @@ async fn stream_events(
     let ctx = StreamContext {
         filter,
         retry_ms: s.retry_ms,
-        heartbeat: s.heartbeat.clone(),
+        heartbeat: s.heartbeats.subscribe(),
         // A clone, not a child token: streams only watch it, and a clone costs one refcount.
         shutdown: s.shutdown.clone(),
         metrics: Arc::clone(&s.metrics),

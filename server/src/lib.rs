@@ -21,7 +21,8 @@
 //!   shared subscription, `history_feed.rs` and `gap_fill.rs` the gap-free history feed),
 //!   `ring` (bounded per-user rings), `frame` (validate and frame each message once);
 //! - history: [`history`] (the history store, a JetStream stream);
-//! - stream: `sse_body` (one SSE response body and its cursor decisions);
+//! - stream: `sse_body` (one SSE response body and its cursor decisions), `heartbeat` (one
+//!   ticker, streams spread over the interval);
 //! - cluster: `presence`, [`nats`] (the connections).
 //!
 //! Subjects, the stream's path and the SSE framing come from the `realtime-bridge-wire`
@@ -52,6 +53,7 @@ pub(crate) mod hub;
 pub(crate) mod ring;
 
 // stream
+pub(crate) mod heartbeat;
 pub(crate) mod sse_body;
 
 // cluster
@@ -59,4 +61,4 @@ pub mod nats;
 pub(crate) mod presence;
 
 pub use config::{Config, ConfigError};
-pub use server::{run, shutdown_signal, Bridge, ServerError};
+pub use server::{bind, run, shutdown_signal, Bridge, ServerError};

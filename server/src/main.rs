@@ -37,7 +37,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            let listener = match realtime_bridge::bind(args.listen, args.listen_backlog) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("realtime-bridge: --listen: cannot listen on {}: {e}", args.listen);

@@ -3,12 +3,13 @@
 //! [`Config`] (`crate::config`).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ use crate::auth::Auth;
 use crate::config::{check_no_auth, Config, ConfigError, HistoryMode};
 use crate::conn::ConnConfig;
 use crate::frame::Framer;
+use crate::heartbeat::Heartbeats;
 use crate::history::{History, HistoryError};
 use crate::http::{app, AppState, Shared};
 use crate::hub::{Hub, HubSettings};
@@ -116,18 +118,8 @@ impl Bridge {
             tracing::warn!(url = %config.nats_url, "NATS not reachable yet: is nats-server running? retrying in the background");
         }
 
-        let (hb_tx, hb_rx) = watch::channel(());
-        let every = config.heartbeat;
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if hb_tx.send(()).is_err() {
-                    break;
-                }
-            }
-        }));
+        let (heartbeats, ticker) = Heartbeats::start(config.heartbeat);
+        tasks.push(ticker);
 
         let stop = CancellationToken::new();
         let state = AppState(Arc::new(Shared {
@@ -137,7 +129,7 @@ impl Bridge {
             framer,
             presence: Arc::clone(&presence),
             metrics,
-            heartbeat: hb_rx,
+            heartbeats,
             shutdown: stop.clone(),
             retry_ms: config.retry_ms,
             max_event_bytes: config.max_event_bytes,
@@ -192,6 +184,20 @@ impl Bridge {
             tracing::warn!(error = %e, "NATS drain failed");
         }
     }
+}
+
+/// A listener on `addr` whose queue of connections not yet accepted holds up to `backlog`
+/// (`--listen-backlog`; Linux caps it at `net.core.somaxconn`). `TcpListener::bind` asks for
+/// 1024, which a reconnect storm of thousands of clients overflows: the SYNs beyond it are
+/// dropped, and those clients wait for their retransmits (1 s, 3 s, 7 s...).
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As std does on Unix: a restarted bridge takes its port back while the last one's
+    // connections are still in TIME_WAIT. (On Windows it would let two processes share it.)
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Runs the bridge on `listener` until `shutdown` resolves, then shuts down within

@@ -29,6 +29,7 @@ pub(crate) struct StreamContext {
     /// `None` means every event. A short list: a linear scan beats hashing here.
     pub(crate) filter: Option<Arc<[EventName]>>,
     pub(crate) retry_ms: u64,
+    /// Changes once per `--heartbeat`, at this stream's slot in the interval (`Heartbeats::subscribe`).
     pub(crate) heartbeat: watch::Receiver<()>,
     /// Cancelled on shutdown: the body ends, so graceful shutdown is not held up.
     pub(crate) shutdown: CancellationToken,
@@ -221,9 +222,6 @@ pub(crate) fn build(attached: Attached, ctx: StreamContext, history: Option<Hist
             Mode::History { cursor: h.cursor, catch_up: h.catch_up, epoch: attached.epoch }
         }
     };
-    let mut heartbeat = ctx.heartbeat.clone();
-    heartbeat.mark_unchanged();
-    let ctx = StreamContext { heartbeat, ..ctx };
     let state = StreamState {
         user_rx: attached.user_rx,
         broadcast_rx: attached.broadcast_rx,

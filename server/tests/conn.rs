@@ -233,3 +233,55 @@ async fn requests_pipelined_behind_a_stream_are_ignored() {
     wait_metric(&base, OPEN_STREAMS, 0.0).await;
     bridge.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The listening socket (`realtime_bridge::bind`, `--listen-backlog`)
+// ---------------------------------------------------------------------------------------
+
+/// The kernel queues as many connections as the backlog `bind` was given (Linux completes
+/// one more): with nobody accepting, the connections beyond it get no answer to their SYN.
+/// `TcpListener::bind` (1024) would have completed them all.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn bind_queues_as_many_unaccepted_connections_as_its_backlog() {
+    const BACKLOG: usize = 4;
+    const TRIES: usize = 8;
+    let listener = realtime_bridge::bind("127.0.0.1:0".parse().unwrap(), BACKLOG as u32).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..TRIES {
+        // A dropped SYN is sent again only after a second: 300 ms tells the two apart.
+        match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(c)) => queued.push(c),
+            Ok(Err(e)) => panic!("connect failed: {e}"),
+            Err(_) => {}
+        }
+    }
+    println!("backlog {BACKLOG}: {} of {TRIES} connections completed without an accept", queued.len());
+    assert!(
+        (BACKLOG..TRIES).contains(&queued.len()),
+        "{} of {TRIES} connections completed with a backlog of {BACKLOG}",
+        queued.len()
+    );
+    // Accepting one makes room again.
+    tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr)).await.unwrap().unwrap();
+}
+
+/// Like std's bind, `bind` sets SO_REUSEADDR: a restarted bridge takes its port back while
+/// the last one's connections are still in TIME_WAIT.
+#[tokio::test]
+async fn bind_takes_back_a_port_whose_connections_are_in_time_wait() {
+    let listener = realtime_bridge::bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr)).await.unwrap().unwrap();
+    let (server_side, _) = tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
+    // The server side closes first, so it is the one left in TIME_WAIT.
+    drop(server_side);
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut rest)).await.unwrap().unwrap();
+    drop(client);
+    drop(listener);
+    let again = realtime_bridge::bind(addr, 16);
+    assert!(again.is_ok(), "{addr} cannot be bound again: {:?}", again.err());
+}

@@ -195,6 +195,44 @@ fn bad_config_values_exit_64_with_one_line_naming_the_flag() {
     }
 }
 
+/// `--listen-backlog`: documented with its variable and the kernel's cap, refused out of
+/// range with the range as the reason, and a bridge serves with it.
+#[tokio::test]
+async fn listen_backlog_is_documented_checked_and_served_with() {
+    let help = run_bin(&["serve", "--help"], &[]);
+    assert_eq!(help.code(), Some(0), "{}", help.stderr);
+    for needle in ["--listen-backlog <N>", "RB_LISTEN_BACKLOG", "somaxconn", "[default: 4096]"] {
+        assert!(help.stdout.contains(needle), "serve --help does not mention {needle}:\n{}", help.stdout);
+    }
+
+    let dead = dead_nats_url();
+    let base = ["serve", "--nats-url", dead.as_str(), "--listen", "127.0.0.1:0", "--jwt-secret", SECRET];
+    // (extra arguments, environment, words the error line must all contain)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case<'_>; 5] = [
+        (&["--listen-backlog", "0"], &[], &["--listen-backlog", "1..=65535"]),
+        (&["--listen-backlog", "65536"], &[], &["--listen-backlog", "1..=65535"]),
+        (&["--listen-backlog=-1"], &[], &["--listen-backlog", "-1"]),
+        (&["--listen-backlog", "lots"], &[], &["--listen-backlog", "lots"]),
+        (&[], &[("RB_LISTEN_BACKLOG", "0")], &["--listen-backlog", "1..=65535"]),
+    ];
+    for (extra, env, needles) in cases {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let ran = run_bin(&args, env);
+        let line = single_line(&ran);
+        println!("{env:?} {extra:?} -> {:?}: {line}", ran.code());
+        assert_eq!(ran.code(), Some(64), "{env:?} {extra:?}: {line}");
+        for n in needles {
+            assert!(line.contains(n), "{env:?} {extra:?}: the error does not say {n:?}: {line}");
+        }
+    }
+
+    let nats = NatsServer::start();
+    let bridge = BridgeProcess::start(&nats.url(), &["--listen-backlog", "16"]);
+    let mut sse = SseClient::open(&bridge.base(), "42", "", Some(&token("42"))).await;
+    expect_sentinel_next(&mut sse, &nats.client().await, "user.42.hello").await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 2b. HS256 secrets and key sources
 

@@ -219,6 +219,75 @@ async fn stream_uses_configured_retry_and_sends_heartbeats() {
     bridge.stop().await;
 }
 
+/// With one tick for every stream, a bridge holding thousands of streams wrote all their
+/// heartbeats in the same instant and events waited behind that burst. The streams' heartbeats
+/// now come at offsets spread over the interval, each stream still getting one per interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_of_many_streams_are_spread_over_the_interval() {
+    const STREAMS: usize = 32;
+    const EVERY: Duration = Duration::from_millis(800);
+    // The first heartbeat may have waited unread while the other streams opened: its arrival
+    // says little, so the timing is taken from the ones after it.
+    const BEATS: usize = 4;
+    let nats = NatsServer::start();
+    let mut config = test_config(&nats.url());
+    config.heartbeat = EVERY;
+    let bridge = InProcessBridge::start(config).await;
+    let mut bodies = Vec::new();
+    for i in 0..STREAMS {
+        bodies.push(open_raw_body(&bridge.base(), &format!("u{i}"), "").await);
+    }
+
+    // Every stream read at once, each in its own task, noting when each heartbeat arrives.
+    let t0 = tokio::time::Instant::now();
+    let deadline = t0 + EVERY * (BEATS as u32 + 1) + WAIT;
+    let readers: Vec<_> = bodies
+        .into_iter()
+        .map(|mut body| {
+            tokio::spawn(async move {
+                let (mut buf, mut beats) = (Vec::new(), Vec::new());
+                while beats.len() < BEATS {
+                    match tokio::time::timeout_at(deadline, body.next()).await {
+                        Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk),
+                        other => panic!("{} heartbeats by the deadline, then {other:?}", beats.len()),
+                    }
+                    let now = tokio::time::Instant::now();
+                    beats.resize(count(&buf, b": hb\n").min(BEATS), now);
+                }
+                beats
+            })
+        })
+        .collect();
+    let mut beats = Vec::new();
+    for r in readers {
+        beats.push(r.await.unwrap());
+    }
+    bridge.stop().await;
+
+    // Each stream: a heartbeat within an interval, then one per interval (with room for a
+    // loaded machine, far from the half or double interval a mistake would give).
+    let ms = |d: Duration| d.as_millis();
+    for (i, b) in beats.iter().enumerate() {
+        let gaps: Vec<u128> = b[1..].windows(2).map(|w| ms(w[1] - w[0])).collect();
+        println!("stream {i:2}: heartbeats {} and {} ms in, then every {gaps:?} ms", ms(b[0] - t0), ms(b[1] - t0));
+        assert!(b[0] - t0 <= EVERY + EVERY / 2, "stream {i}: first heartbeat read {:?} in", b[0] - t0);
+        for g in gaps {
+            assert!((600..=1200).contains(&g), "stream {i}: heartbeats {g} ms apart, not one per {EVERY:?}");
+        }
+    }
+    // Across streams: where in the interval each stream's heartbeat falls. All at one instant
+    // would leave a hole of almost the whole interval; spread, no hole exceeds a quarter of it.
+    let mut phases: Vec<u128> = beats.iter().map(|b| ms(b[1] - t0) % ms(EVERY)).collect();
+    phases.sort_unstable();
+    let hole = phases.windows(2).map(|w| w[1] - w[0]).chain([phases[0] + ms(EVERY) - phases[STREAMS - 1]]).max();
+    let distinct = 1 + phases.windows(2).filter(|w| w[1] - w[0] >= 10).count();
+    println!(
+        "heartbeat offsets in the {EVERY:?} interval (ms): {phases:?}; largest hole {hole:?} ms, {distinct} distinct"
+    );
+    assert!(hole.unwrap() <= ms(EVERY) / 4, "heartbeats bunched: offsets {phases:?}");
+    assert!(distinct >= 8, "heartbeats at {distinct} distinct offsets only: {phases:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Bad payloads and subjects are counted and skipped; nothing dies
 // ---------------------------------------------------------------------------------------
