@@ -146,8 +146,12 @@ pub(crate) async fn serve(mut sock: TcpStream, config: ConnSlot, graceful: Watch
         // Boxed: hyper's connection is large, and stream connections should not carry its
         // room for their whole life.
         Ok(Ok(Head::Other)) => Box::pin(serve_with_hyper(sock, buf, &config, graceful)).await,
-        // Gone, or too slow to say what it wants: nothing to answer.
-        Ok(Ok(Head::Closed) | Err(_)) | Err(_) => {}
+        // Too slow to say what it wants: nothing to answer, but counted.
+        Err(_) => {
+            config.metrics.head_timeouts.inc();
+        }
+        // Gone, or unreadable: nothing to answer.
+        Ok(Ok(Head::Closed) | Err(_)) => {}
     }
 }
 

@@ -77,6 +77,9 @@ pub(crate) struct Metrics {
     pub open_connections: Gauge,
     /// Connections answered 503 at once because `--max-connections` was reached.
     pub connections_refused: Counter,
+    /// Connections closed unanswered because the request head did not arrive in time: a slow
+    /// or stuck client, or (in a reconnect storm) clients too busy to send it.
+    pub head_timeouts: Counter,
     /// Batches of new subscriptions confirmed together (one round trip and, in history
     /// mode, one stream read each): far fewer than new users during a reconnect storm.
     pub confirmation_batches: Counter,
@@ -110,6 +113,7 @@ impl Metrics {
         let replayed_events = Counter::default();
         let open_connections = Gauge::default();
         let connections_refused = Counter::default();
+        let head_timeouts = Counter::default();
         let confirmation_batches = Counter::default();
         registry.register("open_streams", "SSE streams open on this instance", open_streams.clone());
         registry.register("connected_users", "Users with at least one open stream here", connected_users.clone());
@@ -132,6 +136,11 @@ impl Metrics {
             "connections_refused",
             "Connections refused at once because --max-connections was reached",
             connections_refused.clone(),
+        );
+        registry.register(
+            "head_timeouts",
+            "Connections closed unanswered because the request head did not arrive in time",
+            head_timeouts.clone(),
         );
         registry.register(
             "subscription_confirmation_batches",
@@ -158,6 +167,7 @@ impl Metrics {
             replayed_events,
             open_connections,
             connections_refused,
+            head_timeouts,
             confirmation_batches,
             last_drop_log: Default::default(),
             started: Instant::now(),

@@ -187,6 +187,8 @@ async fn client_that_sends_no_complete_head_in_time_is_disconnected() {
         assert!(took >= head_timeout - Duration::from_millis(50), "{what}: closed after {took:?}");
         assert!(conn.buf.is_empty(), "{what}: nothing is answered; got {:?}", conn.text());
     }
+    // The two heads the bridge reads itself are counted (hyper closes the third).
+    wait_metric(&bridge.base(), "realtime_bridge_head_timeouts_total", 2.0).await;
 
     // A head that keeps growing, one header every 50 ms, never complete: the limit is on
     // the whole head, not on the time between bytes.

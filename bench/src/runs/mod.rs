@@ -113,6 +113,8 @@ async fn bridge_metrics(setup: &Setup, report: &mut Report) {
         ("bridge_streams_cut", "realtime_bridge_streams_cut_total"),
         ("bridge_nats_connects", "realtime_bridge_nats_connects_total"),
         ("bridge_open_streams", "realtime_bridge_open_streams"),
+        ("bridge_head_timeouts", "realtime_bridge_head_timeouts_total"),
+        ("bridge_nats_slow_consumer", "realtime_bridge_nats_slow_consumer_total"),
     ];
     let mut sums = vec![0.0; families.len()];
     let mut open_each = Vec::new();
