@@ -554,6 +554,10 @@ async fn resume_checked(
     expected: &[Pub],
     seen: &[Ev],
 ) -> Session {
+    // So that the catch-up, not the ring, brings what was missed (the bridge may lag the store).
+    if let Some(last) = expected.iter().map(|p| p.seq).max() {
+        live_position_reaches(base, last).await;
+    }
     let header = (!query.contains("lastEventId=")).then_some(cursor);
     let mut sess = Session::open(base, user, query, header).await;
     sess.read_until(&format!("{what}: the end of the catch-up"), WAIT, |s| s.markers.len() >= 2).await;
