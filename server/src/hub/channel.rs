@@ -105,6 +105,11 @@ impl Channel {
         self.position.lock()
     }
 
+    /// How far the channel is complete (its own position, or the shared dispatch's).
+    pub(super) fn position(&self) -> &Position {
+        &self.position
+    }
+
     /// The incarnation of the history store `upto` counts in.
     pub(super) fn epoch(&self) -> u64 {
         self.position.epoch()

@@ -11,10 +11,10 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::channel::{Channel, Kind};
+use super::channel::{Channel, Kind, Position};
 use super::gap_fill::{self, Step, SyncState, ToEnd, VERIFY_AFTER};
 use super::Hub;
-use crate::history::{republished_meta, History};
+use crate::history::{republished_meta, History, Stored};
 use crate::metrics::DropReason;
 
 impl Hub {
@@ -187,20 +187,33 @@ impl Hub {
     /// Pushes the stored events of this channel in `from..=to` that it has not pushed yet.
     /// Returns false if history could not be read (nothing past what was pushed is assumed).
     async fn fill(&self, history: &History, kind: &Kind, channel: &Channel, from: u64, to: u64) -> bool {
+        let push = |s: &Stored| self.push_stored(kind, channel, s.seq, &s.subject, &s.payload, s.time);
+        self.fill_range(history, vec![kind.stored_subject()], channel.position(), from, to, push).await
+    }
+
+    /// Reads the stored events matching `filters` in `from..=to` and hands each to `push`
+    /// (true when it was new); once the whole range is read, `position` is at least `to`.
+    /// Returns false if history could not be read (nothing past what was pushed is assumed).
+    /// Both history feeds fill this way.
+    pub(super) async fn fill_range(
+        &self,
+        history: &History,
+        filters: Vec<String>,
+        position: &Position,
+        from: u64,
+        to: u64,
+        mut push: impl FnMut(&Stored) -> bool,
+    ) -> bool {
         if from > to {
             return true;
         }
         let mut pushed = 0u64;
         let mut complete = true;
-        match history.read(vec![kind.stored_subject()], from, to).await {
+        match history.read(filters.clone(), from, to).await {
             Ok(mut stored) => {
                 while let Some(item) = stored.next().await {
                     match item {
-                        Ok(s) => {
-                            if self.push_stored(kind, channel, s.seq, &s.subject, &s.payload, s.time) {
-                                pushed += 1;
-                            }
-                        }
+                        Ok(s) => pushed += u64::from(push(&s)),
                         Err(e) => {
                             tracing::warn!(error = %e, "reading history to fill a gap failed");
                             complete = false;
@@ -215,13 +228,13 @@ impl Hub {
             }
         }
         if complete {
-            // Every event of this channel up to `to` has been pushed: its position is `to`.
-            let mut upto = channel.lock();
+            // Every event up to `to` that the store still holds has been pushed.
+            let mut upto = position.lock();
             *upto = (*upto).max(to);
         }
         if pushed > 0 {
             self.metrics.replayed_events.inc_by(pushed);
-            tracing::info!(subject = kind.stored_subject(), pushed, from, to, "filled a gap from history");
+            tracing::info!(?filters, pushed, from, to, "filled a gap from history");
         }
         complete
     }

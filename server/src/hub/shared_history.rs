@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::channel::Position;
 use super::gap_fill::{self, Step, SyncState, ToEnd, VERIFY_AFTER};
 use super::Hub;
-use crate::history::{republished_meta, History};
+use crate::history::{republished_meta, History, Stored};
 use crate::metrics::DropReason;
 
 impl Hub {
@@ -197,46 +197,11 @@ impl Hub {
     }
 
     /// Dispatches every stored message in `from..=to` not dispatched yet, users' and
-    /// broadcasts alike (one read). False if the store could not be read.
+    /// broadcasts alike (one read with no filter: the store holds exactly what the
+    /// subscription should have received). False if the store could not be read.
     async fn fill_all(&self, history: &History, position: &Position, from: u64, to: u64) -> bool {
-        if from > to {
-            return true;
-        }
-        let mut pushed = 0u64;
-        let mut complete = true;
-        // No filter: the store holds exactly what the subscription should have received.
-        match history.read(Vec::new(), from, to).await {
-            Ok(mut stored) => {
-                while let Some(item) = stored.next().await {
-                    match item {
-                        Ok(s) => {
-                            if self.dispatch_stored(position, s.seq, &s.subject, &s.payload, s.time) {
-                                pushed += 1;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading history to fill a gap failed");
-                            complete = false;
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading history to fill a gap failed");
-                complete = false;
-            }
-        }
-        if complete {
-            // Everything up to `to` that the store still holds has been dispatched.
-            let mut upto = position.lock();
-            *upto = (*upto).max(to);
-        }
-        if pushed > 0 {
-            self.metrics.replayed_events.inc_by(pushed);
-            tracing::info!(pushed, from, to, "filled a gap from history");
-        }
-        complete
+        let push = |s: &Stored| self.dispatch_stored(position, s.seq, &s.subject, &s.payload, s.time);
+        self.fill_range(history, Vec::new(), position, from, to, push).await
     }
 
     /// Moves the shared position to `seq` and pushes the event to the channel it is for, if
