@@ -107,6 +107,16 @@ fn throughput_quick_live_and_history() {
 }
 
 #[test]
+fn throughput_quick_history_core_publishes_count_stored_and_delivered() {
+    let out = run(&["--quick", "--history", "on", "throughput", "--core"]);
+    let v = last_json(&out, &["bench", "publish", "stored", "delivered_total", "all_delivered"]);
+    assert_eq!(v["publish"], "core_flush_per_batch");
+    assert!(v["stored"].as_u64().unwrap() > 0, "{v}");
+    // Every stream was open before the first publish: what the store kept reaches them all.
+    assert_eq!(v["all_delivered"], true, "{v}");
+}
+
+#[test]
 fn latency_quick() {
     let out = run(&["--quick", "latency"]);
     let v = last_json(&out, &["bench", "rate_target", "bridge", "nats", "added_p99_ms"]);

@@ -38,6 +38,12 @@ pub(crate) struct ThroughputArgs {
     /// Messages a publisher sends between two flushes (round trips to the server).
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// History mode: core publishes (a flush per batch) instead of acknowledged ones, to
+    /// overload JetStream and measure what it re-publishes to the bridge and whether the
+    /// bridge delivers all of it. At the end the run waits for the streams to have every
+    /// event the store kept (bounded) and reports stored vs delivered.
+    #[arg(long)]
+    core: bool,
 }
 
 pub(crate) async fn throughput(
@@ -108,7 +114,7 @@ pub(crate) async fn throughput(
         // History mode: JetStream publishes, a batch of acks awaited before the next batch
         // (fire-and-forget publishes would outrun JetStream, which then stores little or
         // nothing). Live mode: core publishes, a flush (round trip) between batches.
-        let js = history.then(|| async_nats::jetstream::new(client.clone()));
+        let js = (history && !a.core).then(|| async_nats::jetstream::new(client.clone()));
         pubs.spawn(async move {
             let mut n = p as u64;
             let mut u = p;
@@ -175,7 +181,7 @@ pub(crate) async fn throughput(
     r.set("duration_s", json!(round2(elapsed)));
     r.set("open_all_s", json!(round2(open_time.as_secs_f64())));
     r.set("published_per_s", json!(pub_rate.round()));
-    r.set("publish", json!(if history { "jetstream_acked" } else { "core_flush_per_batch" }));
+    r.set("publish", json!(if history && !a.core { "jetstream_acked" } else { "core_flush_per_batch" }));
     r.set("nats_events_per_s", json!(nats_rate.round()));
     r.set("bridge_events_per_s", json!(bridge_rate.round()));
     r.set("ratio_vs_nats", json!((ratio * 1000.0).round() / 1000.0));
@@ -195,6 +201,25 @@ pub(crate) async fn throughput(
         ]);
     }
     rows.push(vec!["bridge SSE streams".into(), format!("{bridge_rate:.0}"), format!("{ratio:.3}")]);
+    if history && a.core {
+        // Every stream was open before the first publish: each must end up with every event
+        // of its user the store kept, once.
+        let stored = stored_messages(&setup.nats_url).await?;
+        let want = stored * a.streams_per_user.max(1) as u64;
+        let (mut got, mut last_change, deadline) = (0, Instant::now(), Instant::now() + Duration::from_secs(60));
+        while got < want && Instant::now() < deadline && last_change.elapsed() < Duration::from_secs(10) {
+            let now = fleet.events().await?;
+            if now != got {
+                (got, last_change) = (now, Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        r.set("stored", json!(stored));
+        r.set("delivered_total", json!(got));
+        r.set("all_delivered", json!(got == want));
+        rows.push(vec!["stored by JetStream (whole run)".into(), stored.to_string(), String::new()]);
+        rows.push(vec!["delivered to the streams (whole run)".into(), got.to_string(), String::new()]);
+    }
     let (_, ended, reconnects, reopen_failed) = fleet.snap().await?;
     r.set("streams_ended", json!(ended));
     r.set("stream_reconnects", json!(reconnects));
@@ -207,4 +232,11 @@ pub(crate) async fn throughput(
     fleet.close().await;
     tasks.abort_all();
     Ok(())
+}
+
+/// Messages the history stream holds now (the bridges' default stream name).
+async fn stored_messages(url: &str) -> anyhow::Result<u64> {
+    let js = async_nats::jetstream::new(nats(url).await?);
+    let mut stream = js.get_stream("REALTIME").await?;
+    Ok(stream.info().await?.state.messages)
 }
