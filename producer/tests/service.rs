@@ -204,6 +204,10 @@ async fn auto_mode_follows_a_stream_created_after_connect() {
     let rt = RealtimeService::with_client(client.clone(), options).await.unwrap();
     assert_eq!(rt.mode(), Mode::Core, "no stream yet");
     rt.send_event_to_user("42", "before", &0).await.unwrap();
+    // On the server before any stream exists (so never stored): `start_bridge` blocks this
+    // test's only thread, and a core send still in the client's buffer would otherwise go
+    // out after the bridge created the stream.
+    rt.flush().await.unwrap();
 
     let bridge = start_bridge(&nats.url(), &["--history", "on"]);
     let reader = Reader::open(&bridge.base(), "42", "").await;
