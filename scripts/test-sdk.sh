@@ -142,3 +142,5 @@ echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 
 echo "== sdk: browser benchmark smoke run (SDK vs native EventSource, 10,000 events; figures in BENCHMARKS.md)"
 node npm/test/bench/run.mjs --quick
+echo "== sdk: paced benchmark smoke run (4,000 events at 2,000/s through each reader, every event checked; sink write times)"
+node npm/test/bench/run.mjs --paced 2000 --quick --chunk-times --readers native,sdk,sdk-direct,fetch-pipe,fetch-worker,fetch-worker-bytes

@@ -9,6 +9,11 @@
 //   node npm/test/bench/run.mjs --paced 2000  # 20,000 events at 2,000/s, 3 runs each
 //   node npm/test/bench/run.mjs --paced 200 --readers native,sdk,fetch-pipe  # and a plain
 //     JavaScript fetch reader (main.js), what reading through fetch costs at the least
+//   node npm/test/bench/run.mjs --paced 200 --chunk-times  # and each reader's synchronous
+//     work per chunk (its body sink's write timed; the page cross-origin isolated for 5 us timers)
+//   node npm/test/bench/run.mjs --paced 200 --profile sdk  # and where one reader's time goes
+//     (DevTools sampling profiler, 100 us: self time per function, ms per 1,000 events; the
+//     sampling itself inflates every figure, so compare within one profile)
 //
 // The burst (default) measures how fast each reader drains a stream that is all there; the
 // paced mode serves events at a fixed rate, so both readers keep up, and compares what keeping
@@ -43,9 +48,16 @@ if (pacedAt > 0 && !(RATE >= 100 && RATE <= 100_000)) {
 }
 const N = RATE ? Math.round(RATE * (quick ? 2 : 10)) : quick ? 10_000 : 100_000;
 const RUNS = quick ? 1 : 3;
-/** Paced mode: the readers compared (main.js: native, sdk, fetch-pipe, fetch-pipe-hwm, fetch-read), native first. */
+/** Paced mode: the readers compared (main.js: native, sdk, sdk-direct, fetch-pipe, fetch-pipe-hwm, fetch-read,
+ * fetch-worker, fetch-worker-bytes), native first. */
 const readersAt = process.argv.indexOf('--readers');
 const READERS = readersAt > 0 ? process.argv[readersAt + 1].split(',') : ['native', 'sdk'];
+/** Paced mode: a sampled CPU profile of these readers' runs (self time per function, printed). */
+const profileAt = process.argv.indexOf('--profile');
+const PROFILE = profileAt > 0 ? process.argv[profileAt + 1].split(',') : null;
+/** Paced mode: time every body sink's write (the SDK's included), in a cross-origin isolated
+ * page (timers at 5 µs, not 100): each reader's synchronous work per chunk. */
+const CHUNK_TIMES = process.argv.includes('--chunk-times');
 const RUN_TIMEOUT_MS = RATE ? Math.round((N / RATE) * 1000 * 3 + 10_000) : quick ? 30_000 : 120_000;
 /** Paced mode: events are written every TICK_MS, RATE/1000*TICK_MS at a time. */
 const TICK_MS = 10;
@@ -85,6 +97,7 @@ execFileSync(process.execPath, [viteBin, 'build', '--config', join(here, 'vite.c
   cwd: here,
   stdio: 'inherit',
   timeout: 120_000,
+  env: PROFILE ? { ...process.env, RB_BENCH_NO_MINIFY: '1' } : process.env,
 });
 const assets = readdirSync(join(pageDist, 'assets'));
 const pageJs = Buffer.concat(assets.filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(pageDist, 'assets', f))));
@@ -173,7 +186,9 @@ const server = createServer((req, res) => {
     res.writeHead(404, cors).end();
     return;
   }
-  res.writeHead(200, { ...cors, 'content-type': types[extname(file)] ?? 'application/octet-stream' });
+  // Cross-origin isolated (--chunk-times): performance.now() to 5 µs instead of 100.
+  const isolation = CHUNK_TIMES ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
+  res.writeHead(200, { ...cors, ...isolation, 'content-type': types[extname(file)] ?? 'application/octet-stream' });
   res.end(readFileSync(file));
 });
 await within(new Promise((r) => server.listen(0, '127.0.0.1', r)), 5000, 'listen');
@@ -198,7 +213,7 @@ try {
   const page = await context.newPage();
   page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
-  await page.goto(`${origin}/`, { timeout: 15_000 });
+  await page.goto(`${origin}/${CHUNK_TIMES ? '?chunkTimes=1' : ''}`, { timeout: 15_000 });
   await page.waitForFunction(() => typeof window.bench === 'function', null, { timeout: 15_000 });
   if (RATE) {
     result = await paced(page);
@@ -226,8 +241,16 @@ async function paced(page) {
     return { task: get('TaskDuration'), script: get('ScriptDuration') };
   };
   const runs = Object.fromEntries(READERS.map((r) => [r, []]));
+  /** Per profiled reader, self time per function over its runs (µs), by name and place. */
+  const self = Object.fromEntries((PROFILE ?? []).map((r) => [r, new Map()]));
   for (let i = 0; i < RUNS; i++) {
     for (const reader of READERS) {
+      const profiling = PROFILE?.includes(reader);
+      if (profiling) {
+        await cdp.send('Profiler.enable');
+        await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
+        await cdp.send('Profiler.start');
+      }
       const before = await metrics();
       const ms = await within(
         page.evaluate((a) => window.runOne(a), { reader, n: N, timeoutMs: RUN_TIMEOUT_MS }),
@@ -235,8 +258,11 @@ async function paced(page) {
         `${reader} run`,
       );
       const after = await metrics();
+      if (profiling) addProfile(self[reader], (await cdp.send('Profiler.stop')).profile);
+      const chunks = CHUNK_TIMES ? await page.evaluate(() => window.takeChunkTimes()) : null;
       runs[reader].push({
         ms,
+        chunks,
         task_ms_per_1000: ((after.task - before.task) * 1e6) / N,
         script_ms_per_1000: ((after.script - before.script) * 1e6) / N,
       });
@@ -246,26 +272,53 @@ async function paced(page) {
     const s = [...xs].sort((a, b) => a - b);
     return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
   };
+  for (const [reader, times] of Object.entries(self)) {
+    const per1000 = (us) => (us / 1000 / (N * RUNS)) * 1000;
+    const busy = [...times.entries()].filter(([k]) => k !== '(idle)').reduce((a, [, b]) => a + b, 0);
+    console.log(`\nprofile of ${reader}: self time, ms per 1,000 events (sampled at 100 us; ${per1000(busy).toFixed(1)} busy in all)`);
+    for (const [k, us] of [...times.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
+      console.log(`${per1000(us).toFixed(2).padStart(8)}  ${k}`);
+    }
+  }
   const userAgent = await page.evaluate(() => navigator.userAgent);
   const summary = (r) => ({
     ms: r.map((x) => Number(x.ms.toFixed(1))),
     task_ms_per_1000: Number(med(r.map((x) => x.task_ms_per_1000)).toFixed(3)),
     script_ms_per_1000: Number(med(r.map((x) => x.script_ms_per_1000)).toFixed(3)),
+    ...(CHUNK_TIMES && r[0].chunks.calls
+      ? {
+          chunks_per_run: r.map((x) => x.chunks.calls),
+          write_us_per_chunk: Number(med(r.map((x) => (x.chunks.ms * 1000) / x.chunks.calls)).toFixed(1)),
+        }
+      : {}),
   });
   return { paced: true, ...Object.fromEntries(READERS.map((r) => [r, summary(runs[r])])), userAgent };
+}
+
+/** Adds a DevTools CPU profile's self time per function (µs) into `into`. */
+function addProfile(into, profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const { samples, timeDeltas } = profile;
+  for (let i = 0; i < samples.length; i++) {
+    const f = byId.get(samples[i]).callFrame;
+    const file = f.url ? f.url.slice(f.url.lastIndexOf('/') + 1) : '';
+    const key = `${f.functionName || '(anonymous)'}${file ? ` ${file}:${f.lineNumber + 1}` : ''}`;
+    // A sample's time is the gap to the next one.
+    into.set(key, (into.get(key) ?? 0) + (timeDeltas[i + 1] ?? 0));
+  }
 }
 
 if (RATE) {
   const { native, sdk } = result;
   const others = READERS.filter((r) => r !== 'native' && r !== 'sdk');
   console.log(`\nSDK vs native EventSource, ${N.toLocaleString('en-US')} events at ${RATE}/s, ${RUNS} run(s) each (median), ${origin}`);
-  console.log('| reader | ms per run | main-thread task ms per 1,000 events | script ms per 1,000 events |');
-  console.log('| --- | --- | --- | --- |');
-  console.log(`| native EventSource | ${native.ms.map((m) => m.toFixed(0)).join(', ')} | ${native.task_ms_per_1000} | ${native.script_ms_per_1000} |`);
-  if (sdk) console.log(`| SDK subscribe() | ${sdk.ms.map((m) => m.toFixed(0)).join(', ')} | ${sdk.task_ms_per_1000} | ${sdk.script_ms_per_1000} |`);
-  for (const r of others) {
+  const label = { native: 'native EventSource', sdk: 'SDK subscribe()', 'sdk-direct': 'SDK, shareAcrossTabs: false' };
+  console.log('| reader | ms per run | main-thread task ms per 1,000 events | script ms per 1,000 events | sink write µs per chunk |');
+  console.log('| --- | --- | --- | --- | --- |');
+  for (const r of READERS) {
     const x = result[r];
-    console.log(`| ${r} (plain JS, no SDK) | ${x.ms.map((m) => m.toFixed(0)).join(', ')} | ${x.task_ms_per_1000} | ${x.script_ms_per_1000} |`);
+    const name = label[r] ?? `${r} (plain JS, no SDK)`;
+    console.log(`| ${name} | ${x.ms.map((m) => m.toFixed(0)).join(', ')} | ${x.task_ms_per_1000} | ${x.script_ms_per_1000} | ${x.write_us_per_chunk ?? ''} |`);
   }
   console.log(
     JSON.stringify({
