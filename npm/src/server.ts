@@ -30,8 +30,9 @@ export type RealtimeServiceMode = 'jetstream' | 'core';
 export interface RealtimeServiceOptions {
   /**
    * `auto` (default): JetStream when the stream exists at connect, else core NATS, looking again
-   * before a send at most every 30 s. `jetstream`: the stream is required (`connect` fails with
-   * `unavailable` without it). `core`: never JetStream.
+   * before a send at most every 30 s; back to core NATS when JetStream says the stream is gone
+   * (a publish answered "no responders", then the lookup "not found"). `jetstream`: the stream is
+   * required (`connect` fails with `unavailable` without it). `core`: never JetStream.
    */
   mode?: 'auto' | RealtimeServiceMode;
   /** The bridge's JetStream stream (`--stream-name`): `REALTIME`. */
@@ -135,6 +136,8 @@ const RESERVED = new Set(['end', 'reset']);
 const CONTROL = /[\u0000-\u001f\u007f]/;
 // How often `auto` looks for the stream again while it publishes with core NATS.
 const RECHECK_MS = 30_000;
+// How often a JetStream publish answered "no responders" may ask whether the stream is gone (auto).
+const GONE_CHECK_MS = 1_000;
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 2_000;
 const EMPTY = new Uint8Array(0);
@@ -298,6 +301,8 @@ export class RealtimeService implements IRealtimeService {
   private owned = false;
   /** Does the stream exist (auto / jetstream)? undefined until the first look. */
   private streamFound: boolean | undefined;
+  /** The last look got JetStream's answer that the stream does not exist (not just no answer). */
+  private streamMissing = false;
   private streamWhy = '';
   private lastLook = 0;
   private looking: Promise<void> | null = null;
@@ -507,15 +512,18 @@ export class RealtimeService implements IRealtimeService {
   private async publishAll(subjects: string[], bytes: Uint8Array, msgId: string | undefined, started: number): Promise<void> {
     const several = subjects.length > 1;
     const idFor = (subject: string) => (msgId === undefined ? undefined : several ? `${msgId}:${subject}` : msgId);
+    let core = subjects;
     if (await this.useJetStream()) {
       const results = await Promise.allSettled(
         subjects.map((subject) => this.publishAcked(subject, bytes, idFor(subject) ?? this.idPrefix + ++this.idSeq, started)),
       );
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
-      return;
+      // The stream went while these were sent (auto): they go out with core NATS, as every
+      // send does from now on.
+      core = subjects.filter((_, i) => (results[i] as PromiseFulfilledResult<boolean>).value === false);
     }
-    for (const subject of subjects) {
+    for (const subject of core) {
       const id = idFor(subject);
       let h: MsgHdrs | undefined;
       if (id !== undefined) {
@@ -552,23 +560,43 @@ export class RealtimeService implements IRealtimeService {
       const reply = await this.nc.request(`$JS.API.STREAM.INFO.${stream}`, EMPTY, { timeout: this.s.ackTimeout });
       const info = JSON.parse(decode(reply.data)) as { error?: { code?: number; description?: string } };
       this.streamFound = info.error === undefined;
+      this.streamMissing = info.error !== undefined;
       if (info.error) this.streamWhy = `JetStream has no stream ${stream} (${info.error.description ?? info.error.code})`;
     } catch (e) {
-      this.streamFound = false;
-      this.streamWhy =
-        errorCode(e) === '503'
-          ? `JetStream does not answer (not enabled on the NATS server?), so no stream ${stream}`
-          : `the lookup of stream ${stream} failed: ${message(e)}`;
+      this.streamMissing = false;
+      // No answer: before the stream was found, JetStream is not there; after, it is only
+      // momentarily without a leader, and the stream stays found.
+      if (this.streamFound !== true) {
+        this.streamFound = false;
+        this.streamWhy =
+          errorCode(e) === '503'
+            ? `JetStream does not answer (not enabled on the NATS server?), so no stream ${stream}`
+            : `the lookup of stream ${stream} failed: ${message(e)}`;
+      }
     }
     this.lastLook = Date.now();
   }
 
   /**
+   * Auto mode, after a JetStream publish got "no responders" or no acknowledgement: whether
+   * JetStream says the stream is gone (deleted: the bridge went back to live mode). The service
+   * is then in core mode again. After "no responders" (which a flood meets in numbers while
+   * JetStream elects a leader) at most one look a second; after a lost acknowledgement always
+   * one (shared by concurrent sends), since the retry would otherwise reach a live bridge again.
+   */
+  private async streamGone(timedOut: boolean): Promise<boolean> {
+    if (this.s.mode !== 'auto') return false;
+    if (this.streamFound !== false && (timedOut || Date.now() - this.lastLook >= GONE_CHECK_MS)) await this.lookStream();
+    return this.streamFound === false && this.streamMissing;
+  }
+
+  /**
    * One message through JetStream: waits for a slot of the window, then sends and waits for the
    * acknowledgement, again with the same id after an ack timeout or "no responders", until
-   * `publishTimeout` from `started`.
+   * `publishTimeout` from `started`. Resolves `false` when, in auto mode, the stream turned out
+   * to be gone and nobody got the message: it is then the caller's to publish with core NATS.
    */
-  private async publishAcked(subject: string, bytes: Uint8Array, id: string, started: number): Promise<void> {
+  private async publishAcked(subject: string, bytes: Uint8Array, id: string, started: number): Promise<boolean> {
     const deadline = started + this.s.publishTimeout;
     const userId = userOf(subject);
     const slot = this.window.acquire(deadline);
@@ -600,6 +628,10 @@ export class RealtimeService implements IRealtimeService {
           if (code !== 'TIMEOUT' && code !== '503') {
             throw new RealtimeServiceError('unavailable', `${subject}: ${message(e)}`, { userId, cause: e });
           }
+          // The stream is gone: after "no responders" nobody got this message, so it goes out
+          // with core NATS; after a lost acknowledgement it went to whoever subscribes to the
+          // subject (a live bridge delivers it): sent, as a core publish would be, not again.
+          if (await this.streamGone(code === 'TIMEOUT')) return code === 'TIMEOUT';
           // Lost acknowledgement or no JetStream leader for now: same id again after a backoff
           // (jittered between half and all of it, so that a flood's retries spread out).
           last = e;
@@ -620,7 +652,7 @@ export class RealtimeService implements IRealtimeService {
         if (typeof ack.stream !== 'string' || ack.stream === '') {
           throw new RealtimeServiceError('unavailable', `${subject}: not a JetStream acknowledgement: ${decode(reply.data).slice(0, 200)}`, { userId });
         }
-        return;
+        return true;
       }
     } finally {
       this.window.release();

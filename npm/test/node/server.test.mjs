@@ -305,6 +305,53 @@ test('auto: core while there is no stream, JetStream once a bridge created it (l
   assert.deepEqual(await storedCounts(nc, 'user.>'), { 'user.late.ev': n, 'user.lazy.ev': 1 });
 });
 
+test('auto: back to core NATS when the stream is deleted; a live bridge gets each message once', { timeout: 90000 }, async (t) => {
+  t.after(cleanup);
+  const nats = await startNatsServer();
+  defer(() => nats.stop());
+  const nc = await connect({ servers: nats.url });
+  defer(() => nc.close());
+  const jsm = await nc.jetstreamManager();
+  const history = () => jsm.streams.add({ name: 'REALTIME', subjects: ['user.>', 'broadcast.>'] });
+  const opts = { servers: nats.url, ackTimeout: 1000, publishTimeout: 20000 };
+
+  // 1. Nobody subscribes once the stream is gone: the publish meets "no responders", and the
+  // message goes out with core NATS (seen by a subscriber that arrives after the lookup).
+  // The stream is made the way a history-mode bridge makes it (no bridge: it would remake it).
+  await history();
+  const rt = await RealtimeService.connect(opts);
+  defer(() => rt.close());
+  assert.equal(rt.mode, 'jetstream');
+  await rt.sendEventToUser('gone', 'ev', { n: 1 });
+  assert.deepEqual(await storedCounts(nc, 'user.>'), { 'user.gone.ev': 1 });
+  await jsm.streams.delete('REALTIME');
+  // Resolves long before publishTimeout (it used to retry for 20 s), through core NATS.
+  await bounded(rt.sendEventToUser('gone', 'ev', { n: 2 }), 5000, 'the send after the stream went');
+  assert.equal(rt.mode, 'core');
+
+  // 2. A live bridge on the subjects (what an operator turning history off runs): the JetStream
+  // attempt reaches it as a plain message and no acknowledgement comes. The send resolves once
+  // the lookup says the stream is gone, without sending again: the bridge's user gets it once.
+  await history();
+  const rt2 = await RealtimeService.connect(opts);
+  defer(() => rt2.close());
+  assert.equal(rt2.mode, 'jetstream');
+  await jsm.streams.delete('REALTIME');
+  const bridge = await startBridge({ natsUrl: nats.url, args: ['--history', 'off'] });
+  defer(() => bridge.kill('SIGTERM'));
+  const r = await open(bridge, 'live-after');
+  await bounded(rt2.sendEventToUser('live-after', 'ev', { n: 3 }), 5000, 'the send to a live bridge');
+  assert.equal(rt2.mode, 'core');
+  await rt2.sendEventToUsers(['live-after', 'other'], 'ev', { n: 4 });
+  await rt2.flush();
+  await waitFor(() => r.events.length >= 2, { what: 'two live events' });
+  // A third message through the same path proves nothing more is in flight for the first two.
+  await rt2.sendEventToUser('live-after', 'ev', { n: 5 });
+  await rt2.flush();
+  await waitFor(() => r.events.length >= 3, { what: 'the third live event' });
+  assert.deepEqual(datas(r).map((d) => d.n), [3, 4, 5]);
+});
+
 // --- JetStream played by the test (a nats-server without JetStream) ---------------------------
 
 /** Answers stream-info and the publishes on user.fake.> as `answer(msg, attempt)` says. */
