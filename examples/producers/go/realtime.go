@@ -129,11 +129,11 @@ type RealtimeService struct {
 	mu         sync.Mutex
 	js         nats.JetStreamContext // nil while publishing with core NATS
 	lookedUpAt time.Time             // the last stream lookup
-	recheck    *recheck              // auto mode: the lookup after "no responders" in progress
+	recheck    *recheck              // auto mode: the lookup after a failed attempt in progress
 	recheckAt  time.Time             // when the last of those began
 }
 
-// recheck is one stream lookup shared by the sends that got "no responders" meanwhile.
+// recheck is one stream lookup shared by the sends whose attempt failed meanwhile.
 type recheck struct {
 	done chan struct{}
 	gone bool // JetStream answered that the stream does not exist
@@ -209,12 +209,16 @@ func (rt *RealtimeService) jetStream(ctx context.Context) nats.JetStreamContext 
 	return rt.js
 }
 
-// streamGone is asked by a send whose JetStream attempt got "no responders", in auto mode: it
-// looks the stream up again (one lookup at a time, shared, at most one a second) and reports
-// whether JetStream answered that the stream no longer exists (a bridge whose history was turned
-// off); the service then publishes with core NATS. A lookup without an answer (JetStream
-// momentarily without a leader) changes nothing: the send keeps retrying.
-func (rt *RealtimeService) streamGone(ctx context.Context) bool {
+// streamGone is asked by a send whose JetStream attempt got "no responders" or, with timedOut,
+// no acknowledgement in time, in auto mode: it looks the stream up again (one lookup at a time,
+// shared by the sends waiting for it) and reports whether JetStream answered that the stream no
+// longer exists (a bridge whose history was turned off); the service then publishes with core
+// NATS. After "no responders", which a flood meets in numbers while JetStream elects a leader, at
+// most one lookup a second; after a lost acknowledgement always one, since a subject somebody
+// subscribes to (a live bridge) never gets "no responders": each retry would reach it again. A
+// lookup without an answer (JetStream momentarily without a leader) changes nothing: the send
+// keeps retrying.
+func (rt *RealtimeService) streamGone(ctx context.Context, timedOut bool) bool {
 	rt.mu.Lock()
 	if rt.opts.Mode != ModeAuto {
 		rt.mu.Unlock()
@@ -227,7 +231,7 @@ func (rt *RealtimeService) streamGone(ctx context.Context) bool {
 	}
 	c := rt.recheck
 	if c == nil {
-		if time.Since(rt.recheckAt) < time.Second {
+		if !timedOut && time.Since(rt.recheckAt) < time.Second {
 			rt.mu.Unlock()
 			return false
 		}
@@ -408,7 +412,8 @@ func (rt *RealtimeService) publishCore(m *nats.Msg, callerID string) error {
 
 // publishAcked sends m through JetStream until it is acknowledged, again with the same
 // Nats-Msg-Id after an attempt without an answer, until ctx ends. In auto mode, once the stream
-// turns out to be gone, m goes out with core NATS instead (with callerID, the caller's id if any).
+// turns out to be gone, m goes out with core NATS instead (with callerID, the caller's id if any)
+// after "no responders", and counts as sent after a lost acknowledgement.
 func (rt *RealtimeService) publishAcked(ctx context.Context, js nats.JetStreamContext, m *nats.Msg, id, callerID string) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -427,8 +432,13 @@ func (rt *RealtimeService) publishAcked(ctx context.Context, js nats.JetStreamCo
 		if !retryable(err) {
 			return &Error{Code: "unavailable", Message: "publish on " + m.Subject, Err: err}
 		}
-		if noResponders(err) && rt.streamGone(ctx) {
-			return rt.publishCore(m, callerID)
+		if timedOut := !noResponders(err); rt.streamGone(ctx, timedOut) {
+			if timedOut {
+				// The attempt went out as a plain message to the subject's subscribers (a live
+				// bridge delivered it): sent, as a core publish would be; again would be twice.
+				return nil
+			}
+			return rt.publishCore(m, callerID) // nobody got it
 		}
 		// Jitter keeps many senders from retrying in step.
 		wait := backoff/2 + jitter(backoff)

@@ -2,8 +2,9 @@ package main
 
 // RealtimeService against a real nats-server (from PATH) and a real bridge (RB_BIN, else
 // target/debug/realtime-bridge at the repository root): the mode chosen from the stream lookup
-// (and looked up again in auto mode, when the stream appears or is deleted), one stored copy of a
-// send retried with the same id, input errors that send nothing, presence, and no_bridge.
+// (and looked up again in auto mode, when the stream appears or is deleted, a send then delivered
+// once), one stored copy of a send retried with the same id, input errors that send nothing,
+// presence, and no_bridge.
 // scripts/test-demo.sh runs them with `go test`.
 
 import (
@@ -338,6 +339,81 @@ func TestAutoModeFollowsADeletedStreamToCoreNATS(t *testing.T) {
 		if string(m.Data) != fmt.Sprint(i+3) || m.Reply != "" || m.Header.Get(nats.MsgIdHdr) != id {
 			t.Fatalf("got %q, reply %q, id %q", m.Data, m.Reply, m.Header.Get(nats.MsgIdHdr))
 		}
+	}
+}
+
+func TestAutoModeCountsATimedOutAttemptAsSentWhenTheStreamIsGone(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	addStream(t, nc)
+	rt, err := NewRealtimeService(ctx, nc, Options{AckTimeout: time.Second, PublishTimeout: 20 * time.Second, LookupInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.SendEventToUser(ctx, "42", "message_new", 1); err != nil || rt.Mode() != ModeJetStream {
+		t.Fatalf("with the stream: mode %s, %v", rt.Mode(), err)
+	}
+
+	// A plain subscriber on the subjects stands in for a live bridge with users connected: it
+	// takes a JetStream attempt as a message and never answers it, so once the stream is
+	// deleted the attempts get no acknowledgement instead of "no responders".
+	subscriber := connect(t, url)
+	sub, err := subscriber.SubscribeSync("user.*.message_new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := subscriber.Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
+	js, _ := nc.JetStream()
+	if err := js.DeleteStream("REALTIME"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three subjects at once, each attempt without an acknowledgement: one shared lookup finds
+	// no stream, and the sends count as delivered (the subscriber has them), well before the
+	// publish timeout and without a second copy.
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rt.SendEventToUsers(bounded, []string{"42", "43", "44"}, "message_new", 2, WithMsgID("m-2")); err != nil {
+		t.Fatalf("send after the stream was deleted: %v", err)
+	}
+	if rt.Mode() != ModeCore {
+		t.Fatalf("mode %s after the stream was deleted", rt.Mode())
+	}
+	// The following send is a core publish.
+	if err := rt.SendEventToUser(bounded, "42", "message_new", 3, WithMsgID("m-3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Flush(bounded); err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string]int{}
+	for i := 0; i < 4; i++ {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("subscriber, message %d of 4: %v", i+1, err)
+		}
+		got[m.Subject+" "+string(m.Data)+" "+m.Header.Get(nats.MsgIdHdr)]++
+	}
+	want := map[string]int{
+		"user.42.message_new 2 m-2:user.42.message_new": 1,
+		"user.43.message_new 2 m-2:user.43.message_new": 1,
+		"user.44.message_new 2 m-2:user.44.message_new": 1,
+		"user.42.message_new 3 m-3":                     1,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("subscriber got %v, want %v", got, want)
+	}
+	// Everything the service published has reached the server (the Flush above): a copy more
+	// would be waiting by now.
+	if err := subscriber.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(300 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("a message more: %v (%v)", m, err)
 	}
 }
 
