@@ -23,7 +23,8 @@ import (
 type Mode string
 
 const (
-	// ModeAuto uses JetStream when the bridge's stream exists, else core NATS.
+	// ModeAuto uses JetStream while the bridge's stream exists, else core NATS, following the
+	// stream when it appears or goes away.
 	ModeAuto Mode = "auto"
 	// ModeJetStream requires the stream: every send waits for JetStream's acknowledgement.
 	ModeJetStream Mode = "jetstream"
@@ -128,6 +129,14 @@ type RealtimeService struct {
 	mu         sync.Mutex
 	js         nats.JetStreamContext // nil while publishing with core NATS
 	lookedUpAt time.Time             // the last stream lookup
+	recheck    *recheck              // auto mode: the lookup after a failed attempt in progress
+	recheckAt  time.Time             // when the last of those began
+}
+
+// recheck is one stream lookup shared by the sends whose attempt failed meanwhile.
+type recheck struct {
+	done chan struct{}
+	gone bool // JetStream answered that the stream does not exist
 }
 
 // NewRealtimeService looks the bridge's stream up (one stream-info request) to choose between
@@ -177,7 +186,7 @@ func (rt *RealtimeService) lookUp(ctx context.Context) (found bool, err error) {
 
 // jetStream returns the context to publish with, nil for core NATS. In auto mode without the
 // stream it looks again at most every LookupInterval, so a bridge that turns its history on
-// later is followed.
+// later is followed (and streamGone follows it turning history off).
 func (rt *RealtimeService) jetStream(ctx context.Context) nats.JetStreamContext {
 	rt.mu.Lock()
 	js := rt.js
@@ -198,6 +207,66 @@ func (rt *RealtimeService) jetStream(ctx context.Context) nats.JetStreamContext 
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.js
+}
+
+// streamGone is asked by a send whose JetStream attempt got "no responders" or, with timedOut,
+// no acknowledgement in time, in auto mode: it looks the stream up again (one lookup at a time,
+// shared by the sends waiting for it) and reports whether JetStream answered that the stream no
+// longer exists (a bridge whose history was turned off); the service then publishes with core
+// NATS. After "no responders", which a flood meets in numbers while JetStream elects a leader, at
+// most one lookup a second; after a lost acknowledgement always one, since a subject somebody
+// subscribes to (a live bridge) never gets "no responders": each retry would reach it again. A
+// lookup without an answer (JetStream momentarily without a leader) changes nothing: the send
+// keeps retrying.
+func (rt *RealtimeService) streamGone(ctx context.Context, timedOut bool) bool {
+	rt.mu.Lock()
+	if rt.opts.Mode != ModeAuto {
+		rt.mu.Unlock()
+		return false
+	}
+	if rt.js == nil {
+		// Another send's lookup switched to core NATS since this attempt began.
+		rt.mu.Unlock()
+		return true
+	}
+	c := rt.recheck
+	if c == nil {
+		if !timedOut && time.Since(rt.recheckAt) < time.Second {
+			rt.mu.Unlock()
+			return false
+		}
+		c = &recheck{done: make(chan struct{})}
+		rt.recheck, rt.recheckAt = c, time.Now()
+		// Not under one caller's context: the lookup is shared.
+		go rt.runRecheck(c)
+	}
+	rt.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.gone
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (rt *RealtimeService) runRecheck(c *recheck) {
+	js, err := rt.nc.JetStream()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = js.StreamInfo(rt.opts.Stream, nats.Context(ctx))
+		cancel()
+	}
+	var apiErr *nats.APIError
+	gone := errors.Is(err, nats.ErrStreamNotFound) || (errors.As(err, &apiErr) && apiErr.Code == 404)
+	rt.mu.Lock()
+	if gone {
+		rt.js = nil
+		rt.lookedUpAt = time.Now() // the next lookup (back to JetStream) is LookupInterval away
+	}
+	c.gone = gone
+	rt.recheck = nil
+	rt.mu.Unlock()
+	close(c.done)
 }
 
 // Mode tells how sends are published now: ModeJetStream (acknowledged) or ModeCore.
@@ -286,14 +355,9 @@ func (rt *RealtimeService) publish(ctx context.Context, subjects []string, data 
 	}
 
 	if js == nil {
-		// Core NATS: done when the client has the message (Flush confirms with a round trip).
-		// A caller's id still goes along: a bridge whose history is on deduplicates with it.
 		for i, m := range msgs {
-			if ids[i] != "" {
-				m.Header = nats.Header{nats.MsgIdHdr: []string{ids[i]}}
-			}
-			if err := rt.nc.PublishMsg(m); err != nil {
-				return &Error{Code: "unavailable", Message: "publish on " + m.Subject, Err: err}
+			if err := rt.publishCore(m, ids[i]); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -312,10 +376,15 @@ func (rt *RealtimeService) publish(ctx context.Context, subjects []string, data 
 			errs <- &Error{Code: "timeout", Message: "no free slot in the in-flight window for " + m.Subject, Err: ctx.Err()}
 			continue
 		}
-		go func(m *nats.Msg, id string) {
+		// Only a caller's id would go along if this message ends up published with core NATS.
+		callerID := ""
+		if o.msgID != "" {
+			callerID = ids[i]
+		}
+		go func(m *nats.Msg, id, callerID string) {
 			defer func() { <-rt.slots }()
-			errs <- rt.publishAcked(ctx, js, m, id)
-		}(m, ids[i])
+			errs <- rt.publishAcked(ctx, js, m, id, callerID)
+		}(m, ids[i], callerID)
 	}
 	var first error
 	for range msgs {
@@ -326,9 +395,26 @@ func (rt *RealtimeService) publish(ctx context.Context, subjects []string, data 
 	return first
 }
 
+// publishCore publishes m with core NATS: done when the client has the message (Flush confirms
+// with a round trip). A caller's id still goes along: a bridge whose history is on deduplicates
+// with it.
+func (rt *RealtimeService) publishCore(m *nats.Msg, callerID string) error {
+	// Fresh headers: a JetStream attempt before may have left its own id on m.
+	m.Header = nil
+	if callerID != "" {
+		m.Header = nats.Header{nats.MsgIdHdr: []string{callerID}}
+	}
+	if err := rt.nc.PublishMsg(m); err != nil {
+		return &Error{Code: "unavailable", Message: "publish on " + m.Subject, Err: err}
+	}
+	return nil
+}
+
 // publishAcked sends m through JetStream until it is acknowledged, again with the same
-// Nats-Msg-Id after an attempt without an answer, until ctx ends.
-func (rt *RealtimeService) publishAcked(ctx context.Context, js nats.JetStreamContext, m *nats.Msg, id string) error {
+// Nats-Msg-Id after an attempt without an answer, until ctx ends. In auto mode, once the stream
+// turns out to be gone, m goes out with core NATS instead (with callerID, the caller's id if any)
+// after "no responders", and counts as sent after a lost acknowledgement.
+func (rt *RealtimeService) publishAcked(ctx context.Context, js nats.JetStreamContext, m *nats.Msg, id, callerID string) error {
 	backoff := 100 * time.Millisecond
 	for {
 		attempt, cancel := context.WithTimeout(ctx, rt.opts.AckTimeout)
@@ -345,6 +431,14 @@ func (rt *RealtimeService) publishAcked(ctx context.Context, js nats.JetStreamCo
 		}
 		if !retryable(err) {
 			return &Error{Code: "unavailable", Message: "publish on " + m.Subject, Err: err}
+		}
+		if timedOut := !noResponders(err); rt.streamGone(ctx, timedOut) {
+			if timedOut {
+				// The attempt went out as a plain message to the subject's subscribers (a live
+				// bridge delivered it): sent, as a core publish would be; again would be twice.
+				return nil
+			}
+			return rt.publishCore(m, callerID) // nobody got it
 		}
 		// Jitter keeps many senders from retrying in step.
 		wait := backoff/2 + jitter(backoff)
@@ -373,8 +467,12 @@ func jitter(d time.Duration) time.Duration {
 
 // retryable: no answer in time, or JetStream momentarily without a leader.
 func retryable(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrNoStreamResponse)
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || noResponders(err)
+}
+
+// noResponders: nothing listens on the subject, a stream without a leader or no stream at all.
+func noResponders(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrNoStreamResponse)
 }
 
 // Flush returns once everything published so far has reached the server (a round trip).

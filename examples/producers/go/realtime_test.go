@@ -2,8 +2,10 @@ package main
 
 // RealtimeService against a real nats-server (from PATH) and a real bridge (RB_BIN, else
 // target/debug/realtime-bridge at the repository root): the mode chosen from the stream lookup
-// (and looked up again in auto mode), one stored copy of a send retried with the same id, input errors that send nothing, presence,
-// and no_bridge. scripts/test-demo.sh runs them with `go test`.
+// (and looked up again in auto mode, when the stream appears or is deleted, a send then delivered
+// once), one stored copy of a send retried with the same id, input errors that send nothing,
+// presence, and no_bridge.
+// scripts/test-demo.sh runs them with `go test`.
 
 import (
 	"bufio"
@@ -18,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,12 +30,22 @@ import (
 // startNATS runs nats-server with JetStream on a free port and returns its URL.
 func startNATS(t *testing.T) string {
 	t.Helper()
+	url, _ := runNATS(t, "-p", "-1", "-js")
+	return url
+}
+
+// runNATS runs nats-server with args (a port, -js or not) and returns its URL and a stop
+// function.
+func runNATS(t *testing.T, args ...string) (string, func()) {
+	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command("nats-server", "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", dir, "--ports_file_dir", dir)
+	cmd := exec.Command("nats-server", append([]string{"-a", "127.0.0.1", "-sd", dir, "--ports_file_dir", dir}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("nats-server (scripts/setup.sh puts it on PATH): %v", err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var once sync.Once
+	stop := func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
+	t.Cleanup(stop)
 	// The server writes its ports file once it listens.
 	portsFile := filepath.Join(dir, fmt.Sprintf("nats-server_%d.ports", cmd.Process.Pid))
 	deadline := time.Now().Add(10 * time.Second)
@@ -40,13 +53,13 @@ func startNATS(t *testing.T) string {
 		if b, err := os.ReadFile(portsFile); err == nil {
 			var ports struct{ Nats []string }
 			if json.Unmarshal(b, &ports) == nil && len(ports.Nats) > 0 {
-				return ports.Nats[0]
+				return ports.Nats[0], stop
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("nats-server wrote no ports file in 10 s")
-	return ""
+	return "", nil
 }
 
 // startBridge runs the bridge (history on: it creates the stream REALTIME) and returns its URL.
@@ -248,6 +261,200 @@ func TestAutoModeFollowsAStreamCreatedLater(t *testing.T) {
 		if err := rt.SendEventToUser(ctx, "42", "tick", 1); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// addStream creates the stream a bridge with history on would (its subjects, its name).
+func addStream(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.AddStream(&nats.StreamConfig{Name: "REALTIME", Subjects: []string{"user.>", "broadcast.>"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAutoModeFollowsADeletedStreamToCoreNATS(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	addStream(t, nc)
+	rt, err := NewRealtimeService(ctx, nc, Options{PublishTimeout: 20 * time.Second, LookupInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Mode() != ModeJetStream {
+		t.Fatalf("mode %s with the stream present", rt.Mode())
+	}
+	if err := rt.SendEventToUser(ctx, "42", "message_new", 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := storedMessages(t, nc); n != 1 {
+		t.Fatalf("stream holds %d messages, want 1", n)
+	}
+
+	// The bridge's history turned off: its stream goes away.
+	js, _ := nc.JetStream()
+	if err := js.DeleteStream("REALTIME"); err != nil {
+		t.Fatal(err)
+	}
+	// Three subjects at once, all "no responders": they share one lookup, which finds no
+	// stream, and go out with core NATS, well before the publish timeout. (Nobody subscribes
+	// to them: a subscriber on a subject takes the JetStream attempt itself, which then gets
+	// no answer instead of "no responders".)
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rt.SendEventToUsers(bounded, []string{"42", "43", "44"}, "message_new", 2); err != nil {
+		t.Fatalf("send after the stream was deleted: %v", err)
+	}
+	if rt.Mode() != ModeCore {
+		t.Fatalf("mode %s after the stream was deleted", rt.Mode())
+	}
+
+	// The following sends are core publishes: a plain subscriber receives them, without the
+	// reply subject a JetStream attempt carries.
+	subscriber := connect(t, url)
+	sub, err := subscriber.SubscribeSync("user.42.message_new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := subscriber.Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
+	for i, id := range []string{"m-3", "m-4"} {
+		if err := rt.SendEventToUser(bounded, "42", "message_new", i+3, WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rt.Flush(bounded); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"m-3", "m-4"} {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("core subscriber, message %d: %v", i+3, err)
+		}
+		if string(m.Data) != fmt.Sprint(i+3) || m.Reply != "" || m.Header.Get(nats.MsgIdHdr) != id {
+			t.Fatalf("got %q, reply %q, id %q", m.Data, m.Reply, m.Header.Get(nats.MsgIdHdr))
+		}
+	}
+}
+
+func TestAutoModeCountsATimedOutAttemptAsSentWhenTheStreamIsGone(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	ctx := ctxT(t)
+	addStream(t, nc)
+	rt, err := NewRealtimeService(ctx, nc, Options{AckTimeout: time.Second, PublishTimeout: 20 * time.Second, LookupInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.SendEventToUser(ctx, "42", "message_new", 1); err != nil || rt.Mode() != ModeJetStream {
+		t.Fatalf("with the stream: mode %s, %v", rt.Mode(), err)
+	}
+
+	// A plain subscriber on the subjects stands in for a live bridge with users connected: it
+	// takes a JetStream attempt as a message and never answers it, so once the stream is
+	// deleted the attempts get no acknowledgement instead of "no responders".
+	subscriber := connect(t, url)
+	sub, err := subscriber.SubscribeSync("user.*.message_new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := subscriber.Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
+	js, _ := nc.JetStream()
+	if err := js.DeleteStream("REALTIME"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three subjects at once, each attempt without an acknowledgement: one shared lookup finds
+	// no stream, and the sends count as delivered (the subscriber has them), well before the
+	// publish timeout and without a second copy.
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rt.SendEventToUsers(bounded, []string{"42", "43", "44"}, "message_new", 2, WithMsgID("m-2")); err != nil {
+		t.Fatalf("send after the stream was deleted: %v", err)
+	}
+	if rt.Mode() != ModeCore {
+		t.Fatalf("mode %s after the stream was deleted", rt.Mode())
+	}
+	// The following send is a core publish.
+	if err := rt.SendEventToUser(bounded, "42", "message_new", 3, WithMsgID("m-3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Flush(bounded); err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string]int{}
+	for i := 0; i < 4; i++ {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("subscriber, message %d of 4: %v", i+1, err)
+		}
+		got[m.Subject+" "+string(m.Data)+" "+m.Header.Get(nats.MsgIdHdr)]++
+	}
+	want := map[string]int{
+		"user.42.message_new 2 m-2:user.42.message_new": 1,
+		"user.43.message_new 2 m-2:user.43.message_new": 1,
+		"user.44.message_new 2 m-2:user.44.message_new": 1,
+		"user.42.message_new 3 m-3":                     1,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("subscriber got %v, want %v", got, want)
+	}
+	// Everything the service published has reached the server (the Flush above): a copy more
+	// would be waiting by now.
+	if err := subscriber.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(300 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("a message more: %v (%v)", m, err)
+	}
+}
+
+func TestAutoModeKeepsJetStreamWhenTheLookupGetsNoAnswer(t *testing.T) {
+	url, stop := runNATS(t, "-p", "-1", "-js")
+	reconnected := make(chan struct{}, 1)
+	nc, err := nats.Connect(url, nats.Timeout(3*time.Second), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := ctxT(t)
+	addStream(t, nc)
+	rt, err := NewRealtimeService(ctx, nc, Options{PublishTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.SendEventToUser(ctx, "42", "message_new", 1); err != nil || rt.Mode() != ModeJetStream {
+		t.Fatalf("before the restart: mode %s, %v", rt.Mode(), err)
+	}
+
+	// The same port without JetStream: publishes and the stream lookup get "no responders",
+	// not an answer that the stream is gone, so auto mode keeps retrying on JetStream.
+	stop()
+	port := url[strings.LastIndex(url, ":")+1:]
+	runNATS(t, "-p", port)
+	select {
+	case <-reconnected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reconnection in 10 s")
+	}
+	js, _ := nc.JetStream()
+	if _, err := js.StreamInfo("REALTIME", nats.Context(ctx)); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("stream lookup without JetStream: %v, want no responders", err)
+	}
+	if err := rt.SendEventToUser(ctx, "42", "message_new", 2); ErrorCode(err) != "timeout" {
+		t.Fatalf("send without an answer from JetStream: %v", err)
+	}
+	if rt.Mode() != ModeJetStream {
+		t.Fatalf("mode %s after lookups without an answer", rt.Mode())
 	}
 }
 
