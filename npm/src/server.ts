@@ -609,7 +609,11 @@ export class RealtimeService implements IRealtimeService {
       let backoff = BACKOFF_FIRST_MS;
       let attempts = 0;
       let last: unknown;
+      // Whether the last attempt went unacknowledged (it may have reached a live bridge).
+      let timedOut = false;
       for (;;) {
+        // Another send found the stream gone meanwhile: as after this send's own lookup.
+        if (this.s.mode === 'auto' && this.streamFound === false && this.streamMissing) return timedOut;
         const left = deadline - Date.now();
         if (left <= 0) {
           throw new RealtimeServiceError(
@@ -631,7 +635,8 @@ export class RealtimeService implements IRealtimeService {
           // The stream is gone: after "no responders" nobody got this message, so it goes out
           // with core NATS; after a lost acknowledgement it went to whoever subscribes to the
           // subject (a live bridge delivers it): sent, as a core publish would be, not again.
-          if (await this.streamGone(code === 'TIMEOUT')) return code === 'TIMEOUT';
+          timedOut = code === 'TIMEOUT';
+          if (await this.streamGone(timedOut)) return timedOut;
           // Lost acknowledgement or no JetStream leader for now: same id again after a backoff
           // (jittered between half and all of it, so that a flood's retries spread out).
           last = e;
