@@ -148,6 +148,93 @@ class JetStreamTest(RealTestCase):
         await rt.send_event_to_user("a1", "after", {})
         self.assertEqual(await stored_count(nc, "user.a1.>"), before + 1, "acknowledged, so stored already")
 
+    async def test_auto_follows_a_deleted_stream_to_core(self) -> None:
+        # Traced: the server's log shows how each message arrived (with a reply inbox: a
+        # JetStream attempt; without: a core publish).
+        nats_server = self.start_nats(trace=True)
+        nc = await self.client(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="GONE", subjects=["user.>"])
+        lookups = await Spy().start(nc, "$JS.API.STREAM.INFO.GONE")
+        rt = await RealtimeService.connect(
+            nats_server.url, stream="GONE", publish_timeout=30.0, stream_recheck_interval=60.0
+        )
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "jetstream")
+        await rt.send_event_to_user("z1", "before", 0)
+        self.assertEqual(await stored_count(nc, "user.z1.>", "GONE"), 1, "acknowledged")
+        await wait_until(lambda: _true(len(lookups.msgs) == 2), 5, "the connect's and the test's lookups")
+        # History turned off: nothing listens on user.> any more, so a publish gets "no
+        # responders". Concurrent sends, several users in one of them: one lookup for them all,
+        # its "stream not found" switches the service, and each message goes out with core NATS.
+        await js.delete_stream("GONE")
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(
+                rt.send_event_to_user("z1", "after", 1),
+                rt.send_event_to_user("z2", "after", 2),
+                rt.send_event_to_users(["z3", "z4"], "after", 3, msg_id="m3"),
+            ),
+            5,
+        )
+        self.assertLess(time.monotonic() - started, 3.0, "well before publish_timeout (30 s)")
+        self.assertEqual(rt.mode, "core")
+        await rt.flush()
+
+        def publishes(subject: str) -> list[tuple[bool, str]]:
+            # (had a reply inbox, the line) for each publish on subject the server traced.
+            lines = [line for line in nats_server.log_text().splitlines() if "<<- [" in line]
+            found = []
+            for line in lines:
+                words = line.split("<<- [", 1)[1].rstrip("]").split(" ")
+                if words[0] in ("PUB", "HPUB") and words[1] == subject:
+                    found.append((any(w.startswith("_INBOX.") for w in words[2:]), line))
+            return found
+
+        for user in ("z1", "z2", "z3", "z4"):
+            traced = await wait_until(
+                lambda: _true(publishes(f"user.{user}.after")[-1:]), 5, f"user.{user}.after in the trace"
+            )
+            self.assertFalse(traced[-1][0], f"the last publish is a core one: {traced[-1][1]}")
+        # A plain core subscriber receives what follows: once each, no reply subject, and the
+        # caller's id still travels as in core mode.
+        spy = await Spy().start(nc, "user.z1.>")
+        await rt.send_event_to_user("z1", "next", 4)
+        await rt.send_event_to_user("z1", "next", 5, msg_id="m5")
+        await rt.flush()
+        await wait_until(lambda: _true(len(spy.msgs) >= 2), 5, "the core messages")
+        await nc.flush()
+        self.assertEqual([(m.subject, json.loads(m.data), m.reply) for m in spy.msgs], [
+            ("user.z1.next", 4, ""),
+            ("user.z1.next", 5, ""),
+        ])
+        self.assertEqual((spy.msgs[1].headers or {}).get("Nats-Msg-Id"), "m5")
+        # One lookup after the deletion, shared; none since (stream_recheck_interval is 60 s).
+        self.assertEqual(len(lookups.msgs), 3)
+
+    async def test_auto_stays_on_jetstream_while_the_stream_exists(self) -> None:
+        # The stream exists but does not hold the subject: every attempt gets "no responders",
+        # every lookup finds the stream, so nothing switches and the send fails with timeout.
+        # Twenty sends retrying share their lookups: at most one per second.
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        await nc.jetstream().add_stream(name="OTHER", subjects=["other.>"])
+        lookups = await Spy().start(nc, "$JS.API.STREAM.INFO.OTHER")
+        rt = await RealtimeService.connect(nats_server.url, stream="OTHER", publish_timeout=2.5)
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "jetstream")
+        started = time.monotonic()
+        results = await asyncio.wait_for(
+            asyncio.gather(*(rt.send_event_to_user("o1", "x", i) for i in range(20)), return_exceptions=True), 10
+        )
+        self.assertGreaterEqual(time.monotonic() - started, 2.45)
+        self.assertEqual({getattr(r, "code", r) for r in results}, {"timeout"})
+        self.assertEqual(rt.mode, "jetstream")
+        await nc.flush()
+        # The connect's lookup, then one per second at most while they retry (2.5 s).
+        self.assertGreaterEqual(len(lookups.msgs), 2)
+        self.assertLessEqual(len(lookups.msgs), 4)
+
     async def test_auto_looks_again_at_most_once_per_interval(self) -> None:
         nats_server = self.start_nats()
         nc = await self.client(nats_server.url)
