@@ -151,7 +151,8 @@ class JetStreamTest(RealTestCase):
     async def test_auto_follows_a_deleted_stream_to_core(self) -> None:
         # Traced: the server's log shows how each message arrived (with a reply inbox: a
         # JetStream attempt; without: a core publish). A subscriber cannot check the sends that
-        # switch: its interest would take the JetStream publish, which then gets no "no responders".
+        # switch here: its interest would take the JetStream publish, which then gets no "no
+        # responders" (the lost-acknowledgement case, tested with a live bridge below).
         nats_server = self.start_nats(trace=True)
         nc = await self.client(nats_server.url)
         js = nc.jetstream()
@@ -215,6 +216,41 @@ class JetStreamTest(RealTestCase):
         self.assertEqual((spy.msgs[1].headers or {}).get("Nats-Msg-Id"), "m5")
         # One lookup after the deletion, shared; none since (stream_recheck_interval is 60 s).
         self.assertEqual(len(lookups.msgs), 3)
+
+    async def test_auto_follows_a_deleted_stream_to_a_live_bridge_without_duplicates(self) -> None:
+        # The stream deleted and a bridge without history serving a connected user: the bridge
+        # subscribes to the user's subject (and the broadcasts), so a JetStream attempt gets no
+        # "no responders"; it reaches the bridge as a plain message, which delivers it, and is
+        # never acknowledged. After that lost acknowledgement the lookup finds the stream gone:
+        # the send resolves as sent, and nothing is published again.
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="LIVE", subjects=["user.>", "broadcast.>"])
+        rt = await RealtimeService.connect(
+            nats_server.url, stream="LIVE", ack_timeout=1.0, publish_timeout=30.0, stream_recheck_interval=60.0
+        )
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "jetstream")
+        await js.delete_stream("LIVE")
+        bridge = self.start_bridge(nats_server.url, "--history", "off")
+        reader = await self.reader(bridge, "v1")
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(rt.send_event_to_user("v1", "first", 1), rt.broadcast_event("all", 2)), 5
+        )
+        # One ack timeout (1 s) and a lookup; without the switch each retry would reach the
+        # bridge again until publish_timeout (30 s).
+        self.assertLess(time.monotonic() - started, 3.0, "well before publish_timeout (30 s)")
+        self.assertEqual(rt.mode, "core")
+        await rt.send_event_to_user("v1", "second", 3)
+        await rt.flush()
+        await reader.wait_for_count("second", 1, 5)
+        await reader.wait_for_count("all", 1, 5)
+        # The user's events share one subject order: a second copy of "first" would come before
+        # "second". The broadcast comes through another subscription; it was sent only once, too.
+        self.assertEqual([(e["event"], e["data"]) for e in reader.events if "userId" in e], [("first", 1), ("second", 3)])
+        self.assertEqual([e["data"] for e in reader.of("all")], [2])
 
     async def test_auto_stays_on_jetstream_while_the_stream_exists(self) -> None:
         # The stream exists but does not hold the subject: every attempt gets "no responders",

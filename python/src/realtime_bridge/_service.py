@@ -29,7 +29,8 @@ _STREAM_NAME = re.compile(r"[^.*>\s/\\]{1,255}")
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 2.0
 # Auto mode on JetStream: "no responders" to a publish makes the service look the stream up again
-# (has it been deleted?), at most this often (seconds), however many sends get it.
+# (has it been deleted?), at most this often (seconds), however many sends get it. A lost
+# acknowledgement always does (one lookup in flight at a time, shared).
 _GONE_RECHECK_MIN = 1.0
 # "No responders" to a JetStream publish: nothing listens on the subject, no stream or no leader.
 _NO_RESPONDERS = (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError)
@@ -206,9 +207,9 @@ class RealtimeService:
 
         In ``auto`` mode it follows the stream both ways: from core to JetStream when a lookup
         (at most every ``stream_recheck_interval``, before a send) finds the stream, and from
-        JetStream to core when a publish gets "no responders" and JetStream then answers that
-        the stream does not exist (it was deleted: the bridge's history was turned off); that
-        send and the following ones go out with core NATS."""
+        JetStream to core when a publish gets "no responders" or no acknowledgement and
+        JetStream then answers that the stream does not exist (it was deleted: the bridge's
+        history was turned off); the following sends go out with core NATS."""
         return self._mode
 
     async def flush(self) -> None:
@@ -337,13 +338,15 @@ class RealtimeService:
 
     async def _publish_jetstream(self, subject: str, payload: bytes, msg_id: str, given: bool) -> None:
         if not await self._publish_acked(subject, payload, msg_id):
-            # Auto mode found the stream gone meanwhile: published as a core-mode send is (the
-            # id travels only when the caller gave one).
+            # Auto mode found the stream gone meanwhile and nobody got the message: published as
+            # a core-mode send is (the id travels only when the caller gave one).
             await self._publish_core(subject, payload, {"Nats-Msg-Id": msg_id} if given else None)
 
     async def _publish_acked(self, subject: str, payload: bytes, msg_id: str) -> bool:
-        """True once JetStream acknowledged the message; False, with nothing stored, when auto
-        mode switched to core before it was (the caller then publishes with core NATS)."""
+        """True once JetStream acknowledged the message, or once auto mode switched to core
+        after an attempt that went out unacknowledged (counted as sent, see below); False when
+        auto mode switched to core and no attempt reached anybody (the caller then publishes
+        with core NATS)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publish_timeout
         # The window: a send beyond max_in_flight waits here, and that wait counts toward
@@ -366,7 +369,10 @@ class RealtimeService:
             headers = {"Nats-Msg-Id": msg_id}
             while True:
                 if self._mode == "core":
-                    return False  # this send's lookup, or another's, found the stream deleted
+                    # Another send's lookup found the stream deleted while this one waited. Its
+                    # last attempt, if unacknowledged, may have been delivered (stored, or taken
+                    # by a live bridge): core mode is at most once, so it counts as sent.
+                    return isinstance(last, nats.errors.TimeoutError)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise RealtimeServiceError(
@@ -384,8 +390,13 @@ class RealtimeService:
                     ) from e
                 except _RETRYABLE as e:
                     last = e
-                    if isinstance(e, _NO_RESPONDERS) and await self._stream_gone(deadline):
-                        return False
+                    timed_out = isinstance(e, nats.errors.TimeoutError)
+                    if (timed_out or isinstance(e, _NO_RESPONDERS)) and await self._stream_gone(deadline, timed_out):
+                        # The stream is gone. After "no responders" nobody got the message: the
+                        # caller publishes it with core NATS. After a lost acknowledgement the
+                        # attempt went out as a plain message to the subject's subscribers (a
+                        # live bridge delivered it): sent, as a core publish would be, not again.
+                        return timed_out
                 except Exception as e:  # noqa: BLE001 - closed connection and the like: final
                     raise RealtimeServiceError("unavailable", f"cannot publish {subject}: {_describe(e)}") from e
                 # Jitter (half to all of the step): many messages' retries do not arrive together.
@@ -425,10 +436,12 @@ class RealtimeService:
             self._mode = "core"
         self._resolved = True
 
-    async def _stream_gone(self, deadline: float) -> bool:
-        """Auto mode on JetStream, after "no responders" to a publish: was the stream deleted?
-        Looks it up again (one request shared by the sends that ask, at most one per
-        ``_GONE_RECHECK_MIN``) and waits for it until ``deadline`` at most. True when the
+    async def _stream_gone(self, deadline: float, timed_out: bool) -> bool:
+        """Auto mode on JetStream, after "no responders" to a publish or a lost acknowledgement
+        (``timed_out``): was the stream deleted? Looks it up again (one request at a time, shared
+        by the sends that ask; after "no responders" at most one per ``_GONE_RECHECK_MIN``, after
+        a lost acknowledgement always, since a live bridge subscribing to the subject takes each
+        attempt and never answers) and waits for it until ``deadline`` at most. True when the
         service is in core mode now."""
         if self._configured_mode != "auto":
             return False
@@ -438,7 +451,11 @@ class RealtimeService:
         task = self._gone_task
         if task is None or task.done():
             now = loop.time()
-            if self._last_gone_lookup is not None and now - self._last_gone_lookup < _GONE_RECHECK_MIN:
+            if (
+                not timed_out
+                and self._last_gone_lookup is not None
+                and now - self._last_gone_lookup < _GONE_RECHECK_MIN
+            ):
                 return False  # looked a moment ago: retry as usual
             self._last_gone_lookup = now
             task = self._gone_task = asyncio.ensure_future(self._look_again())
