@@ -41,13 +41,16 @@ async def wait_until(check: Callable[[], Awaitable[Optional[T]]], timeout: float
 
 
 class NatsServer:
-    """nats-server on 127.0.0.1 with an OS-chosen port (read back from its ports file)."""
+    """nats-server on 127.0.0.1 with an OS-chosen port (read back from its ports file); with
+    ``trace``, its log holds every protocol line the clients send (``-V``)."""
 
-    def __init__(self, jetstream: bool = True) -> None:
+    def __init__(self, jetstream: bool = True, trace: bool = False) -> None:
         self.dir = tempfile.mkdtemp(prefix="rb-py-nats-")
         args = ["nats-server", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", self.dir]
         if jetstream:
             args += ["-js", "-sd", os.path.join(self.dir, "store")]
+        if trace:
+            args += ["-V"]
         self.log = open(os.path.join(self.dir, "nats-server.log"), "wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         ports_file = os.path.join(self.dir, f"nats-server_{self.proc.pid}.ports")
@@ -253,8 +256,8 @@ class RealTestCase(unittest.IsolatedAsyncioTestCase):
         # which is not the slow callback that warning is about.
         asyncio.get_running_loop().slow_callback_duration = 2.0
 
-    def start_nats(self, jetstream: bool = True) -> NatsServer:
-        server = NatsServer(jetstream)
+    def start_nats(self, jetstream: bool = True, trace: bool = False) -> NatsServer:
+        server = NatsServer(jetstream, trace)
         self.addCleanup(server.stop)
         return server
 

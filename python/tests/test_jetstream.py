@@ -148,6 +148,133 @@ class JetStreamTest(RealTestCase):
         await rt.send_event_to_user("a1", "after", {})
         self.assertEqual(await stored_count(nc, "user.a1.>"), before + 1, "acknowledged, so stored already")
 
+    async def test_auto_follows_a_deleted_stream_to_core(self) -> None:
+        # Traced: the server's log shows how each message arrived (with a reply inbox: a
+        # JetStream attempt; without: a core publish). A subscriber cannot check the sends that
+        # switch here: its interest would take the JetStream publish, which then gets no "no
+        # responders" (the lost-acknowledgement case, tested with a live bridge below).
+        nats_server = self.start_nats(trace=True)
+        nc = await self.client(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="GONE", subjects=["user.>"])
+        lookups = await Spy().start(nc, "$JS.API.STREAM.INFO.GONE")
+        rt = await RealtimeService.connect(
+            nats_server.url, stream="GONE", publish_timeout=30.0, stream_recheck_interval=60.0
+        )
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "jetstream")
+        await rt.send_event_to_user("z1", "before", 0)
+        self.assertEqual(await stored_count(nc, "user.z1.>", "GONE"), 1, "acknowledged")
+        await wait_until(lambda: _true(len(lookups.msgs) == 2), 5, "the connect's and the test's lookups")
+        # History turned off: nothing listens on user.> any more, so a publish gets "no
+        # responders". Concurrent sends, several users in one of them: one lookup for them all,
+        # its "stream not found" switches the service, and each message goes out with core NATS.
+        await js.delete_stream("GONE")
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(
+                rt.send_event_to_user("z1", "after", 1),
+                rt.send_event_to_user("z2", "after", 2),
+                rt.send_event_to_users(["z3", "z4"], "after", 3, msg_id="m3"),
+            ),
+            5,
+        )
+        self.assertLess(time.monotonic() - started, 3.0, "well before publish_timeout (30 s)")
+        self.assertEqual(rt.mode, "core")
+        await rt.flush()
+
+        def publishes(subject: str) -> list[tuple[bool, str]]:
+            # (had a reply inbox, the line) for each publish on subject the server traced.
+            lines = [line for line in nats_server.log_text().splitlines() if "<<- [" in line]
+            found = []
+            for line in lines:
+                words = line.split("<<- [", 1)[1].rstrip("]").split(" ")
+                if words[0] in ("PUB", "HPUB") and words[1] == subject:
+                    found.append((any(w.startswith("_INBOX.") for w in words[2:]), line))
+            return found
+
+        for user in ("z1", "z2", "z3", "z4"):
+            subject = f"user.{user}.after"
+            await wait_until(
+                lambda: _true(any(not acked for acked, _ in publishes(subject))), 5, f"a core {subject} in the trace"
+            )
+            traced = publishes(subject)
+            # The JetStream attempt that got "no responders", then exactly one core publish.
+            self.assertEqual([acked for acked, _ in traced], [True] * (len(traced) - 1) + [False], traced)
+        # A plain core subscriber receives what follows: once each, no reply subject, and the
+        # caller's id still travels as in core mode.
+        spy = await Spy().start(nc, "user.z1.>")
+        await rt.send_event_to_user("z1", "next", 4)
+        await rt.send_event_to_user("z1", "next", 5, msg_id="m5")
+        await rt.flush()
+        await wait_until(lambda: _true(len(spy.msgs) >= 2), 5, "the core messages")
+        await nc.flush()
+        self.assertEqual([(m.subject, json.loads(m.data), m.reply) for m in spy.msgs], [
+            ("user.z1.next", 4, ""),
+            ("user.z1.next", 5, ""),
+        ])
+        self.assertEqual((spy.msgs[1].headers or {}).get("Nats-Msg-Id"), "m5")
+        # One lookup after the deletion, shared; none since (stream_recheck_interval is 60 s).
+        self.assertEqual(len(lookups.msgs), 3)
+
+    async def test_auto_follows_a_deleted_stream_to_a_live_bridge_without_duplicates(self) -> None:
+        # The stream deleted and a bridge without history serving a connected user: the bridge
+        # subscribes to the user's subject (and the broadcasts), so a JetStream attempt gets no
+        # "no responders"; it reaches the bridge as a plain message, which delivers it, and is
+        # never acknowledged. After that lost acknowledgement the lookup finds the stream gone:
+        # the send resolves as sent, and nothing is published again.
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="LIVE", subjects=["user.>", "broadcast.>"])
+        rt = await RealtimeService.connect(
+            nats_server.url, stream="LIVE", ack_timeout=1.0, publish_timeout=30.0, stream_recheck_interval=60.0
+        )
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "jetstream")
+        await js.delete_stream("LIVE")
+        bridge = self.start_bridge(nats_server.url, "--history", "off")
+        reader = await self.reader(bridge, "v1")
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(rt.send_event_to_user("v1", "first", 1), rt.broadcast_event("all", 2)), 5
+        )
+        # One ack timeout (1 s) and a lookup; without the switch each retry would reach the
+        # bridge again until publish_timeout (30 s).
+        self.assertLess(time.monotonic() - started, 3.0, "well before publish_timeout (30 s)")
+        self.assertEqual(rt.mode, "core")
+        await rt.send_event_to_user("v1", "second", 3)
+        await rt.flush()
+        await reader.wait_for_count("second", 1, 5)
+        await reader.wait_for_count("all", 1, 5)
+        # The user's events share one subject order: a second copy of "first" would come before
+        # "second". The broadcast comes through another subscription; it was sent only once, too.
+        self.assertEqual([(e["event"], e["data"]) for e in reader.events if "userId" in e], [("first", 1), ("second", 3)])
+        self.assertEqual([e["data"] for e in reader.of("all")], [2])
+
+    async def test_auto_stays_on_jetstream_while_the_stream_exists(self) -> None:
+        # The stream exists but does not hold the subject: every attempt gets "no responders",
+        # every lookup finds the stream, so nothing switches and the send fails with timeout.
+        # Twenty sends retrying share their lookups: at most one per second.
+        nats_server = self.start_nats()
+        nc = await self.client(nats_server.url)
+        await nc.jetstream().add_stream(name="OTHER", subjects=["other.>"])
+        lookups = await Spy().start(nc, "$JS.API.STREAM.INFO.OTHER")
+        rt = await RealtimeService.connect(nats_server.url, stream="OTHER", publish_timeout=2.5)
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "jetstream")
+        started = time.monotonic()
+        results = await asyncio.wait_for(
+            asyncio.gather(*(rt.send_event_to_user("o1", "x", i) for i in range(20)), return_exceptions=True), 10
+        )
+        self.assertGreaterEqual(time.monotonic() - started, 2.45)
+        self.assertEqual({getattr(r, "code", r) for r in results}, {"timeout"})
+        self.assertEqual(rt.mode, "jetstream")
+        await nc.flush()
+        # The connect's lookup, then one per second at most while they retry (2.5 s).
+        self.assertGreaterEqual(len(lookups.msgs), 2)
+        self.assertLessEqual(len(lookups.msgs), 4)
+
     async def test_auto_looks_again_at_most_once_per_interval(self) -> None:
         nats_server = self.start_nats()
         nc = await self.client(nats_server.url)

@@ -28,6 +28,12 @@ _STREAM_NAME = re.compile(r"[^.*>\s/\\]{1,255}")
 # Retries after a lost acknowledgement or "no responders": 100 ms doubling to 2 s (§1.7).
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 2.0
+# Auto mode on JetStream: "no responders" to a publish makes the service look the stream up again
+# (has it been deleted?), at most this often (seconds), however many sends get it. A lost
+# acknowledgement always does (one lookup in flight at a time, shared).
+_GONE_RECHECK_MIN = 1.0
+# "No responders" to a JetStream publish: nothing listens on the subject, no stream or no leader.
+_NO_RESPONDERS = (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError)
 # Errors after which the same message is sent again: nothing was stored, or the answer was lost.
 _RETRYABLE = (
     nats.errors.TimeoutError,
@@ -141,6 +147,9 @@ class RealtimeService:
         self._window = asyncio.Semaphore(max_in_flight)
         self._last_lookup: Optional[float] = None
         self._lookup_task: Optional[asyncio.Task[None]] = None
+        # The lookup after "no responders" (auto mode on JetStream), shared by the sends that got it.
+        self._gone_task: Optional[asyncio.Task[None]] = None
+        self._last_gone_lookup: Optional[float] = None
         self._sends: Set[asyncio.Future[None]] = set()
         self._closed = False
         # Message ids the library makes up: random per service, a counter per message.
@@ -194,7 +203,13 @@ class RealtimeService:
     def mode(self) -> Mode:
         """``"jetstream"`` or ``"core"``: how sends are published now. A service built with the
         constructor looks the stream up at its first send; until then this is the configured
-        mode (``"auto"`` or ``"jetstream"``)."""
+        mode (``"auto"`` or ``"jetstream"``).
+
+        In ``auto`` mode it follows the stream both ways: from core to JetStream when a lookup
+        (at most every ``stream_recheck_interval``, before a send) finds the stream, and from
+        JetStream to core when a publish gets "no responders" or no acknowledgement and
+        JetStream then answers that the stream does not exist (it was deleted: the bridge's
+        history was turned off); the following sends go out with core NATS."""
         return self._mode
 
     async def flush(self) -> None:
@@ -277,11 +292,13 @@ class RealtimeService:
                 await self._ensure_mode()
             if self._mode == "jetstream":
                 ids = [self._message_id(msg_id, s, len(subjects)) for s in subjects]
+                given = msg_id is not None
                 if len(subjects) == 1:
-                    await self._publish_acked(subjects[0], payload, ids[0])
+                    await self._publish_jetstream(subjects[0], payload, ids[0], given)
                 else:
                     results = await asyncio.gather(
-                        *(self._publish_acked(s, payload, i) for s, i in zip(subjects, ids)), return_exceptions=True
+                        *(self._publish_jetstream(s, payload, i, given) for s, i in zip(subjects, ids)),
+                        return_exceptions=True,
                     )
                     for r in results:
                         if isinstance(r, BaseException):
@@ -319,7 +336,17 @@ class RealtimeService:
         except Exception as e:  # noqa: BLE001 - closed, draining, buffer full, over max_payload
             raise RealtimeServiceError("unavailable", f"cannot publish {subject}: {_describe(e)}") from e
 
-    async def _publish_acked(self, subject: str, payload: bytes, msg_id: str) -> None:
+    async def _publish_jetstream(self, subject: str, payload: bytes, msg_id: str, given: bool) -> None:
+        if not await self._publish_acked(subject, payload, msg_id):
+            # Auto mode found the stream gone meanwhile and nobody got the message: published as
+            # a core-mode send is (the id travels only when the caller gave one).
+            await self._publish_core(subject, payload, {"Nats-Msg-Id": msg_id} if given else None)
+
+    async def _publish_acked(self, subject: str, payload: bytes, msg_id: str) -> bool:
+        """True once JetStream acknowledged the message, or once auto mode switched to core
+        after an attempt that went out unacknowledged (counted as sent, see below); False when
+        auto mode switched to core and no attempt reached anybody (the caller then publishes
+        with core NATS)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publish_timeout
         # The window: a send beyond max_in_flight waits here, and that wait counts toward
@@ -341,6 +368,11 @@ class RealtimeService:
             last: Optional[BaseException] = None
             headers = {"Nats-Msg-Id": msg_id}
             while True:
+                if self._mode == "core":
+                    # Another send's lookup found the stream deleted while this one waited. Its
+                    # last attempt, if unacknowledged, may have been delivered (stored, or taken
+                    # by a live bridge): core mode is at most once, so it counts as sent.
+                    return isinstance(last, nats.errors.TimeoutError)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise RealtimeServiceError(
@@ -351,13 +383,20 @@ class RealtimeService:
                 attempts += 1
                 try:
                     await self._js.publish(subject, payload, timeout=min(self._ack_timeout, remaining), headers=headers)
-                    return  # an acknowledgement, possibly of a duplicate: stored once either way
+                    return True  # an acknowledgement, possibly of a duplicate: stored once either way
                 except nats.js.errors.APIError as e:
                     raise RealtimeServiceError(
                         "unavailable", f"JetStream refused {subject}: {e.description or e} (code {e.code})"
                     ) from e
                 except _RETRYABLE as e:
                     last = e
+                    timed_out = isinstance(e, nats.errors.TimeoutError)
+                    if (timed_out or isinstance(e, _NO_RESPONDERS)) and await self._stream_gone(deadline, timed_out):
+                        # The stream is gone. After "no responders" nobody got the message: the
+                        # caller publishes it with core NATS. After a lost acknowledgement the
+                        # attempt went out as a plain message to the subject's subscribers (a
+                        # live bridge delivered it): sent, as a core publish would be, not again.
+                        return timed_out
                 except Exception as e:  # noqa: BLE001 - closed connection and the like: final
                     raise RealtimeServiceError("unavailable", f"cannot publish {subject}: {_describe(e)}") from e
                 # Jitter (half to all of the step): many messages' retries do not arrive together.
@@ -387,7 +426,7 @@ class RealtimeService:
             self._mode = "core"
             return
         self._last_lookup = asyncio.get_running_loop().time()
-        found, why = await self._stream_exists()
+        found, why = await self._stream_info()
         if found:
             self._mode = "jetstream"
         elif self._configured_mode == "jetstream":
@@ -397,17 +436,65 @@ class RealtimeService:
             self._mode = "core"
         self._resolved = True
 
-    async def _stream_exists(self) -> Tuple[bool, str]:
+    async def _stream_gone(self, deadline: float, timed_out: bool) -> bool:
+        """Auto mode on JetStream, after "no responders" to a publish or a lost acknowledgement
+        (``timed_out``): was the stream deleted? Looks it up again (one request at a time, shared
+        by the sends that ask; after "no responders" at most one per ``_GONE_RECHECK_MIN``, after
+        a lost acknowledgement always, since a live bridge subscribing to the subject takes each
+        attempt and never answers) and waits for it until ``deadline`` at most. True when the
+        service is in core mode now."""
+        if self._configured_mode != "auto":
+            return False
+        if self._mode == "core":
+            return True
+        loop = asyncio.get_running_loop()
+        task = self._gone_task
+        if task is None or task.done():
+            now = loop.time()
+            if (
+                not timed_out
+                and self._last_gone_lookup is not None
+                and now - self._last_gone_lookup < _GONE_RECHECK_MIN
+            ):
+                return False  # looked a moment ago: retry as usual
+            self._last_gone_lookup = now
+            task = self._gone_task = asyncio.ensure_future(self._look_again())
+        remaining = deadline - loop.time()
+        if remaining > 0:
+            # Not wait_for: a send giving up must not cancel the lookup others wait for.
+            await asyncio.wait({task}, timeout=remaining)
+        return self._in_core()
+
+    def _in_core(self) -> bool:
+        # A method, not an inline test: the mode changes across awaits, which narrowing ignores.
+        return self._mode == "core"
+
+    async def _look_again(self) -> None:
+        started = asyncio.get_running_loop().time()
+        try:
+            found, _ = await self._stream_info()
+        except Exception:  # noqa: BLE001 - a failed lookup tells nothing: the send retries
+            return
+        # Only JetStream saying the stream does not exist switches: no answer (JetStream
+        # momentarily without a leader) changes nothing, and the sends keep retrying.
+        if found is False and self._mode == "jetstream":
+            self._mode = "core"
+            # From here the rule of core mode: look again at most every stream_recheck_interval.
+            self._last_lookup = started
+
+    async def _stream_info(self) -> Tuple[Optional[bool], str]:
+        """One stream-info request: True if the stream exists, False if JetStream answered that
+        it does not (an error answer), None if JetStream did not answer; and why not."""
         try:
             msg = await self._nc.request(f"$JS.API.STREAM.INFO.{self._stream}", b"", timeout=self._ack_timeout)
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            return False, "JetStream does not answer (not enabled on this NATS server?)"
+            return None, "JetStream does not answer (not enabled on this NATS server?)"
         except Exception as e:  # noqa: BLE001
             raise RealtimeServiceError("unavailable", f"cannot look the stream up: {_describe(e)}") from e
         try:
             answer = json.loads(msg.data)
         except ValueError:
-            return False, "JetStream's stream-info answer is not JSON"
+            return None, "JetStream's stream-info answer is not JSON"
         error = answer.get("error") if isinstance(answer, dict) else None
         if error is not None:
             description = error.get("description") if isinstance(error, dict) else error
