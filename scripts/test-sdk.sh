@@ -95,7 +95,7 @@ node_test() {
 }
 
 echo "== sdk: Node tests (real bridge + nats-server; fixture server; behaviour suite; offline/online/visibility, retry: floor, make-before-break; .wasm size; realtime-bridge/server: flood, retries, presence, modes, packaging)"
-(cd npm && node_test sdk-node 85 test/node/)
+(cd npm && node_test sdk-node 87 test/node/)
 
 echo "== sdk: React hook tests (React Testing Library; real bridge + in-memory testing provider)"
 (

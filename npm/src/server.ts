@@ -559,9 +559,13 @@ export class RealtimeService implements IRealtimeService {
     try {
       const reply = await this.nc.request(`$JS.API.STREAM.INFO.${stream}`, EMPTY, { timeout: this.s.ackTimeout });
       const info = JSON.parse(decode(reply.data)) as { error?: { code?: number; description?: string } };
-      this.streamFound = info.error === undefined;
-      this.streamMissing = info.error !== undefined;
-      if (info.error) this.streamWhy = `JetStream has no stream ${stream} (${info.error.description ?? info.error.code})`;
+      // Once found, only "not found" says the stream is gone: JetStream without a leader
+      // answers with an error too (503), and the stream stays found.
+      this.streamMissing = info.error?.code === 404;
+      if (this.streamFound !== true || info.error === undefined || this.streamMissing) {
+        this.streamFound = info.error === undefined;
+        if (info.error) this.streamWhy = `JetStream has no stream ${stream} (${info.error.description ?? info.error.code})`;
+      }
     } catch (e) {
       this.streamMissing = false;
       // No answer: before the stream was found, JetStream is not there; after, it is only

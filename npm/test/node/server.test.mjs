@@ -407,6 +407,28 @@ test('a lost acknowledgement is retried with the same id after ackTimeout and a 
   assert.equal(ids.length, 1);
 });
 
+test('auto stays on JetStream when the lookup after no responders answers anything but not found (a leader election answers 503)', { timeout: 30000 }, async (t) => {
+  t.after(cleanup);
+  const nats = await startNatsServer({ jetstream: false });
+  defer(() => nats.stop());
+  const nc = await connect({ servers: nats.url });
+  defer(() => nc.close());
+  let looks = 0;
+  // Found at connect; afterwards JetStream "temporarily unavailable", as while it elects a leader.
+  nc.subscribe('$JS.API.STREAM.INFO.REALTIME', {
+    callback: (_, m) =>
+      m.respond(++looks === 1 ? JSON.stringify({ config: { name: 'REALTIME' } }) : JSON.stringify({ error: { code: 503, err_code: 10008, description: 'JetStream system temporarily unavailable' } })),
+  });
+  await nc.flush();
+  const rt = await RealtimeService.connect({ servers: nats.url, ackTimeout: 300, publishTimeout: 3000 });
+  defer(() => rt.close());
+  assert.equal(rt.mode, 'jetstream');
+  // Nobody answers user.fake.>: every attempt meets "no responders" until publishTimeout.
+  await rejectsWith(rt.sendEventToUser('fake', 'ev', {}), 'timeout');
+  assert.equal(rt.mode, 'jetstream');
+  assert.ok(looks >= 2 && looks <= 5, `${looks} lookups in 3 s (at most one a second after no responders)`);
+});
+
 test('a JetStream error answer fails at once (unavailable); no acknowledgement at all fails at publishTimeout (timeout)', { timeout: 30000 }, async (t) => {
   t.after(cleanup);
   const nats = await startNatsServer({ jetstream: false });

@@ -426,7 +426,7 @@ class RealtimeService:
             self._mode = "core"
             return
         self._last_lookup = asyncio.get_running_loop().time()
-        found, why = await self._stream_info()
+        found, why, _ = await self._stream_info()
         if found:
             self._mode = "jetstream"
         elif self._configured_mode == "jetstream":
@@ -472,34 +472,37 @@ class RealtimeService:
     async def _look_again(self) -> None:
         started = asyncio.get_running_loop().time()
         try:
-            found, _ = await self._stream_info()
+            _, _, not_found = await self._stream_info()
         except Exception:  # noqa: BLE001 - a failed lookup tells nothing: the send retries
             return
-        # Only JetStream saying the stream does not exist switches: no answer (JetStream
-        # momentarily without a leader) changes nothing, and the sends keep retrying.
-        if found is False and self._mode == "jetstream":
+        # Only JetStream saying the stream does not exist switches: no answer, or another error
+        # answer (JetStream momentarily without a leader answers 503), changes nothing, and the
+        # sends keep retrying.
+        if not_found and self._mode == "jetstream":
             self._mode = "core"
             # From here the rule of core mode: look again at most every stream_recheck_interval.
             self._last_lookup = started
 
-    async def _stream_info(self) -> Tuple[Optional[bool], str]:
+    async def _stream_info(self) -> Tuple[Optional[bool], str, bool]:
         """One stream-info request: True if the stream exists, False if JetStream answered that
-        it does not (an error answer), None if JetStream did not answer; and why not."""
+        it is not available (an error answer), None if JetStream did not answer; why not; and
+        whether the answer was "not found" (404)."""
         try:
             msg = await self._nc.request(f"$JS.API.STREAM.INFO.{self._stream}", b"", timeout=self._ack_timeout)
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            return None, "JetStream does not answer (not enabled on this NATS server?)"
+            return None, "JetStream does not answer (not enabled on this NATS server?)", False
         except Exception as e:  # noqa: BLE001
             raise RealtimeServiceError("unavailable", f"cannot look the stream up: {_describe(e)}") from e
         try:
             answer = json.loads(msg.data)
         except ValueError:
-            return None, "JetStream's stream-info answer is not JSON"
+            return None, "JetStream's stream-info answer is not JSON", False
         error = answer.get("error") if isinstance(answer, dict) else None
         if error is not None:
             description = error.get("description") if isinstance(error, dict) else error
-            return False, f"stream {self._stream} is not available: {description}"
-        return True, ""
+            not_found = isinstance(error, dict) and error.get("code") == 404
+            return False, f"stream {self._stream} is not available: {description}", not_found
+        return True, "", False
 
     # --- Presence ------------------------------------------------------------------------
 
