@@ -5,10 +5,14 @@ use std::time::Duration;
 /// How events are published (docs/protocol.md §1.7, "Mode").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
-    /// Looks the stream up at connect: JetStream when it exists, core NATS otherwise, and
-    /// looks again (at most every [`Options::auto_recheck`]) while in core mode, so a bridge
-    /// that turns history on later is followed. The right choice unless you know the bridge's
-    /// mode.
+    /// Looks the stream up at connect: JetStream when it exists, core NATS otherwise. Follows
+    /// the bridge both ways: while in core mode it looks again (at most every
+    /// [`Options::auto_recheck`]), so a bridge that turns history on later is followed; while
+    /// in JetStream mode, a publish that gets "no responders" makes it look the stream up
+    /// (one lookup at a time, at most one a second), and if JetStream answers that the stream
+    /// does not exist (history turned off) it switches to core mode, that message included.
+    /// A lookup without an answer changes nothing: the send keeps retrying. The right choice
+    /// unless you know the bridge's mode.
     #[default]
     Auto,
     /// Acknowledged publishing only: connecting fails with `unavailable` when the stream does
