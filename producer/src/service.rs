@@ -24,7 +24,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The header JetStream de-duplicates on.
 const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// In auto mode, the shortest time between two stream lookups triggered by "no responders":
-/// a stream that exists but has no leader for a while must not cost a lookup per retry.
+/// a stream that exists but has no leader for a while must not cost a lookup per retry. (A
+/// lost acknowledgement always triggers one.)
 const GONE_RECHECK_MIN: Duration = Duration::from_secs(1);
 
 /// Publishes events to the users of Realtime Bridge over NATS: the original system's
@@ -63,7 +64,7 @@ struct Inner {
     /// Woken each time a send settles (flush and close wait on it).
     settled: Notify,
     /// Held while an auto-mode lookup runs, so concurrent sends trigger one lookup, not many
-    /// (and sends that got "no responders" meanwhile use its result).
+    /// (sends that got "no responders" or no acknowledgement meanwhile use its result).
     recheck: tokio::sync::Mutex<()>,
 }
 
@@ -72,8 +73,10 @@ struct State {
     mode: Mode,
     /// When the stream was last looked up (auto mode re-checks from core mode).
     checked_at: Instant,
-    /// When a JetStream publish's "no responders" last made auto mode look the stream up.
+    /// When a JetStream publish's "no responders" or lost acknowledgement last made auto
+    /// mode look the stream up, and when that lookup ended.
     gone_checked_at: Option<Instant>,
+    gone_checked_done: Option<Instant>,
     /// Number given to the next send; flush waits for the sends numbered below its mark.
     next_send: u64,
     /// Sends started and not yet settled.
@@ -195,6 +198,7 @@ impl RealtimeService {
             mode,
             checked_at: Instant::now(),
             gone_checked_at: None,
+            gone_checked_done: None,
             next_send: 0,
             pending: BTreeSet::new(),
             closed: false,
@@ -453,8 +457,10 @@ impl RealtimeService {
         }
     }
 
-    /// One message through JetStream with `given` as id, else one made up; with core NATS if
-    /// auto mode finds the stream gone meanwhile, as a core send would be.
+    /// One message through JetStream with `given` as id, else one made up. If auto mode finds
+    /// the stream gone meanwhile: with core NATS when nobody got it ("no responders"), as a
+    /// core send would be, or counted as sent when its last attempt went unacknowledged (that
+    /// attempt reached the subject's subscribers, a live bridge among them).
     async fn publish_js(
         &self,
         subject: &str,
@@ -464,7 +470,7 @@ impl RealtimeService {
     ) -> Result<(), Error> {
         let id = given.clone().unwrap_or_else(|| nuid::next().to_string());
         match self.publish_acked(subject, &id, payload.clone(), deadline).await? {
-            Acked::Stored => Ok(()),
+            Acked::Stored | Acked::Delivered => Ok(()),
             Acked::StreamGone => self.publish_core(subject, given.as_deref(), payload).await,
         }
     }
@@ -513,27 +519,37 @@ impl RealtimeService {
         s.mode
     }
 
-    /// Auto mode, after a JetStream publish got "no responders": whether the stream is gone,
-    /// in which case the service is switched to core mode. Only JetStream saying so counts
-    /// (no answer, or a stream without a leader, changes nothing). One lookup at a time,
-    /// whose result the sends waiting meanwhile share, and at most one per
-    /// [`GONE_RECHECK_MIN`].
-    async fn stream_gone(&self) -> bool {
+    /// Auto mode, after a JetStream publish got "no responders" (`timed_out` false) or no
+    /// acknowledgement (`timed_out` true): whether the stream is gone, in which case the
+    /// service is switched to core mode. Only JetStream saying so counts (no answer, or
+    /// another error answer such as a stream without a leader, changes nothing).
+    ///
+    /// One lookup at a time; a send that waited while one ran uses its result. After "no
+    /// responders", which a flood meets in numbers while JetStream elects a leader, at most
+    /// one lookup per [`GONE_RECHECK_MIN`]; after a lost acknowledgement always one, since
+    /// the retry would otherwise reach a live bridge again.
+    async fn stream_gone(&self, timed_out: bool) -> bool {
         let inner = &*self.inner;
+        let asked = Instant::now();
         let _looking = inner.recheck.lock().await;
         {
             let mut s = inner.lock();
             if s.mode == Mode::Core {
-                // Switched meanwhile (by the lookup this send waited for).
+                // Switched meanwhile (by the lookup this send waited for, or an earlier one).
                 return true;
             }
-            if s.gone_checked_at.is_some_and(|t| t.elapsed() < GONE_RECHECK_MIN) {
+            if s.gone_checked_done.is_some_and(|t| t > asked) {
+                // A lookup ended while this send waited for it, and found the stream.
+                return false;
+            }
+            if !timed_out && s.gone_checked_at.is_some_and(|t| t.elapsed() < GONE_RECHECK_MIN) {
                 return false;
             }
             s.gone_checked_at = Some(Instant::now());
         }
         let found = lookup(&inner.js, &inner.options.stream).await;
         let mut s = inner.lock();
+        s.gone_checked_done = Some(Instant::now());
         match found {
             Lookup::Missing(_) => {
                 s.mode = Mode::Core;
@@ -548,7 +564,9 @@ impl RealtimeService {
     /// One message through JetStream, acknowledged: holds a window slot until it settles,
     /// sends it again with the same id on a lost acknowledgement or "no responders", and
     /// fails at `deadline` (`timeout`) or on JetStream's error answer (`unavailable`). In
-    /// auto mode, "no responders" may find the stream gone ([`Acked::StreamGone`]).
+    /// auto mode, "no responders" or a lost acknowledgement may find the stream gone, and so
+    /// may another send's lookup while this one waits to retry: [`Acked::Delivered`] when
+    /// the last attempt went unacknowledged, else [`Acked::StreamGone`].
     async fn publish_acked(
         &self,
         subject: &str,
@@ -567,7 +585,16 @@ impl RealtimeService {
         };
         let mut backoff = BACKOFF_START;
         let mut last = String::from("no time left for an attempt");
+        // Whether the last attempt went out without an acknowledgement: subscribers of the
+        // subject (a live bridge) may have got it as a plain message.
+        let mut unacked = false;
+        // What auto mode does with this message once the stream is known to be gone.
+        let gone = |unacked: bool| if unacked { Acked::Delivered } else { Acked::StreamGone };
         loop {
+            if inner.options.mode == Mode::Auto && inner.lock().mode == Mode::Core {
+                // Another send's lookup found the stream gone: as after this send's own.
+                return Ok(gone(unacked));
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(timed_out(&last));
@@ -578,24 +605,26 @@ impl RealtimeService {
                 let ack = inner.js.publish_with_headers(subject.to_owned(), headers, payload.clone()).await?;
                 ack.await
             };
-            last = match tokio::time::timeout(inner.options.ack_timeout.min(deadline - now), attempt).await {
+            let outcome = tokio::time::timeout(inner.options.ack_timeout.min(deadline - now), attempt).await;
+            // "No responders": nothing listens on the subject (a stream without a leader for
+            // a moment, or a stream deleted because the bridge runs without history now).
+            // No acknowledgement: lost or late, or a stream deleted while a live bridge
+            // subscribes to the subject and took the attempt as a plain message.
+            let (lookup_due, why) = match outcome {
                 Ok(Ok(_ack)) => return Ok(Acked::Stored),
                 Ok(Err(e)) => match e.kind() {
-                    // "No responders": nothing listens on the subject. A stream without a
-                    // leader for a moment, or, in auto mode, maybe a stream deleted because
-                    // the bridge runs without history now.
                     PublishErrorKind::StreamNotFound => {
-                        if inner.options.mode == Mode::Auto
-                            && matches!(tokio::time::timeout_at(deadline.into(), self.stream_gone()).await, Ok(true))
-                        {
-                            return Ok(Acked::StreamGone);
-                        }
-                        format!("last attempt: {e}")
+                        unacked = false;
+                        (true, format!("last attempt: {e}"))
                     }
-                    // Lost or late acknowledgements, a connection being re-established:
-                    // the same id makes a resend safe.
-                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
-                        format!("last attempt: {e}")
+                    PublishErrorKind::TimedOut => {
+                        unacked = true;
+                        (true, format!("last attempt: {e}"))
+                    }
+                    // A connection being re-established: the attempt did not go out.
+                    PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
+                        unacked = false;
+                        (false, format!("last attempt: {e}"))
                     }
                     _ => {
                         return Err(Error::unavailable(format!(
@@ -603,8 +632,19 @@ impl RealtimeService {
                         )))
                     }
                 },
-                Err(_) => format!("last attempt: no acknowledgement within {:?}", inner.options.ack_timeout),
+                Err(_) => {
+                    unacked = true;
+                    (true, format!("last attempt: no acknowledgement within {:?}", inner.options.ack_timeout))
+                }
             };
+            last = why;
+            if lookup_due
+                && inner.options.mode == Mode::Auto
+                && matches!(tokio::time::timeout_at(deadline.into(), self.stream_gone(unacked)).await, Ok(true))
+            {
+                return Ok(gone(unacked));
+            }
+            // Otherwise the same id again after a backoff: a resend is safe.
             let now = Instant::now();
             if now >= deadline {
                 return Err(timed_out(&last));
@@ -636,7 +676,12 @@ impl RealtimeService {
 enum Acked {
     /// JetStream acknowledged it (a duplicate's acknowledgement counts).
     Stored,
-    /// Auto mode found the stream gone and switched to core: publish it with core NATS.
+    /// Auto mode found the stream gone and switched to core after an unacknowledged attempt:
+    /// that attempt went to the subject's subscribers as a plain message (a live bridge
+    /// delivered it), so it counts as sent; sending it again would deliver it twice.
+    Delivered,
+    /// Auto mode found the stream gone and switched to core, and nobody got the message
+    /// ("no responders", or no attempt yet): publish it with core NATS.
     StreamGone,
 }
 

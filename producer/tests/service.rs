@@ -368,6 +368,52 @@ async fn auto_mode_follows_a_deleted_stream_to_core() {
 }
 
 #[tokio::test]
+async fn auto_mode_counts_an_attempt_a_live_bridge_took_as_sent() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, -1).await;
+    let options =
+        Options::default().with_ack_timeout(Duration::from_secs(1)).with_publish_timeout(Duration::from_secs(20));
+    let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+
+    // History turned off: the stream is gone and a live bridge serves user 42. It subscribes
+    // to the user's subject, so a JetStream attempt never gets "no responders": it reaches
+    // the bridge as a plain message (delivered) and nobody acknowledges it.
+    jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
+    let bridge = start_bridge(&nats.url(), &["--history", "off"]);
+    let reader = Reader::open(&bridge.base(), "42", "").await;
+    let mut lookups = client.subscribe(LOOKUP_SUBJECT).await.unwrap();
+    client.flush().await.unwrap();
+
+    let started = Instant::now();
+    let sends: Vec<_> = (0..3)
+        .map(|i| {
+            let rt = rt.clone();
+            tokio::spawn(async move { rt.send_event_to_user("42", "first", &json!({ "n": i })).await })
+        })
+        .collect();
+    let all = futures::future::join_all(sends);
+    for r in tokio::time::timeout(Duration::from_secs(5), all).await.expect("resolved long before publish_timeout") {
+        r.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "after the ack timeout (1 s), not before: {took:?}");
+    assert_eq!(rt.mode(), Mode::Core);
+    rt.send_event_to_user("42", "second", &json!({"n": 3})).await.unwrap();
+    rt.send_event_to_user("42", "sentinel", &0).await.unwrap();
+
+    // Everything sent before the sentinel arrived before it: each event exactly once (a
+    // resend after the lost acknowledgement would be a second copy).
+    let got = reader.events_until("sentinel", WAIT).await;
+    assert_eq!(counts_of_n(&got), (0..4).map(|n| (n, 1)).collect::<HashMap<_, _>>(), "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(lookups_before_marker(&rt, &mut lookups).await, 1, "one lookup, shared by the three sends");
+    println!("counted as sent after {took:?}");
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn concurrent_sends_share_one_lookup_when_the_stream_is_gone() {
     let nats = NatsServer::start();
     let client = nats_client(&nats).await;
