@@ -414,6 +414,52 @@ async fn auto_mode_counts_an_attempt_a_live_bridge_took_as_sent() {
 }
 
 #[tokio::test]
+async fn a_send_that_made_no_attempt_when_the_stream_is_found_gone_goes_out_with_core() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, -1).await;
+    // One slot: the second send waits for it while the first one's attempt is unanswered.
+    let options = Options::default()
+        .with_max_in_flight(1)
+        .with_ack_timeout(Duration::from_secs(1))
+        .with_publish_timeout(Duration::from_secs(20));
+    let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+    jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
+    // Stands in for a live bridge: a plain subscriber of the subject.
+    let mut sub = client.subscribe("user.42.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    let started = Instant::now();
+    let (a, b) = (rt.clone(), rt.clone());
+    let both = futures::future::join(
+        tokio::spawn(async move { a.send_event_to_user("42", "x", &json!({"n": 1})).await }),
+        tokio::spawn(async move { b.send_event_to_user("42", "x", &json!({"n": 2})).await }),
+    );
+    let (first, second) = tokio::time::timeout(Duration::from_secs(5), both).await.expect("both resolved in time");
+    first.unwrap().unwrap();
+    second.unwrap().unwrap();
+    let took = started.elapsed();
+    // The first send's attempt timed out (1 s) and its lookup switched to core; the second,
+    // still without an attempt, went out with core at once instead of timing out in turn.
+    assert!(took < Duration::from_millis(1800), "{took:?}");
+    assert_eq!(rt.mode(), Mode::Core);
+    rt.send_event_to_user("42", "sentinel", &0).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let m = tokio::time::timeout(WAIT, sub.next()).await.expect("a message in time").unwrap();
+        if m.subject.as_str() == "user.42.sentinel" {
+            break;
+        }
+        got.push((serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap(), m.reply.is_some()));
+    }
+    // The first one's JetStream attempt (with a reply subject), counted as sent; the
+    // second one's core publish; nothing twice.
+    assert_eq!(got, [(json!({"n": 1}), true), (json!({"n": 2}), false)]);
+    println!("both sent in {took:?}");
+}
+
+#[tokio::test]
 async fn concurrent_sends_share_one_lookup_when_the_stream_is_gone() {
     let nats = NatsServer::start();
     let client = nats_client(&nats).await;
