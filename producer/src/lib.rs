@@ -19,7 +19,8 @@
 //!   [`EventName`](realtime_bridge_wire::EventName)), and data against the bridge's size
 //!   limit, before anything is sent: an event the bridge would drop is an error here.
 //! - **The right mode.** [`Mode::Auto`] publishes through JetStream when the bridge's stream
-//!   exists and with core NATS when it runs live, and follows a bridge that turns history on.
+//!   exists and with core NATS when it runs live, and follows a bridge that turns history on
+//!   or off.
 //!
 //! ```no_run
 //! use realtime_bridge_producer::{RealtimeService, SendOptions};

@@ -5,10 +5,19 @@ use std::time::Duration;
 /// How events are published (docs/protocol.md §1.7, "Mode").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
-    /// Looks the stream up at connect: JetStream when it exists, core NATS otherwise, and
-    /// looks again (at most every [`Options::auto_recheck`]) while in core mode, so a bridge
-    /// that turns history on later is followed. The right choice unless you know the bridge's
-    /// mode.
+    /// Looks the stream up at connect: JetStream when it exists, core NATS otherwise. Follows
+    /// the bridge both ways: while in core mode it looks again (at most every
+    /// [`Options::auto_recheck`]), so a bridge that turns history on later is followed; while
+    /// in JetStream mode, a publish that gets "no responders" or no acknowledgement within
+    /// [`Options::ack_timeout`] makes it look the stream up (one lookup at a time, shared by
+    /// concurrent sends; after "no responders" at most one a second). If JetStream answers
+    /// that the stream does not exist (history turned off) it switches to core mode. The
+    /// message itself is then published with core NATS after "no responders" (nobody got
+    /// it), and counted as sent after a lost acknowledgement: the attempt went out as a
+    /// plain message to the subject's subscribers (a live bridge delivers it), so sending it
+    /// again would deliver it twice. A lookup without an answer, or another error answer,
+    /// changes nothing: the send keeps retrying. The right choice unless you know the
+    /// bridge's mode.
     #[default]
     Auto,
     /// Acknowledged publishing only: connecting fails with `unavailable` when the stream does
@@ -58,7 +67,8 @@ pub struct Options {
     /// without bound in memory.
     pub max_in_flight: usize,
     /// How long one publish attempt waits for its acknowledgement before it is sent again
-    /// with the same id (default 5 s). Also bounds the stream lookup and a core flush.
+    /// with the same id (default 5 s); in auto mode it also makes the service look the
+    /// stream up ([`Mode::Auto`]). Also bounds the stream lookup and a core flush.
     pub ack_timeout: Duration,
     /// How long a send may take in all, retries and waiting for a window slot included
     /// (default 30 s). Kept under JetStream's 2-minute duplicate window, so that every

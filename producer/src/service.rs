@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishErrorKind};
+use async_nats::jetstream::context::{GetStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -22,6 +23,10 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The header JetStream de-duplicates on.
 const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+/// In auto mode, the shortest time between two stream lookups triggered by "no responders":
+/// a stream that exists but has no leader for a while must not cost a lookup per retry. (A
+/// lost acknowledgement always triggers one.)
+const GONE_RECHECK_MIN: Duration = Duration::from_secs(1);
 
 /// Publishes events to the users of Realtime Bridge over NATS: the original system's
 /// `IRealtimeService` port (send to a user, to several, broadcast; who is connected).
@@ -58,7 +63,8 @@ struct Inner {
     state: Mutex<State>,
     /// Woken each time a send settles (flush and close wait on it).
     settled: Notify,
-    /// Held while an auto-mode lookup runs, so concurrent sends trigger one lookup, not many.
+    /// Held while an auto-mode lookup runs, so concurrent sends trigger one lookup, not many
+    /// (sends that got "no responders" or no acknowledgement meanwhile use its result).
     recheck: tokio::sync::Mutex<()>,
 }
 
@@ -67,6 +73,10 @@ struct State {
     mode: Mode,
     /// When the stream was last looked up (auto mode re-checks from core mode).
     checked_at: Instant,
+    /// When a JetStream publish's "no responders" or lost acknowledgement last made auto
+    /// mode look the stream up, and when that lookup ended.
+    gone_checked_at: Option<Instant>,
+    gone_checked_done: Option<Instant>,
     /// Number given to the next send; flush waits for the sends numbered below its mark.
     next_send: u64,
     /// Sends started and not yet settled.
@@ -169,8 +179,8 @@ impl RealtimeService {
         let mode = match options.mode {
             Mode::Core => Mode::Core,
             Mode::JetStream => match lookup(&js, &options.stream).await {
-                Ok(()) => Mode::JetStream,
-                Err(e) => {
+                Lookup::Found => Mode::JetStream,
+                Lookup::Missing(e) | Lookup::Unknown(e) => {
                     return Err(Error::unavailable(format!(
                         "mode jetstream: the JetStream stream {:?} cannot be found ({e}); is the bridge running \
                          with history (--history on/auto), under this --stream-name?",
@@ -179,12 +189,20 @@ impl RealtimeService {
                 }
             },
             Mode::Auto => match lookup(&js, &options.stream).await {
-                Ok(()) => Mode::JetStream,
-                Err(_) => Mode::Core,
+                Lookup::Found => Mode::JetStream,
+                Lookup::Missing(_) | Lookup::Unknown(_) => Mode::Core,
             },
         };
         let window = Semaphore::new(options.max_in_flight);
-        let state = State { mode, checked_at: Instant::now(), next_send: 0, pending: BTreeSet::new(), closed: false };
+        let state = State {
+            mode,
+            checked_at: Instant::now(),
+            gone_checked_at: None,
+            gone_checked_done: None,
+            next_send: 0,
+            pending: BTreeSet::new(),
+            closed: false,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -200,7 +218,8 @@ impl RealtimeService {
     }
 
     /// How events are published now: [`Mode::JetStream`] (acknowledged) or [`Mode::Core`]
-    /// (at most once); never [`Mode::Auto`], which resolves to one of them.
+    /// (at most once); never [`Mode::Auto`], which resolves to one of them and may change
+    /// between sends as the bridge's stream appears or disappears.
     pub fn mode(&self) -> Mode {
         self.inner.lock().mode
     }
@@ -413,38 +432,62 @@ impl RealtimeService {
         if subjects.is_empty() {
             return Ok(());
         }
+        // The caller's id as it travels in each mode (core messages carry it too).
+        let given_id = |s: &str| match msg_id {
+            Some(id) if subjects.len() == 1 => Some(id.to_owned()),
+            Some(id) => Some(format!("{id}:{s}")),
+            None => None,
+        };
         match self.current_mode().await {
             Mode::JetStream => {
-                let id_of = |s: &str| match msg_id {
-                    Some(id) if subjects.len() == 1 => id.to_owned(),
-                    Some(id) => format!("{id}:{s}"),
-                    None => nuid::next().to_string(),
-                };
                 if let [s] = subjects.as_slice() {
-                    return self.publish_acked(s, &id_of(s), payload, deadline).await;
+                    return self.publish_js(s, given_id(s), payload, deadline).await;
                 }
-                let ids: Vec<String> = subjects.iter().map(|s| id_of(s)).collect();
-                let all = subjects.iter().zip(&ids).map(|(s, id)| self.publish_acked(s, id, payload.clone(), deadline));
+                let all = subjects.iter().map(|s| self.publish_js(s, given_id(s), payload.clone(), deadline));
                 // Every subject runs to its end: one failure must not cancel the others
                 // halfway (they may already be stored).
                 futures::future::join_all(all).await.into_iter().collect()
             }
             _ => {
                 for s in &subjects {
-                    let r = match msg_id {
-                        Some(id) => {
-                            let id = if subjects.len() == 1 { id.to_owned() } else { format!("{id}:{s}") };
-                            let mut h = HeaderMap::new();
-                            h.insert(MSG_ID_HEADER, id.as_str());
-                            inner.client.publish_with_headers(s.clone(), h, payload.clone()).await
-                        }
-                        None => inner.client.publish(s.clone(), payload.clone()).await,
-                    };
-                    r.map_err(|e| Error::unavailable(format!("publish to {s} failed: {e}")))?;
+                    self.publish_core(s, given_id(s).as_deref(), payload.clone()).await?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// One message through JetStream with `given` as id, else one made up. If auto mode finds
+    /// the stream gone meanwhile: with core NATS when nobody got it ("no responders"), as a
+    /// core send would be, or counted as sent when its last attempt went unacknowledged (that
+    /// attempt reached the subject's subscribers, a live bridge among them).
+    async fn publish_js(
+        &self,
+        subject: &str,
+        given: Option<String>,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let id = given.clone().unwrap_or_else(|| nuid::next().to_string());
+        match self.publish_acked(subject, &id, payload.clone(), deadline).await? {
+            Acked::Stored | Acked::Delivered => Ok(()),
+            Acked::StreamGone => self.publish_core(subject, given.as_deref(), payload).await,
+        }
+    }
+
+    /// One core-NATS publish, with the caller's id as header when there is one: resolves once
+    /// the client has it.
+    async fn publish_core(&self, subject: &str, msg_id: Option<&str>, payload: Bytes) -> Result<(), Error> {
+        let client = &self.inner.client;
+        let r = match msg_id {
+            Some(id) => {
+                let mut h = HeaderMap::new();
+                h.insert(MSG_ID_HEADER, id);
+                client.publish_with_headers(subject.to_owned(), h, payload).await
+            }
+            None => client.publish(subject.to_owned(), payload).await,
+        };
+        r.map_err(|e| Error::unavailable(format!("publish to {subject} failed: {e}")))
     }
 
     /// The mode to publish in now; in auto mode from core, looks the stream up again when
@@ -467,19 +510,70 @@ impl RealtimeService {
         if !due(&inner.lock()) {
             return self.mode();
         }
-        let found = lookup(&inner.js, &inner.options.stream).await.is_ok();
+        let found = lookup(&inner.js, &inner.options.stream).await;
         let mut s = inner.lock();
         s.checked_at = Instant::now();
-        if found {
+        if let Lookup::Found = found {
             s.mode = Mode::JetStream;
         }
         s.mode
     }
 
+    /// Auto mode, after a JetStream publish got "no responders" (`timed_out` false) or no
+    /// acknowledgement (`timed_out` true): whether the stream is gone, in which case the
+    /// service is switched to core mode. Only JetStream saying so counts (no answer, or
+    /// another error answer such as a stream without a leader, changes nothing).
+    ///
+    /// One lookup at a time; a send that waited while one ran uses its result. After "no
+    /// responders", which a flood meets in numbers while JetStream elects a leader, at most
+    /// one lookup per [`GONE_RECHECK_MIN`]; after a lost acknowledgement always one, since
+    /// the retry would otherwise reach a live bridge again.
+    async fn stream_gone(&self, timed_out: bool) -> bool {
+        let inner = &*self.inner;
+        let asked = Instant::now();
+        let _looking = inner.recheck.lock().await;
+        {
+            let mut s = inner.lock();
+            if s.mode == Mode::Core {
+                // Switched meanwhile (by the lookup this send waited for, or an earlier one).
+                return true;
+            }
+            if s.gone_checked_done.is_some_and(|t| t > asked) {
+                // A lookup ended while this send waited for it, and found the stream.
+                return false;
+            }
+            if !timed_out && s.gone_checked_at.is_some_and(|t| t.elapsed() < GONE_RECHECK_MIN) {
+                return false;
+            }
+            s.gone_checked_at = Some(Instant::now());
+        }
+        let found = lookup(&inner.js, &inner.options.stream).await;
+        let mut s = inner.lock();
+        s.gone_checked_done = Some(Instant::now());
+        match found {
+            Lookup::Missing(_) => {
+                s.mode = Mode::Core;
+                // From now on the rule of core mode: look again after `auto_recheck`.
+                s.checked_at = Instant::now();
+                true
+            }
+            Lookup::Found | Lookup::Unknown(_) => false,
+        }
+    }
+
     /// One message through JetStream, acknowledged: holds a window slot until it settles,
     /// sends it again with the same id on a lost acknowledgement or "no responders", and
-    /// fails at `deadline` (`timeout`) or on JetStream's error answer (`unavailable`).
-    async fn publish_acked(&self, subject: &str, msg_id: &str, payload: Bytes, deadline: Instant) -> Result<(), Error> {
+    /// fails at `deadline` (`timeout`) or on JetStream's error answer (`unavailable`). In
+    /// auto mode, "no responders" or a lost acknowledgement may find the stream gone, and so
+    /// may another send's lookup while this one waits to retry: [`Acked::Delivered`] when
+    /// the last attempt went unacknowledged, else [`Acked::StreamGone`].
+    async fn publish_acked(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> Result<Acked, Error> {
         let inner = &*self.inner;
         let started = Instant::now();
         let timed_out =
@@ -491,7 +585,16 @@ impl RealtimeService {
         };
         let mut backoff = BACKOFF_START;
         let mut last = String::from("no time left for an attempt");
+        // Whether the last attempt went out without an acknowledgement: subscribers of the
+        // subject (a live bridge) may have got it as a plain message.
+        let mut unacked = false;
+        // What auto mode does with this message once the stream is known to be gone.
+        let gone = |unacked: bool| if unacked { Acked::Delivered } else { Acked::StreamGone };
         loop {
+            if inner.options.mode == Mode::Auto && inner.lock().mode == Mode::Core {
+                // Another send's lookup found the stream gone: as after this send's own.
+                return Ok(gone(unacked));
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(timed_out(&last));
@@ -502,23 +605,46 @@ impl RealtimeService {
                 let ack = inner.js.publish_with_headers(subject.to_owned(), headers, payload.clone()).await?;
                 ack.await
             };
-            last = match tokio::time::timeout(inner.options.ack_timeout.min(deadline - now), attempt).await {
-                Ok(Ok(_ack)) => return Ok(()),
+            let outcome = tokio::time::timeout(inner.options.ack_timeout.min(deadline - now), attempt).await;
+            // "No responders": nothing listens on the subject (a stream without a leader for
+            // a moment, or a stream deleted because the bridge runs without history now).
+            // No acknowledgement: lost or late, or a stream deleted while a live bridge
+            // subscribes to the subject and took the attempt as a plain message.
+            let (lookup_due, why) = match outcome {
+                Ok(Ok(_ack)) => return Ok(Acked::Stored),
                 Ok(Err(e)) => match e.kind() {
-                    // Lost or late acknowledgements, JetStream without a leader, a
-                    // connection being re-established: the same id makes a resend safe.
-                    PublishErrorKind::TimedOut
-                    | PublishErrorKind::StreamNotFound
-                    | PublishErrorKind::BrokenPipe
-                    | PublishErrorKind::MaxAckPending => format!("last attempt: {e}"),
+                    PublishErrorKind::StreamNotFound => {
+                        unacked = false;
+                        (true, format!("last attempt: {e}"))
+                    }
+                    PublishErrorKind::TimedOut => {
+                        unacked = true;
+                        (true, format!("last attempt: {e}"))
+                    }
+                    // A connection being re-established: the attempt did not go out.
+                    PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
+                        unacked = false;
+                        (false, format!("last attempt: {e}"))
+                    }
                     _ => {
                         return Err(Error::unavailable(format!(
                             "JetStream did not store the publish to {subject}: {e}"
                         )))
                     }
                 },
-                Err(_) => format!("last attempt: no acknowledgement within {:?}", inner.options.ack_timeout),
+                Err(_) => {
+                    unacked = true;
+                    (true, format!("last attempt: no acknowledgement within {:?}", inner.options.ack_timeout))
+                }
             };
+            last = why;
+            if lookup_due
+                && inner.options.mode == Mode::Auto
+                && matches!(tokio::time::timeout_at(deadline.into(), self.stream_gone(unacked)).await, Ok(true))
+            {
+                return Ok(gone(unacked));
+            }
+            // Otherwise the same id again after a backoff: a resend is safe.
             let now = Instant::now();
             if now >= deadline {
                 return Err(timed_out(&last));
@@ -546,9 +672,41 @@ impl RealtimeService {
     }
 }
 
-/// Whether the stream exists (one stream-info request); why not otherwise.
-async fn lookup(js: &jetstream::Context, stream: &str) -> Result<(), String> {
-    js.get_stream(stream).await.map(drop).map_err(|e| e.to_string())
+/// How a JetStream publish ended well.
+enum Acked {
+    /// JetStream acknowledged it (a duplicate's acknowledgement counts).
+    Stored,
+    /// Auto mode found the stream gone and switched to core after an unacknowledged attempt:
+    /// that attempt went to the subject's subscribers as a plain message (a live bridge
+    /// delivered it), so it counts as sent; sending it again would deliver it twice.
+    Delivered,
+    /// Auto mode found the stream gone and switched to core, and nobody got the message
+    /// ("no responders", or no attempt yet): publish it with core NATS.
+    StreamGone,
+}
+
+/// What a stream lookup told.
+enum Lookup {
+    Found,
+    /// JetStream answered that the stream does not exist.
+    Missing(String),
+    /// No answer (no JetStream, a timeout) or another error answer (e.g. no leader): why.
+    Unknown(String),
+}
+
+/// Looks the stream up (one stream-info request).
+async fn lookup(js: &jetstream::Context, stream: &str) -> Lookup {
+    match js.get_stream(stream).await {
+        Ok(_) => Lookup::Found,
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(answer)
+                if answer.code() == 404 || answer.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Lookup::Missing(e.to_string())
+            }
+            _ => Lookup::Unknown(e.to_string()),
+        },
+    }
 }
 
 fn user_id_of(s: &str) -> Result<UserId, Error> {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::*;
+use futures::StreamExt;
 use realtime_bridge_producer::{Error, Mode, Options, RealtimeService, SendOptions};
 use serde_json::json;
 
@@ -268,7 +269,8 @@ async fn a_jetstream_error_answer_fails_at_once_and_no_stream_retries_until_time
     let nats = NatsServer::start();
     let client = nats_client(&nats).await;
     create_stream(&client, 100).await;
-    let options = Options::default().with_publish_timeout(Duration::from_millis(1500));
+    // Mode jetstream: with the stream gone it keeps retrying (auto would switch to core).
+    let options = Options::default().with_mode(Mode::JetStream).with_publish_timeout(Duration::from_millis(1500));
     let rt = RealtimeService::with_client(client.clone(), options).await.unwrap();
     assert_eq!(rt.mode(), Mode::JetStream);
 
@@ -287,7 +289,237 @@ async fn a_jetstream_error_answer_fails_at_once_and_no_stream_retries_until_time
     let took = started.elapsed();
     assert_eq!(e.code(), "timeout", "{e}");
     assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(5), "{took:?}: {e}");
+    assert_eq!(rt.mode(), Mode::JetStream, "mode jetstream never switches");
     println!("no stream: {e} after {took:?}");
+}
+
+/// Stream-info requests for `REALTIME` the service's connection made, counted up to a
+/// marker it publishes last: one connection's messages arrive in order, so every lookup
+/// made before the marker has arrived when the marker has.
+async fn lookups_before_marker(rt: &RealtimeService, lookups: &mut async_nats::Subscriber) -> usize {
+    rt.client().publish(LOOKUP_SUBJECT, "marker".into()).await.unwrap();
+    rt.client().flush().await.unwrap();
+    let mut n = 0;
+    loop {
+        let m = tokio::time::timeout(WAIT, lookups.next()).await.expect("the marker in time").unwrap();
+        if m.payload.as_ref() == b"marker" {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+/// The JetStream API subject of a stream lookup (what `auto` mode requests).
+const LOOKUP_SUBJECT: &str = "$JS.API.STREAM.INFO.REALTIME";
+
+#[tokio::test]
+async fn auto_mode_follows_a_deleted_stream_to_core() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, -1).await;
+    // The service's connection runs through a relay: a core subscriber already on the
+    // subject would itself be a responder to the JetStream attempt (no "no responders"
+    // then), so the test subscribes while the service's lookup is on its way, its answer
+    // held by the relay.
+    let relay = HoldingRelay::start(nats.port).await;
+    let rt_client = tokio::time::timeout(WAIT, async_nats::connect(relay.url())).await.unwrap().unwrap();
+    let options = Options::default().with_publish_timeout(Duration::from_secs(20));
+    let rt = RealtimeService::with_client(rt_client, options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+    rt.send_event_to_user("42", "kept", &json!({"n": 0})).await.unwrap();
+    assert_eq!(stored(&client, "user.42.kept").await, 1, "acknowledged, so stored");
+
+    // History turned off: the bridge's stream is gone.
+    jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
+    relay.arm(LOOKUP_SUBJECT);
+    let started = Instant::now();
+    let rt2 = rt.clone();
+    let first = tokio::spawn(async move {
+        rt2.send_event_to_user_with("42", "first", &json!({"n": 1}), &SendOptions::msg_id("first-1")).await
+    });
+    // Its JetStream attempt got "no responders": the service looks the stream up.
+    relay.wait_held(WAIT).await;
+    let mut sub = client.subscribe("user.42.>").await.unwrap();
+    client.flush().await.unwrap();
+    relay.release();
+    tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("resolved long before publish_timeout (20 s)")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(rt.mode(), Mode::Core);
+    rt.send_event_to_user("42", "second", &json!({"n": 2})).await.unwrap();
+    rt.broadcast_event("third", &json!({"n": 3})).await.unwrap();
+    rt.send_event_to_users(["42", "43"], "fourth", &json!({"n": 4})).await.unwrap();
+    rt.flush().await.unwrap();
+
+    for (event, n, id) in [("first", 1, Some("first-1")), ("second", 2, None), ("fourth", 4, None)] {
+        let m = tokio::time::timeout(WAIT, sub.next()).await.expect("a core message in time").unwrap();
+        assert_eq!(m.subject.as_str(), format!("user.42.{event}"));
+        assert!(m.reply.is_none(), "published with core NATS, not a JetStream attempt: {m:?}");
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap(), json!({"n": n}));
+        let got_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
+        assert_eq!(got_id.as_deref(), id, "core messages carry the caller's id only");
+    }
+    assert_eq!(rt.mode(), Mode::Core);
+    println!("switched to core in {took:?}");
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_mode_counts_an_attempt_a_live_bridge_took_as_sent() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, -1).await;
+    let options =
+        Options::default().with_ack_timeout(Duration::from_secs(1)).with_publish_timeout(Duration::from_secs(20));
+    let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+
+    // History turned off: the stream is gone and a live bridge serves user 42. It subscribes
+    // to the user's subject, so a JetStream attempt never gets "no responders": it reaches
+    // the bridge as a plain message (delivered) and nobody acknowledges it.
+    jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
+    let bridge = start_bridge(&nats.url(), &["--history", "off"]);
+    let reader = Reader::open(&bridge.base(), "42", "").await;
+    let mut lookups = client.subscribe(LOOKUP_SUBJECT).await.unwrap();
+    client.flush().await.unwrap();
+
+    let started = Instant::now();
+    let sends: Vec<_> = (0..3)
+        .map(|i| {
+            let rt = rt.clone();
+            tokio::spawn(async move { rt.send_event_to_user("42", "first", &json!({ "n": i })).await })
+        })
+        .collect();
+    let all = futures::future::join_all(sends);
+    for r in tokio::time::timeout(Duration::from_secs(5), all).await.expect("resolved long before publish_timeout") {
+        r.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "after the ack timeout (1 s), not before: {took:?}");
+    assert_eq!(rt.mode(), Mode::Core);
+    rt.send_event_to_user("42", "second", &json!({"n": 3})).await.unwrap();
+    rt.send_event_to_user("42", "sentinel", &0).await.unwrap();
+
+    // Everything sent before the sentinel arrived before it: each event exactly once (a
+    // resend after the lost acknowledgement would be a second copy).
+    let got = reader.events_until("sentinel", WAIT).await;
+    assert_eq!(counts_of_n(&got), (0..4).map(|n| (n, 1)).collect::<HashMap<_, _>>(), "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(lookups_before_marker(&rt, &mut lookups).await, 1, "one lookup, shared by the three sends");
+    println!("counted as sent after {took:?}");
+    rt.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_that_made_no_attempt_when_the_stream_is_found_gone_goes_out_with_core() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, -1).await;
+    // One slot: the second send waits for it while the first one's attempt is unanswered.
+    let options = Options::default()
+        .with_max_in_flight(1)
+        .with_ack_timeout(Duration::from_secs(1))
+        .with_publish_timeout(Duration::from_secs(20));
+    let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+    jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
+    // Stands in for a live bridge: a plain subscriber of the subject.
+    let mut sub = client.subscribe("user.42.>").await.unwrap();
+    client.flush().await.unwrap();
+
+    let started = Instant::now();
+    let (a, b) = (rt.clone(), rt.clone());
+    let both = futures::future::join(
+        tokio::spawn(async move { a.send_event_to_user("42", "x", &json!({"n": 1})).await }),
+        tokio::spawn(async move { b.send_event_to_user("42", "x", &json!({"n": 2})).await }),
+    );
+    let (first, second) = tokio::time::timeout(Duration::from_secs(5), both).await.expect("both resolved in time");
+    first.unwrap().unwrap();
+    second.unwrap().unwrap();
+    let took = started.elapsed();
+    // The first send's attempt timed out (1 s) and its lookup switched to core; the second,
+    // still without an attempt, went out with core at once instead of timing out in turn.
+    assert!(took < Duration::from_millis(1800), "{took:?}");
+    assert_eq!(rt.mode(), Mode::Core);
+    rt.send_event_to_user("42", "sentinel", &0).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let m = tokio::time::timeout(WAIT, sub.next()).await.expect("a message in time").unwrap();
+        if m.subject.as_str() == "user.42.sentinel" {
+            break;
+        }
+        got.push((serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap(), m.reply.is_some()));
+    }
+    // The first one's JetStream attempt (with a reply subject), counted as sent; the
+    // second one's core publish; nothing twice.
+    assert_eq!(got, [(json!({"n": 1}), true), (json!({"n": 2}), false)]);
+    println!("both sent in {took:?}");
+}
+
+#[tokio::test]
+async fn concurrent_sends_share_one_lookup_when_the_stream_is_gone() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    create_stream(&client, -1).await;
+    let options = Options::default().with_publish_timeout(Duration::from_secs(20));
+    let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+    let mut lookups = client.subscribe(LOOKUP_SUBJECT).await.unwrap();
+    client.flush().await.unwrap();
+
+    jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
+    let mut sends: Vec<_> = (0..20)
+        .map(|i| {
+            let rt = rt.clone();
+            tokio::spawn(async move { rt.send_event_to_user(format!("u{i}"), "tick", &json!({ "n": i })).await })
+        })
+        .collect();
+    let rt2 = rt.clone();
+    sends.push(tokio::spawn(async move { rt2.send_event_to_users(["a", "b", "c"], "tick", &1).await }));
+    let all = futures::future::join_all(sends);
+    for r in tokio::time::timeout(Duration::from_secs(5), all).await.expect("all resolved long before publish_timeout")
+    {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(rt.mode(), Mode::Core);
+    assert_eq!(lookups_before_marker(&rt, &mut lookups).await, 1, "one lookup, shared by every send");
+}
+
+#[tokio::test]
+async fn no_responders_while_the_stream_exists_keeps_jetstream_and_looks_at_most_once_a_second() {
+    let nats = NatsServer::start();
+    let client = nats_client(&nats).await;
+    // The stream exists but does not take users' events: each attempt gets "no responders",
+    // as when a stream has no leader for a while.
+    jetstream::new(client.clone())
+        .create_stream(jetstream::stream::Config {
+            name: "REALTIME".into(),
+            subjects: vec!["broadcast.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let options = Options::default().with_publish_timeout(Duration::from_millis(3500));
+    let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
+    assert_eq!(rt.mode(), Mode::JetStream);
+    let mut lookups = client.subscribe(LOOKUP_SUBJECT).await.unwrap();
+    client.flush().await.unwrap();
+
+    let started = Instant::now();
+    let e = rt.send_event_to_user("42", "x", &1).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.code(), "timeout", "{e}");
+    assert_eq!(rt.mode(), Mode::JetStream, "the stream was found: nothing changes");
+    let n = lookups_before_marker(&rt, &mut lookups).await;
+    // About six attempts in 3.5 s (backoff from 100 ms), but one lookup a second at most.
+    assert!(n >= 1 && n as u64 <= took.as_secs() + 1, "{n} lookups in {took:?}");
+    // The broadcast the stream takes still goes through JetStream.
+    rt.broadcast_event("hello", &1).await.unwrap();
+    assert_eq!(stored(&client, "broadcast.hello").await, 1);
+    println!("{n} lookups in {took:?}");
 }
 
 #[tokio::test]

@@ -179,3 +179,111 @@ pub fn counts_of_n(got: &[Got]) -> HashMap<u64, u32> {
     }
     m
 }
+
+/// A TCP relay between one NATS client and the server that can hold the server's side back:
+/// once armed with a marker, it stops relaying to the client when the client sends the
+/// marker (before the server sees it), until released. A test can so act after a request
+/// left and before its answer arrives, without racing the server.
+pub struct HoldingRelay {
+    /// Where the client connects (`nats://127.0.0.1:<port>`).
+    pub port: u16,
+    marker: Arc<Mutex<Option<Vec<u8>>>>,
+    holding: tokio::sync::watch::Sender<bool>,
+    seen: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingRelay {
+    /// Relays the first connection it accepts to the NATS server on `server_port`.
+    pub async fn start(server_port: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let marker: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
+        let (holding, mut hold_rx) = tokio::sync::watch::channel(false);
+        let seen = Arc::new(tokio::sync::Notify::new());
+        let (armed, hold_tx, found) = (Arc::clone(&marker), holding.clone(), Arc::clone(&seen));
+        let task = tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await.unwrap();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            let upstream = async move {
+                // The tail of what came before, so a marker split across two reads is found.
+                let mut window: Vec<u8> = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match from_client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let hit = {
+                        let mut m = armed.lock().unwrap();
+                        let hit = m.as_ref().is_some_and(|mk| {
+                            window.extend_from_slice(&buf[..n]);
+                            let hit = window.windows(mk.len()).any(|w| w == mk.as_slice());
+                            let keep = window.len().saturating_sub(mk.len());
+                            window.drain(..keep);
+                            hit
+                        });
+                        if hit {
+                            *m = None;
+                        }
+                        hit
+                    };
+                    if hit {
+                        // Before the server has the request: its answer cannot slip through.
+                        hold_tx.send_replace(true);
+                        found.notify_one();
+                    }
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let downstream = async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match from_server.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if hold_rx.wait_for(|held| !*held).await.is_err() {
+                        return;
+                    }
+                    if to_client.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            tokio::join!(upstream, downstream);
+        });
+        Self { port, marker, holding, seen, task }
+    }
+
+    /// The URL a client connects to.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Holds the server's side back as soon as the client sends `marker` (once).
+    pub fn arm(&self, marker: &str) {
+        *self.marker.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    /// Waits (bounded) until the armed marker went by: the server's side is held from then.
+    pub async fn wait_held(&self, timeout: Duration) {
+        tokio::time::timeout(timeout, self.seen.notified()).await.expect("the client to send the marker in time");
+    }
+
+    /// Relays the server's side again, what was held first.
+    pub fn release(&self) {
+        self.holding.send_replace(false);
+    }
+}
+
+impl Drop for HoldingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
