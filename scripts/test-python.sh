@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-expected_tests=24
+expected_tests=25
 export RB_BIN=${RB_BIN:-$PWD/target/debug/realtime-bridge}
 if [ ! -x "$RB_BIN" ]; then
   echo "test-python: no bridge binary at $RB_BIN (cargo build -p realtime-bridge, or set RB_BIN)" >&2

@@ -275,6 +275,36 @@ class JetStreamTest(RealTestCase):
         self.assertGreaterEqual(len(lookups.msgs), 2)
         self.assertLessEqual(len(lookups.msgs), 4)
 
+    async def test_auto_stays_on_jetstream_when_the_lookup_answers_another_error(self) -> None:
+        # Only "not found" (404) takes auto back to core: JetStream electing a leader answers
+        # 503 "temporarily unavailable", and the stream stays found. The test plays JetStream's
+        # stream-info API on a server without JetStream: found at connect, 503 afterwards.
+        nats_server = self.start_nats(jetstream=False)
+        nc = await self.client(nats_server.url)
+        looks = 0
+
+        async def info(msg: object) -> None:
+            nonlocal looks
+            looks += 1
+            answer = (
+                {"config": {"name": "REALTIME"}}
+                if looks == 1
+                else {"error": {"code": 503, "err_code": 10008, "description": "JetStream system temporarily unavailable"}}
+            )
+            await nc.publish(getattr(msg, "reply"), json.dumps(answer).encode())
+
+        await nc.subscribe("$JS.API.STREAM.INFO.REALTIME", cb=info)
+        await nc.flush()
+        rt = await RealtimeService.connect(nats_server.url, ack_timeout=0.3, publish_timeout=2.5)
+        self.addAsyncCleanup(rt.close)
+        self.assertEqual(rt.mode, "jetstream")
+        # Nobody answers user.fake.>: "no responders" until publish_timeout, the mode unchanged.
+        with self.assertRaises(RealtimeServiceError) as ctx:
+            await asyncio.wait_for(rt.send_event_to_user("fake", "x", 1), 10)
+        self.assertEqual(ctx.exception.code, "timeout", str(ctx.exception))
+        self.assertEqual(rt.mode, "jetstream")
+        self.assertGreaterEqual(looks, 2, "it looked again after no responders")
+
     async def test_auto_looks_again_at_most_once_per_interval(self) -> None:
         nats_server = self.start_nats()
         nc = await self.client(nats_server.url)
