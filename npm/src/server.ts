@@ -31,7 +31,7 @@ export interface RealtimeServiceOptions {
   /**
    * `auto` (default): JetStream when the stream exists at connect, else core NATS, looking again
    * before a send at most every 30 s; back to core NATS when JetStream says the stream is gone
-   * (a publish answered "no responders", then the lookup "not found"). `jetstream`: the stream is
+   * (a publish met "no responders" or no acknowledgement, then the lookup "not found"). `jetstream`: the stream is
    * required (`connect` fails with `unavailable` without it). `core`: never JetStream.
    */
   mode?: 'auto' | RealtimeServiceMode;
@@ -591,7 +591,12 @@ export class RealtimeService implements IRealtimeService {
   private async streamGone(timedOut: boolean): Promise<boolean> {
     if (this.s.mode !== 'auto') return false;
     if (this.streamFound !== false && (timedOut || Date.now() - this.lastLook >= GONE_CHECK_MS)) await this.lookStream();
-    return this.streamFound === false && this.streamMissing;
+    return this.isGone();
+  }
+
+  /** Auto mode found the stream deleted: core NATS from now on. */
+  private isGone(): boolean {
+    return this.s.mode === 'auto' && this.streamFound === false && this.streamMissing;
   }
 
   /**
@@ -617,7 +622,7 @@ export class RealtimeService implements IRealtimeService {
       let timedOut = false;
       for (;;) {
         // Another send found the stream gone meanwhile: as after this send's own lookup.
-        if (this.s.mode === 'auto' && this.streamFound === false && this.streamMissing) return timedOut;
+        if (this.isGone()) return timedOut;
         const left = deadline - Date.now();
         if (left <= 0) {
           throw new RealtimeServiceError(

@@ -483,20 +483,19 @@ class RealtimeService:
             # From here the rule of core mode: look again at most every stream_recheck_interval.
             self._last_lookup = started
 
-    async def _stream_info(self) -> Tuple[Optional[bool], str, bool]:
-        """One stream-info request: True if the stream exists, False if JetStream answered that
-        it is not available (an error answer), None if JetStream did not answer; why not; and
-        whether the answer was "not found" (404)."""
+    async def _stream_info(self) -> Tuple[bool, str, bool]:
+        """One stream-info request: whether the stream exists; why not; and whether JetStream
+        answered "not found" (404), the one answer that says it is gone."""
         try:
             msg = await self._nc.request(f"$JS.API.STREAM.INFO.{self._stream}", b"", timeout=self._ack_timeout)
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            return None, "JetStream does not answer (not enabled on this NATS server?)", False
+            return False, "JetStream does not answer (not enabled on this NATS server?)", False
         except Exception as e:  # noqa: BLE001
             raise RealtimeServiceError("unavailable", f"cannot look the stream up: {_describe(e)}") from e
         try:
             answer = json.loads(msg.data)
         except ValueError:
-            return None, "JetStream's stream-info answer is not JSON", False
+            return False, "JetStream's stream-info answer is not JSON", False
         error = answer.get("error") if isinstance(answer, dict) else None
         if error is not None:
             description = error.get("description") if isinstance(error, dict) else error
