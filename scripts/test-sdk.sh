@@ -134,7 +134,7 @@ echo "== sdk: browser e2e (Vite builds of React pages using the package: .wasm e
   cd npm/test/e2e
   npx vite build
   npx vite build --config vite.url.config.mjs
-  node_test sdk-e2e 18 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs
+  node_test sdk-e2e 25 e2e.test.mjs node-app.test.mjs tabs.test.mjs csp.test.mjs worker.test.mjs
   echo "== sdk: what the package adds to a Vite page bundle (gzip -9)"
   node sizes.mjs
 )
@@ -143,4 +143,4 @@ echo "== sdk: screenshot in npm/test-results/e2e-browser.png"
 echo "== sdk: browser benchmark smoke run (SDK vs native EventSource, 10,000 events; figures in BENCHMARKS.md)"
 node npm/test/bench/run.mjs --quick
 echo "== sdk: paced benchmark smoke run (4,000 events at 2,000/s through each reader, every event checked; sink write times)"
-node npm/test/bench/run.mjs --paced 2000 --quick --chunk-times --readers native,sdk,sdk-direct,fetch-pipe,fetch-worker,fetch-worker-bytes
+node npm/test/bench/run.mjs --paced 2000 --quick --chunk-times --readers native,sdk,sdk-direct,sdk-page,fetch-pipe,fetch-worker,fetch-worker-bytes

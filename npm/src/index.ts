@@ -18,6 +18,7 @@ import { reusedToken } from './token.js';
 import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
 import type {
   EventCallback,
+  EventType,
   FromRegistry,
   RealtimeClient,
   RealtimeDataOf,
@@ -29,12 +30,24 @@ import type {
   Subscription,
   SubscriptionStatus,
 } from './types.js';
-import { loadCore } from './loader.js';
+import { coreLoaded, loadCore, workerStart } from './loader.js';
+import { coreThread as workerCoreThread, subscribeInWorker, workerNetwork, workerPossible } from './worker-host.js';
+import type { WorkerEnv } from './worker-host.js';
+import type { WorkerOptions } from './worker-protocol.js';
 
 export type * from './types.js';
 export { isKnownErrorCode, isRealtimeError, UnauthorizedError } from './types.js';
 
 export { wasmMemoryBytes } from './loader.js';
+
+/**
+ * Diagnostics: where this page's connections run: `'worker'` (the core's dedicated worker),
+ * `'page'` (the page's own core: Node, a worker, `worker: false`, or no worker possible here)
+ * or `'none'` (nothing subscribed yet).
+ */
+export function coreThread(): 'worker' | 'page' | 'none' {
+  return workerCoreThread(coreLoaded());
+}
 
 let defaults: RealtimeOptions = {};
 
@@ -90,9 +103,10 @@ function newClientId(): string {
 const disposeSymbol: typeof Symbol.dispose =
   (Symbol as { dispose?: typeof Symbol.dispose }).dispose ?? (Symbol.for('Symbol.dispose') as typeof Symbol.dispose);
 
-/** Subscriptions attached to the core and not yet closed: kept reachable so that an open stream is
- * never garbage-collected; while there is one, the page's events are listened to. */
-const live = new Set<SubscriptionHandle<unknown>>();
+/** Subscriptions attached to a core (the page's or the worker's) and not yet closed: kept reachable
+ * so that an open stream is never garbage-collected; while there is one, the page's events are
+ * listened to. */
+const live = new Set<object>();
 /** Subscriptions waiting for the core to load (realtime-bridge/url): kept reachable too. */
 const pending = new Set<SubscriptionHandle<unknown>>();
 
@@ -108,9 +122,14 @@ const eventTarget = (t: unknown): PageTarget | undefined =>
   typeof (t as Partial<PageTarget> | undefined)?.addEventListener === 'function' ? (t as PageTarget) : undefined;
 const pageDocument = () => eventTarget((globalThis as { document?: unknown }).document);
 const isHidden = () => pageDocument()?.visibilityState === 'hidden';
-const onOffline = () => network(0);
-const onOnline = () => network(1);
-const onVisibility = () => network(isHidden() ? 3 : 2);
+/** To both cores that may be running: the page's and the worker's. */
+function signal(n: number): void {
+  if (coreLoaded()) network(n);
+  workerNetwork(n);
+}
+const onOffline = () => signal(0);
+const onOnline = () => signal(1);
+const onVisibility = () => signal(isHidden() ? 3 : 2);
 
 function listenToPage(on: boolean): void {
   const m = on ? 'addEventListener' : 'removeEventListener';
@@ -121,15 +140,21 @@ function listenToPage(on: boolean): void {
 }
 
 /** Adds a subscription to the open set, or removes it; the first in and the last out (un)install the listeners. */
-function track(handle: SubscriptionHandle<unknown>, on: boolean): void {
+function track(handle: object, on: boolean): void {
   if (on === live.has(handle)) return;
   if (on) live.add(handle);
   else live.delete(handle);
   if (live.size === (on ? 1 : 0)) listenToPage(on);
 }
 
-/** Per url + user (the core's key): the opener's options, and how many subscriptions share it. */
-const shared = new Map<string, { options: RealtimeOptions; count: number }>();
+/**
+ * Per url + user (the core's key): the opener's options, how many subscriptions share it,
+ * whether its connection runs in the worker (joiners go where it is), and its token function.
+ */
+const shared = new Map<
+  string,
+  { options: RealtimeOptions; count: number; inWorker: boolean; token: ((stale: boolean) => Promise<string>) | undefined }
+>();
 
 class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
@@ -178,8 +203,7 @@ class SubscriptionHandle<T> implements Subscription<T> {
     this.#raw = null;
     this.#closed = true;
     track(this as SubscriptionHandle<unknown>, false);
-    const entry = shared.get(this.#key);
-    if (entry && --entry.count === 0) shared.delete(this.#key);
+    leave(this.#key);
     raw.free();
   }
 
@@ -245,30 +269,114 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
     const direct = subscribe as unknown as Parameters<typeof subscribeShared>[4];
     return subscribeShared(userId, events, callback as EventCallback<RealtimeDataOf<N, T>>, o, direct);
   }
+  const fromHub = Boolean((options as { [FROM_HUB]?: boolean } | undefined)?.[FROM_HUB]);
+  const cb = callback as (e: unknown) => void;
+  // Browser pages: the core runs in a worker (worker-host.ts), joiners where their connection is.
+  const url = o.worker !== false && workerPossible() && validArgs(userId, events) ? resolveUrl(o.url) : undefined;
+  if (url !== undefined) {
+    const key = connectionKey(url, userId);
+    const entry = shared.get(key);
+    if (!entry || entry.inWorker) {
+      const sub = subscribeInWorker(userId, events, cb, o, workerOptions(o, url), key, workerStart, workerEnv);
+      if (sub) {
+        join(key, o, userId, url, fromHub, true);
+        if (!entry && o.closeWhenHidden && isHidden()) workerNetwork(3);
+        return sub as Subscription<RealtimeDataOf<N, T>>;
+      }
+    }
+  }
+  return subscribeHere(userId, events, cb, o, fromHub) as Subscription<RealtimeDataOf<N, T>>;
+}
+
+/** The page's key of a connection (the core's: url without trailing slashes, and user). */
+function connectionKey(url: string, userId: string): string {
+  return `${url.replace(/\/+$/, '')}\n${userId}`;
+}
+
+/** Arguments the core accepts as they are: anything else goes to the page's core, which throws its TypeError. */
+function validArgs(userId: unknown, events: readonly unknown[] | null | undefined): boolean {
+  return (
+    typeof userId === 'string' &&
+    TOKEN.test(userId) &&
+    (events == null || (Array.isArray(events) && events.length > 0 && events.every((n) => typeof n === 'string' && TOKEN.test(n))))
+  );
+}
+
+/** Counts a subscription on its connection; warns a joiner whose connection options are ignored. */
+function join(key: string, o: RealtimeOptions, userId: string, url: string, fromHub: boolean, inWorker: boolean): void {
+  const entry = shared.get(key);
+  if (entry) {
+    entry.count++;
+    if (!fromHub) warnIgnoredOptions(entry.options, o, userId, url);
+  } else {
+    shared.set(key, { options: o, count: 1, inWorker, token: tokenOf(o) });
+  }
+}
+
+/** The token function of a connection: one cache per connection, from its opener's getToken. */
+function tokenOf(o: RealtimeOptions): ((stale: boolean) => Promise<string>) | undefined {
+  return typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined;
+}
+
+function leave(key: string): void {
+  const entry = shared.get(key);
+  if (entry && --entry.count === 0) shared.delete(key);
+}
+
+/** The options the worker's core gets: values only; a type the core would ignore is left out. */
+function workerOptions(o: RealtimeOptions, url: string): WorkerOptions {
+  const out: WorkerOptions = { url, clientId: o.clientId ?? newClientId(), getToken: typeof o.getToken === 'function' };
+  if (typeof o.token === 'string') out.token = o.token;
+  if (typeof o.lastEventId === 'string') out.lastEventId = o.lastEventId;
+  if (typeof o.heartbeatTimeoutMs === 'number') out.heartbeatTimeoutMs = o.heartbeatTimeoutMs;
+  if (typeof o.closeWhenHidden === 'boolean') out.closeWhenHidden = o.closeWhenHidden;
+  const backoff: Record<string, number> = {};
+  for (const [k, v] of Object.entries(o.backoff ?? {})) if (typeof v === 'number') backoff[k] = v;
+  out.backoff = backoff;
+  return out;
+}
+
+const workerEnv: WorkerEnv = {
+  here: (userId, events, callback, o) => subscribeHere(userId, events, callback, o, true),
+  track: (h, on) => track(h, on),
+  leave,
+  token: (key) => shared.get(key)?.token,
+  loadError: (cause) => loadError(cause),
+};
+
+/** A subscription on the page's own core (Node, workers, `worker: false`, or no worker possible). */
+function subscribeHere(
+  userId: string,
+  events: readonly EventType[] | null | undefined,
+  callback: (e: unknown) => void,
+  o: RealtimeOptions,
+  fromHub: boolean,
+): Subscription<unknown> {
   const loaded = loadCore();
   const userStatus = o.onStatus;
-  const handle = new SubscriptionHandle<RealtimeDataOf<N, T>>(o.lastEventId ?? null, () => userStatus?.('closed'));
+  const handle = new SubscriptionHandle<unknown>(o.lastEventId ?? null, () => userStatus?.('closed'));
   const url = resolveUrl(o.url);
   const start = () => {
-    const raw = rawSubscribe(userId, events ?? null, callback as (e: unknown) => void, {
+    const key = connectionKey(url, userId);
+    const entry = shared.get(key);
+    const token = entry ? entry.token : tokenOf(o);
+    const raw = rawSubscribe(userId, events ?? null, callback, {
       ...o,
       url,
       // Only the call that opens the connection has its id sent (a made-up one otherwise).
       clientId: o.clientId ?? newClientId(),
-      // One cache per call; only the call that opens the connection has its getToken used.
-      getToken: typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined,
+      // Only the call that opens the connection has its getToken used.
+      getToken: token,
       onStatus: (s: SubscriptionStatus) => {
         if (s === 'closed') handle.closedByCore();
         userStatus?.(s);
       },
     } as RawSubscribeOptions);
-    const key = `${url.replace(/\/+$/, '')}\n${userId}`;
-    const entry = shared.get(key);
     if (entry) {
       entry.count++;
-      if (!(options as { [FROM_HUB]?: boolean } | undefined)?.[FROM_HUB]) warnIgnoredOptions(entry.options, o, userId, url);
+      if (!fromHub) warnIgnoredOptions(entry.options, o, userId, url);
     } else {
-      shared.set(key, { options: o, count: 1 });
+      shared.set(key, { options: o, count: 1, inWorker: false, token });
     }
     handle.attach(raw, key);
     // Opened while hidden with closeWhenHidden: wait until visible.
@@ -280,7 +388,7 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
   }
   // The core is still loading (realtime-bridge/url): the subscription is 'connecting' and
   // attaches once it is ready; what fails on the way reaches onError, then status 'closed'.
-  pending.add(handle as SubscriptionHandle<unknown>);
+  pending.add(handle);
   const fail = (err: unknown) => {
     handle.fail();
     o.onError?.(err as RealtimeError);

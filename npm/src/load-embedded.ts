@@ -1,6 +1,7 @@
 /** The embedded loader: the `.wasm` as base64 inside the JavaScript, instantiated synchronously. */
 import { initSync } from './wasm/realtime_bridge_sdk.js';
 import { wasmBase64 } from './wasm/bytes.js';
+import { workerSource } from './wasm/worker-source.js';
 import type { WasmLoader } from './loader.js';
 
 function decodeBase64(b64: string): Uint8Array {
@@ -12,4 +13,8 @@ function decodeBase64(b64: string): Uint8Array {
   return out;
 }
 
-export const embeddedLoader: WasmLoader = { sync: () => initSync({ module: decodeBase64(wasmBase64) }).memory };
+export const embeddedLoader: WasmLoader = {
+  sync: () => initSync({ module: decodeBase64(wasmBase64) }).memory,
+  // The bytes, transferred to the worker (started from a blob: URL), which compiles them.
+  worker: () => ({ wasm: { bytes: decodeBase64(wasmBase64) }, source: workerSource }),
+};

@@ -5,7 +5,7 @@
  * the browser fetches and compiles it while it downloads (`instantiateStreaming`).
  */
 import { default as init } from './wasm/realtime_bridge_sdk.js';
-import { wasmUrl } from './wasm/url.js';
+import { startWorker, wasmUrl } from './wasm/url.js';
 import type { WasmLoader } from './loader.js';
 
 let source: string | URL | undefined;
@@ -31,4 +31,11 @@ async function fetchWasm(): Promise<WebAssembly.Memory> {
   return (await init({ module_or_path: fetch(url) })).memory;
 }
 
-export const urlLoader: WasmLoader = { async: fetchWasm };
+export const urlLoader: WasmLoader = {
+  async: fetchWasm,
+  // The worker is started from its file next to the .wasm, and fetches the .wasm itself.
+  worker: () => {
+    const loc = (globalThis as { location?: { href?: string } }).location;
+    return { wasm: { url: new URL(String(source ?? wasmUrl()), loc?.href).href }, start: startWorker };
+  },
+};

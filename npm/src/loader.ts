@@ -4,10 +4,16 @@
  * `export *` of the API does not export this machinery.
  */
 
-/** How an entry point instantiates the WebAssembly core; each returns the module's memory. */
-export type WasmLoader =
+import type { WorkerStart } from './worker-protocol.js';
+
+/**
+ * How an entry point instantiates the WebAssembly core (each returns the module's memory), and
+ * how the core's worker gets the same `.wasm` (`worker`).
+ */
+export type WasmLoader = (
   | { sync: () => WebAssembly.Memory; async?: undefined }
-  | { async: () => Promise<WebAssembly.Memory>; sync?: undefined };
+  | { async: () => Promise<WebAssembly.Memory>; sync?: undefined }
+) & { worker: () => WorkerStart };
 
 let loader: WasmLoader | null = null;
 let memory: WebAssembly.Memory | undefined;
@@ -46,6 +52,19 @@ export function loadCore(): Promise<void> | undefined {
   );
   loading = p;
   return p;
+}
+
+/** How to start the core's worker and give it the `.wasm`, from the installed loader. */
+export function workerStart(): WorkerStart {
+  if (!loader) {
+    throw new Error("realtime-bridge: no WebAssembly loader: import from 'realtime-bridge' or 'realtime-bridge/url'");
+  }
+  return loader.worker();
+}
+
+/** Whether the page's own core is loaded (the page's network events go to it then). */
+export function coreLoaded(): boolean {
+  return memory !== undefined;
 }
 
 /** Diagnostics: bytes of WebAssembly memory in use by the core (0 before the first subscribe). */

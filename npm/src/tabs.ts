@@ -24,6 +24,7 @@ import type {
   SubscriptionStatus,
 } from './types.js';
 import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
+import { errorData, errorFrom, type ErrorData } from './error-data.js';
 
 type Direct = <T>(
   userId: string,
@@ -34,15 +35,6 @@ type Direct = <T>(
 
 /** Names to deliver (a set), or null for all. */
 type Filter = Set<string> | null;
-
-/** A serialised `RealtimeError` (a structured clone of an `Error` keeps only name and message). */
-interface ErrorData {
-  name: string;
-  message: string;
-  status?: number;
-  code?: string;
-  final?: boolean;
-}
 
 /** What the tabs say to each other (`from`: the sending tab's id). */
 type Message =
@@ -109,25 +101,6 @@ function covers(have: Filter, want: Filter): boolean {
 
 function list(f: Filter): string[] | null {
   return f === null ? null : [...f];
-}
-
-function errorData(e: unknown): ErrorData {
-  const r = e as Partial<RealtimeError>;
-  const out: ErrorData = { name: String(r?.name ?? 'Error'), message: String(r?.message ?? e) };
-  if (typeof r?.status === 'number') out.status = r.status;
-  if (typeof r?.code === 'string') out.code = r.code;
-  if (typeof r?.final === 'boolean') out.final = r.final;
-  return out;
-}
-
-/** The same shape the core gives `onError`: an `Error` named `RealtimeError` with its fields. */
-function errorFrom(d: ErrorData): RealtimeError {
-  const e = new Error(d.message) as RealtimeError;
-  e.name = d.name;
-  if (d.status !== undefined) e.status = d.status;
-  if (d.code !== undefined) e.code = d.code;
-  if (d.final !== undefined) e.final = d.final;
-  return e;
 }
 
 /** One `subscribe` call of this tab. */

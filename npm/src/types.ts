@@ -375,6 +375,15 @@ export interface RealtimeOptions {
    * where both exist (never in Node). false: this subscription has the tab's own connection.
    */
   shareAcrossTabs?: boolean;
+  /**
+   * In a browser page, run the connection (fetch, SSE parsing, resume, de-duplication,
+   * `JSON.parse`) in a dedicated Web Worker started from a `blob:` URL: the page's main thread
+   * only calls the callbacks, with one message per chunk of the stream. Default: true where
+   * workers exist (never in Node or inside a worker). Where a worker cannot run (a
+   * Content-Security-Policy without `blob:` in `worker-src`, a `.wasm` it cannot load) the
+   * connection runs on the page instead, with nothing lost. false: always on the page.
+   */
+  worker?: boolean;
 }
 
 export type SubscribeOptions = RealtimeOptions;

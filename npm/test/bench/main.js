@@ -224,7 +224,7 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** One run of one reader (`native`, `sdk`, `sdk-direct`, or a `fetch-*` one): ms to the n-th event. run.mjs calls this per run
+/** One run of one reader (`native`, `sdk`, `sdk-direct`, `sdk-page`, or a `fetch-*` one): ms to the n-th event. run.mjs calls this per run
  * in the paced mode, reading the page's main-thread time around it. */
 window.runOne = async ({ reader, n, timeoutMs }) => {
   load();
@@ -234,6 +234,7 @@ window.runOne = async ({ reader, n, timeoutMs }) => {
     sdk: () => runSdk(n, timeoutMs),
     // The SDK without its one-stream-per-browser layer (tabs.ts): what that layer costs.
     'sdk-direct': () => runSdk(n, timeoutMs, { shareAcrossTabs: false }),
+    'sdk-page': () => runSdk(n, timeoutMs, { worker: false }),
     'fetch-worker': () => runWorker(n, timeoutMs),
     'fetch-worker-bytes': () => runWorkerBytes(n, timeoutMs),
   };

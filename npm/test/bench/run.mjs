@@ -48,7 +48,7 @@ if (pacedAt > 0 && !(RATE >= 100 && RATE <= 100_000)) {
 }
 const N = RATE ? Math.round(RATE * (quick ? 2 : 10)) : quick ? 10_000 : 100_000;
 const RUNS = quick ? 1 : 3;
-/** Paced mode: the readers compared (main.js: native, sdk, sdk-direct, fetch-pipe, fetch-pipe-hwm, fetch-read,
+/** Paced mode: the readers compared (main.js: native, sdk, sdk-direct, sdk-page, fetch-pipe, fetch-pipe-hwm, fetch-read,
  * fetch-worker, fetch-worker-bytes), native first. */
 const readersAt = process.argv.indexOf('--readers');
 const READERS = readersAt > 0 ? process.argv[readersAt + 1].split(',') : ['native', 'sdk'];
@@ -312,7 +312,7 @@ if (RATE) {
   const { native, sdk } = result;
   const others = READERS.filter((r) => r !== 'native' && r !== 'sdk');
   console.log(`\nSDK vs native EventSource, ${N.toLocaleString('en-US')} events at ${RATE}/s, ${RUNS} run(s) each (median), ${origin}`);
-  const label = { native: 'native EventSource', sdk: 'SDK subscribe()', 'sdk-direct': 'SDK, shareAcrossTabs: false' };
+  const label = { native: 'native EventSource', sdk: 'SDK subscribe()', 'sdk-direct': 'SDK, shareAcrossTabs: false', 'sdk-page': 'SDK, worker: false' };
   console.log('| reader | ms per run | main-thread task ms per 1,000 events | script ms per 1,000 events | sink write µs per chunk |');
   console.log('| --- | --- | --- | --- | --- |');
   for (const r of READERS) {

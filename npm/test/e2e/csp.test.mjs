@@ -3,7 +3,9 @@
 //   * the Vite build of url/ (realtime-bridge/url/react) has the .wasm as a separate asset and
 //     no base64 copy of it in its JavaScript;
 //   * served with `script-src 'self' 'wasm-unsafe-eval'` (nothing else: no 'unsafe-eval', no
-//     inline script) it loads the .wasm and shows events, and so does the embedded page (dist/);
+//     inline script) it loads the .wasm and shows events, with the core in its worker (started
+//     from its own file); so does the embedded page (dist/), whose blob: worker that policy
+//     refuses: the core runs on the page, and with `worker-src blob:` added, in the worker;
 //   * two tabs of one user share one stream, and only the tab holding it downloads the .wasm;
 //   * without 'wasm-unsafe-eval' the same page shows the failure (error wasm_load_failed,
 //     status closed): proof that the header is applied, and that the app hears of it;
@@ -28,10 +30,14 @@ const urlDist = join(here, 'dist-url');
 const embeddedDist = join(here, 'dist');
 const shippedWasm = join(here, '..', '..', 'dist', 'wasm', 'realtime_bridge_sdk_bg.wasm');
 
-/** The CSP of each mode: `strict` allows wasm compilation and nothing more; `nowasm` does not. */
+/**
+ * The CSP of each mode: `strict` allows wasm compilation and nothing more; `nowasm` does not;
+ * `blob` is `strict` plus workers from blob: URLs (the embedded entry's worker).
+ */
 function policy(mode, bridgeOrigin) {
   const script = mode === 'nowasm' ? "script-src 'self'" : "script-src 'self' 'wasm-unsafe-eval'";
-  return `default-src 'self'; ${script}; connect-src 'self' ${bridgeOrigin}`;
+  const worker = mode === 'blob' ? "; worker-src 'self' blob:" : '';
+  return `default-src 'self'; ${script}; connect-src 'self' ${bridgeOrigin}${worker}`;
 }
 
 /**
@@ -46,7 +52,8 @@ function servePages() {
   const server = serveFiles((path) => {
     if (path === '/favicon.ico') return { body: '', type: 'image/x-icon' };
     const m = path.match(/^\/url\/(strict|nowasm|wrongmime)(\/.*)$/);
-    const [root, mode, rel] = m ? [urlDist, m[1], m[2]] : [embeddedDist, 'strict', path];
+    const b = path.match(/^\/embedded-(blob|nowasm)(\/.*)$/);
+    const [root, mode, rel] = m ? [urlDist, m[1], m[2]] : b ? [embeddedDist, b[1], b[2]] : [embeddedDist, 'strict', path];
     const file = join(root, rel.endsWith('/') ? `${rel}index.html` : rel);
     if (existsSync(file)) served.push(path); // what was really served, not a 404
     const headers = { 'content-security-policy': policy(mode, state.bridgeOrigin) };
@@ -92,10 +99,14 @@ async function open(path, user) {
   const errors = [];
   const warnings = [];
   page.on('console', (m) => (m.type() === 'error' ? errors : m.type() === 'warning' ? warnings : []).push(m.text()));
-  page.on('pageerror', (e) => errors.push(String(e)));
+  const uncaught = [];
+  page.on('pageerror', (e) => {
+    errors.push(String(e));
+    uncaught.push(String(e));
+  });
   const q = new URLSearchParams({ bridge: bridge.url, user, token: token(user) });
   await page.goto(`${origin}${path}?${q}`);
-  return { page, errors, warnings };
+  return { page, errors, warnings, uncaught };
 }
 
 test('the Vite build of realtime-bridge/url/react: the .wasm is a separate asset, and no JavaScript holds it in base64', () => {
@@ -130,6 +141,9 @@ test("under script-src 'self' 'wasm-unsafe-eval' the url page loads the .wasm by
   assert.equal(await page.locator('#error-code').textContent(), '-');
   assert.equal(await page.locator('#violations li').count(), 0);
   assert.ok(web.served.some((p) => /^\/url\/strict\/assets\/.*\.wasm$/.test(p)), 'the .wasm was fetched by URL');
+  // The worker came from its own file (same origin: 'self' allows it), and runs the core.
+  assert.ok(web.served.some((p) => /^\/url\/strict\/assets\/realtime_bridge_worker.*\.js$/.test(p)), web.served.join(' '));
+  assert.equal(await page.locator('#core').textContent(), 'worker');
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -174,12 +188,41 @@ test('a .wasm served as application/octet-stream still loads (instantiateStreami
   await page.close();
 });
 
-test("the embedded page (realtime-bridge/react) also needs nothing more than 'wasm-unsafe-eval'", async () => {
+test("the embedded page (realtime-bridge/react) also needs nothing more than 'wasm-unsafe-eval'; its worker (blob:) is refused and the page runs the core", async () => {
   const user = 'csp-embedded';
-  const { page } = await open('/', user);
+  const { page, errors, warnings } = await open('/', user);
   await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
   await pub.send(user, 'message_new', { text: 'intégré sous CSP' });
   await page.getByText('intégré sous CSP').waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#core').textContent(), 'page');
+  // What the app's console shows: the browser's refusal, and the package saying what it did
+  // (this test page's own inline style, refused too, is not the package's).
+  const ours = errors.filter((e) => !/^Applying inline style/.test(e));
+  assert.ok(ours.length > 0 && ours.every((e) => /Creating a worker from 'blob:.*violates/.test(e)), errors.join('\n'));
+  assert.ok(warnings.some((w) => /the core's worker failed .* connections run on the page/.test(w)), warnings.join('\n'));
+  await page.close();
+});
+
+test("the embedded page with worker-src blob: added runs the core in its worker, with nothing refused", async () => {
+  const user = 'csp-embedded-blob';
+  const { page, errors, warnings } = await open('/embedded-blob/', user);
+  await page.locator('#status', { hasText: 'open' }).waitFor({ timeout: 15000 });
+  await pub.send(user, 'message_new', { text: 'dans le worker' });
+  await page.getByText('dans le worker').waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#core').textContent(), 'worker');
+  assert.deepEqual(errors.filter((e) => !/^Applying inline style/.test(e)), []);
+  assert.ok(!warnings.some((w) => /worker/.test(w)), warnings.join('\n'));
+  await page.close();
+});
+
+test("the embedded page without 'wasm-unsafe-eval': its worker refused, the page's core cannot compile either: error wasm_load_failed, status closed", async () => {
+  const user = 'csp-embedded-nowasm';
+  const { page, uncaught } = await open('/embedded-nowasm/', user);
+  await page.locator('#status', { hasText: 'closed' }).waitFor({ timeout: 15000 });
+  const message = await page.locator('#error').textContent();
+  assert.match(message, /could not be loaded \(a Content-Security-Policy must allow 'wasm-unsafe-eval' in script-src\)/);
+  // Reported to the app, not thrown into the page from the worker's error handler.
+  assert.deepEqual(uncaught, []);
   await page.close();
 });
 

@@ -1,6 +1,6 @@
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { subscribe } from 'realtime-bridge';
+import { coreThread, subscribe } from 'realtime-bridge';
 import { RealtimeProvider, useRealtime, useRealtimeNotifications } from 'realtime-bridge/react';
 
 const params = new URLSearchParams(location.search);
@@ -25,7 +25,7 @@ function Feed() {
         {isConnected ? 'Connecté' : 'Déconnecté'}
       </p>
       <p>
-        cursor <code id="cursor">{lastEventId ?? '-'}</code> {error && <span id="error">{error.message}</span>}
+        core <code id="core">{status === 'open' ? coreThread() : '-'}</code> cursor <code id="cursor">{lastEventId ?? '-'}</code> {error && <span id="error">{error.message}</span>}
       </p>
       <ul id="events">
         {events.map((e) => (

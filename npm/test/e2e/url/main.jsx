@@ -3,6 +3,7 @@
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { RealtimeProvider, useRealtime } from 'realtime-bridge/url/react';
+import { coreThread } from 'realtime-bridge/url';
 
 const params = new URLSearchParams(location.search);
 const bridge = params.get('bridge');
@@ -26,7 +27,7 @@ function Feed() {
     <div>
       <h1>Realtime Bridge e2e (.wasm by URL)</h1>
       <p>
-        status <span id="status">{status}</span>
+        status <span id="status">{status}</span> core <span id="core">{status === 'open' ? coreThread() : '-'}</span>
       </p>
       <p>
         error <span id="error-code">{error ? (error.code ?? error.name) : '-'}</span>{' '}
