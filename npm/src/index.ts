@@ -151,10 +151,7 @@ function track(handle: object, on: boolean): void {
  * Per url + user (the core's key): the opener's options, how many subscriptions share it,
  * whether its connection runs in the worker (joiners go where it is), and its token function.
  */
-const shared = new Map<
-  string,
-  { options: RealtimeOptions; count: number; inWorker: boolean; token: ((stale: boolean) => Promise<string>) | undefined }
->();
+const shared = new Map<string, { options: RealtimeOptions; count: number; inWorker: boolean; token: TokenFn }>();
 
 class SubscriptionHandle<T> implements Subscription<T> {
   #raw: RawSubscription | null = null;
@@ -279,7 +276,7 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
     if (!entry || entry.inWorker) {
       const sub = subscribeInWorker(userId, events, cb, o, workerOptions(o, url), key, workerStart, workerEnv);
       if (sub) {
-        join(key, o, userId, url, fromHub, true);
+        join(key, o, userId, url, fromHub, true, entry ? undefined : tokenOf(o));
         if (!entry && o.closeWhenHidden && isHidden()) workerNetwork(3);
         return sub as Subscription<RealtimeDataOf<N, T>>;
       }
@@ -302,19 +299,24 @@ function validArgs(userId: unknown, events: readonly unknown[] | null | undefine
   );
 }
 
-/** Counts a subscription on its connection; warns a joiner whose connection options are ignored. */
-function join(key: string, o: RealtimeOptions, userId: string, url: string, fromHub: boolean, inWorker: boolean): void {
+/**
+ * Counts a subscription on its connection (an opener records its options, where the connection
+ * runs and its token function); warns a joiner whose connection options are ignored.
+ */
+function join(key: string, o: RealtimeOptions, userId: string, url: string, fromHub: boolean, inWorker: boolean, token: TokenFn): void {
   const entry = shared.get(key);
   if (entry) {
     entry.count++;
     if (!fromHub) warnIgnoredOptions(entry.options, o, userId, url);
   } else {
-    shared.set(key, { options: o, count: 1, inWorker, token: tokenOf(o) });
+    shared.set(key, { options: o, count: 1, inWorker, token });
   }
 }
 
+type TokenFn = ((stale: boolean) => Promise<string>) | undefined;
+
 /** The token function of a connection: one cache per connection, from its opener's getToken. */
-function tokenOf(o: RealtimeOptions): ((stale: boolean) => Promise<string>) | undefined {
+function tokenOf(o: RealtimeOptions): TokenFn {
   return typeof o.getToken === 'function' ? reusedToken(o.getToken) : undefined;
 }
 
@@ -372,12 +374,7 @@ function subscribeHere(
         userStatus?.(s);
       },
     } as RawSubscribeOptions);
-    if (entry) {
-      entry.count++;
-      if (!fromHub) warnIgnoredOptions(entry.options, o, userId, url);
-    } else {
-      shared.set(key, { options: o, count: 1, inWorker: false, token });
-    }
+    join(key, o, userId, url, fromHub, false, token);
     handle.attach(raw, key);
     // Opened while hidden with closeWhenHidden: wait until visible.
     if (!entry && o.closeWhenHidden && isHidden()) network(3);

@@ -2,7 +2,8 @@
 // React) of small pages, gzip -9 of what they emit. The React pages are the same component
 // without the package, with the hooks of realtime-bridge/react (the .wasm embedded in the
 // JavaScript) and with those of realtime-bridge/url/react (the .wasm as a separate file); the
-// package's share is the difference with the first. Run after building the package:
+// package's share is the difference with the first; the .wasm and realtime-bridge/url's worker
+// script are separate files, shown apart. Run after building the package:
 //   node sizes.mjs            prints a table
 //   node sizes.mjs --json     prints the numbers as JSON
 import { build } from 'vite';
@@ -58,10 +59,14 @@ async function measure(name, source) {
     build: { outDir: join(dir, 'dist'), emptyOutDir: true },
   });
   const assets = join(dir, 'dist', 'assets');
-  const out = { js: 0, jsRaw: 0, wasm: 0, wasmRaw: 0 };
+  const out = { js: 0, jsRaw: 0, wasm: 0, wasmRaw: 0, worker: 0, workerRaw: 0 };
   for (const f of readdirSync(assets)) {
     const b = readFileSync(join(assets, f));
-    if (extname(f) === '.js') {
+    // realtime-bridge/url's worker script: a file of its own, loaded by the worker, not the page.
+    if (/^realtime_bridge_worker.*\.js$/.test(f)) {
+      out.worker += gz(b);
+      out.workerRaw += b.length;
+    } else if (extname(f) === '.js') {
       out.js += gz(b);
       out.jsRaw += b.length;
     } else if (extname(f) === '.wasm') {
@@ -81,9 +86,9 @@ if (process.argv.includes('--json')) {
 } else {
   const base = results.react.js;
   const kb = (n) => `${(n / 1000).toFixed(1)} kB`;
-  console.log('page                                     JS gzip    (package share)   separate .wasm gzip');
+  console.log('page                                     JS gzip    (package share)   separate .wasm gzip   separate worker script gzip');
   for (const [name, r] of Object.entries(results)) {
     const share = name.startsWith('react +') ? `+${kb(r.js - base)}` : name === 'react' ? '' : kb(r.js);
-    console.log(`${name.padEnd(40)} ${kb(r.js).padStart(9)}   ${share.padStart(14)}   ${r.wasm ? kb(r.wasm) : '-'}`);
+    console.log(`${name.padEnd(40)} ${kb(r.js).padStart(9)}   ${share.padStart(14)}   ${(r.wasm ? kb(r.wasm) : '-').padStart(19)}   ${r.worker ? kb(r.worker) : '-'}`);
   }
 }
