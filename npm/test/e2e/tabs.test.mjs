@@ -6,14 +6,11 @@
 // is bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
-import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startNats, startBridge, token, jsProducer, openStreams, waitFor } from '../helpers.mjs';
-import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
-import { serveFiles } from './static.mjs';
+import { startBridge, token, openStreams, waitFor } from '../helpers.mjs';
+import { startBrowserBridge } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(here, '..', '..', 'dist');
@@ -56,49 +53,31 @@ rb.sub = subscribe(q.get('user'), events, (e) => rb.got.push({ id: e.id, event: 
  * Serves the page at /, the built package at /dist/, and the React page of e2e.test.mjs (Vite's
  * build in ./dist: hooks and a plain subscribe under StrictMode) at /react.
  */
-function serve() {
-  return serveFiles((path) => {
-    if (path === '/') return { body: PAGE, type: 'text/html' };
-    if (path === '/react') return { root: reactDist, file: join(reactDist, 'index.html') };
-    if (path.startsWith('/assets/')) return { root: reactDist, file: join(reactDist, path.slice(1)) };
-    if (path.startsWith('/dist/')) return { root: dist, file: join(dist, path.slice('/dist/'.length)) };
-    return null;
-  });
+function route(path) {
+  if (path === '/') return { body: PAGE, type: 'text/html' };
+  if (path === '/react') return { root: reactDist, file: join(reactDist, 'index.html') };
+  if (path.startsWith('/assets/')) return { root: reactDist, file: join(reactDist, path.slice(1)) };
+  if (path.startsWith('/dist/')) return { root: dist, file: join(dist, path.slice('/dist/'.length)) };
+  return null;
 }
 
 let nats;
 let bridge;
 let pub;
-let web;
 let origin;
 let context;
-let userDataDir;
+let env;
 const pageErrors = [];
 
 before(async () => {
   assert.ok(existsSync(join(dist, 'index.js')), 'build the package first (node scripts/build.mjs)');
   assert.ok(existsSync(join(reactDist, 'index.html')), 'build the React page first (npx vite build)');
-  nats = await startNats();
-  web = await serve();
-  origin = `http://127.0.0.1:${web.address().port}`;
-  bridge = await startBridge({ natsUrl: nats.url, args: ['--cors-origin', origin, '--history', 'on'] });
-  pub = await jsProducer(nats.url);
-  userDataDir = mkdtempSync(join(tmpdir(), 'rb-sdk-tabs-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath(),
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
+  env = await startBrowserBridge(route, 'tabs');
+  ({ nats, bridge, pub, origin, context } = env);
 });
 
 after(async () => {
-  await context?.close();
-  await bridge?.kill('SIGTERM');
-  await pub?.close();
-  await nats?.stop();
-  web?.closeAllConnections();
-  web?.close();
-  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  await env?.close();
 });
 
 /** Opens a tab subscribed for `user`; resolves once its subscription says `open`. */

@@ -6,14 +6,11 @@
 // is bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
-import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startNats, startBridge, token, jsProducer, openStreams, waitFor } from '../helpers.mjs';
-import { chromiumPath, CHROMIUM_ARGS } from '../chromium.mjs';
-import { serveFiles } from './static.mjs';
+import { token, openStreams, waitFor } from '../helpers.mjs';
+import { startBrowserBridge } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(here, '..', '..', 'dist');
@@ -40,42 +37,27 @@ window.rb = {
 };
 </script>`;
 
-function serve() {
-  return serveFiles((path) => {
-    if (path === '/') return { body: PAGE, type: 'text/html' };
-    if (path === '/favicon.ico') return { body: '', type: 'image/x-icon' };
-    if (path.startsWith('/dist/')) return { root: dist, file: join(dist, path.slice('/dist/'.length)) };
-    return null;
-  });
+function route(path) {
+  if (path === '/') return { body: PAGE, type: 'text/html' };
+  if (path === '/favicon.ico') return { body: '', type: 'image/x-icon' };
+  if (path.startsWith('/dist/')) return { root: dist, file: join(dist, path.slice('/dist/'.length)) };
+  return null;
 }
 
-let nats;
 let bridge;
 let pub;
-let web;
 let origin;
 let context;
-let userDataDir;
+let env;
 
 before(async () => {
   assert.ok(existsSync(join(dist, 'index.js')), 'build the package first (node scripts/build.mjs)');
-  nats = await startNats();
-  web = await serve();
-  origin = `http://127.0.0.1:${web.address().port}`;
-  bridge = await startBridge({ natsUrl: nats.url, args: ['--cors-origin', origin, '--history', 'on'] });
-  pub = await jsProducer(nats.url);
-  userDataDir = mkdtempSync(join(tmpdir(), 'rb-sdk-worker-'));
-  context = await chromium.launchPersistentContext(userDataDir, { executablePath: chromiumPath(), headless: true, args: CHROMIUM_ARGS });
+  env = await startBrowserBridge(route, 'worker');
+  ({ bridge, pub, origin, context } = env);
 });
 
 after(async () => {
-  await context?.close();
-  await bridge?.kill('SIGTERM');
-  await pub?.close();
-  await nats?.stop();
-  web?.closeAllConnections();
-  web?.close();
-  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  await env?.close();
 });
 
 /** A new tab on the page; its console errors and warnings, and uncaught page errors, are kept. */
