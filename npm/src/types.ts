@@ -377,11 +377,12 @@ export interface RealtimeOptions {
   shareAcrossTabs?: boolean;
   /**
    * In a browser page, run the connection (fetch, SSE parsing, resume, de-duplication,
-   * `JSON.parse`) in a dedicated Web Worker started from a `blob:` URL: the page's main thread
-   * only calls the callbacks, with one message per chunk of the stream. Default: true where
-   * workers exist (never in Node or inside a worker). Where a worker cannot run (a
-   * Content-Security-Policy without `blob:` in `worker-src`, a `.wasm` it cannot load) the
-   * connection runs on the page instead, with nothing lost. false: always on the page.
+   * `JSON.parse`) in a dedicated Web Worker, one per page: the page's main thread only calls
+   * the callbacks, with one message per chunk of the stream. The embedded entry starts it from
+   * a `blob:` URL, `realtime-bridge/url` from its own file. Default: true where workers exist
+   * (never in Node or inside a worker). Where the worker cannot run (a Content-Security-Policy
+   * that refuses it, a `.wasm` it cannot load, a crash) the connection moves to the page, from
+   * its cursor. false: always on the page.
    */
   worker?: boolean;
 }
