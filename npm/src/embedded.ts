@@ -15,7 +15,11 @@ import type { RealtimeClient } from './types.js';
 
 export * from './index.js';
 
-/** Instantiates the WebAssembly core (synchronously, once). Called by `subscribe`; exported for warm-up. */
+/**
+ * Instantiates the page's WebAssembly core (synchronously, once). `subscribe` calls it where
+ * the connection runs on the page (Node, `worker: false`, no worker possible); in a browser
+ * page the connections run in the core's worker, which compiles its own copy.
+ */
 export function load(): void {
   installLoader(embeddedLoader);
   // Pending only if realtime-bridge/url started loading first: that load is not repeated.

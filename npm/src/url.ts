@@ -17,8 +17,10 @@ import type { RealtimeClient } from './types.js';
 export * from './index.js';
 
 /**
- * Fetches and instantiates the WebAssembly core (once; again after a failure). `subscribe`
- * calls it; call it first to start the download early or to handle a failure yourself.
+ * Fetches and instantiates the page's WebAssembly core (once; again after a failure).
+ * `subscribe` calls it where the connection runs on the page (Node, `worker: false`, no worker
+ * possible); call it first to start the download early or to handle a failure yourself. In a
+ * browser page the connections run in the core's worker, which fetches its own copy.
  * `wasmUrl`: where to fetch the `.wasm` from, when it is not served next to the package's
  * JavaScript (a CDN); effective before the first load only.
  */
