@@ -340,7 +340,7 @@ async fn auto_mode_follows_a_deleted_stream_to_core() {
     // Its JetStream attempt got "no responders": the service looks the stream up.
     relay.wait_held(WAIT).await;
     let mut sub = client.subscribe("user.42.>").await.unwrap();
-    client.flush().await.unwrap();
+    round_trip(&client).await;
     relay.release();
     tokio::time::timeout(Duration::from_secs(5), first)
         .await
@@ -384,7 +384,7 @@ async fn auto_mode_counts_an_attempt_a_live_bridge_took_as_sent() {
     let bridge = start_bridge(&nats.url(), &["--history", "off"]);
     let reader = Reader::open(&bridge.base(), "42", "").await;
     let mut lookups = client.subscribe(LOOKUP_SUBJECT).await.unwrap();
-    client.flush().await.unwrap();
+    round_trip(&client).await;
 
     let started = Instant::now();
     let sends: Vec<_> = (0..3)
@@ -428,7 +428,7 @@ async fn a_send_that_made_no_attempt_when_the_stream_is_found_gone_goes_out_with
     jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
     // Stands in for a live bridge: a plain subscriber of the subject.
     let mut sub = client.subscribe("user.42.>").await.unwrap();
-    client.flush().await.unwrap();
+    round_trip(&client).await;
 
     let started = Instant::now();
     let (a, b) = (rt.clone(), rt.clone());
@@ -468,7 +468,7 @@ async fn concurrent_sends_share_one_lookup_when_the_stream_is_gone() {
     let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
     assert_eq!(rt.mode(), Mode::JetStream);
     let mut lookups = client.subscribe(LOOKUP_SUBJECT).await.unwrap();
-    client.flush().await.unwrap();
+    round_trip(&client).await;
 
     jetstream::new(client.clone()).delete_stream("REALTIME").await.unwrap();
     let mut sends: Vec<_> = (0..20)
@@ -506,7 +506,7 @@ async fn no_responders_while_the_stream_exists_keeps_jetstream_and_looks_at_most
     let rt = RealtimeService::with_client(nats_client(&nats).await, options).await.unwrap();
     assert_eq!(rt.mode(), Mode::JetStream);
     let mut lookups = client.subscribe(LOOKUP_SUBJECT).await.unwrap();
-    client.flush().await.unwrap();
+    round_trip(&client).await;
 
     let started = Instant::now();
     let e = rt.send_event_to_user("42", "x", &1).await.unwrap_err();

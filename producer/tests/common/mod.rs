@@ -287,3 +287,13 @@ impl Drop for HoldingRelay {
         self.task.abort();
     }
 }
+
+/// Returns once the server has processed everything `client` sent before (a subscription just
+/// made included): `Client::flush` only writes to the socket, so another connection's publish
+/// could still reach the server first.
+pub async fn round_trip(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, bytes::Bytes::new()).await.unwrap();
+    tokio::time::timeout(WAIT, echo.next()).await.expect("a round trip to the NATS server in time").unwrap();
+}
