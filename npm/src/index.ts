@@ -13,7 +13,7 @@
  */
 import { network, subscribe as rawSubscribe } from './wasm/realtime_bridge_sdk.js';
 import type { Subscription as RawSubscription, RawSubscribeOptions } from './wasm/realtime_bridge_sdk.js';
-import { sharesAcrossTabs, subscribeShared, TOKEN } from './tabs.js';
+import { sharesAcrossTabs, subscribeShared, TOKEN, validArgs } from './tabs.js';
 import { reusedToken } from './token.js';
 import { FROM_HUB, warnIgnoredOptions } from './joiner.js';
 import type {
@@ -288,15 +288,6 @@ export function subscribe<T = FromRegistry, N extends RealtimeEventName = Realti
 /** The page's key of a connection (the core's: url without trailing slashes, and user). */
 function connectionKey(url: string, userId: string): string {
   return `${url.replace(/\/+$/, '')}\n${userId}`;
-}
-
-/** Arguments the core accepts as they are: anything else goes to the page's core, which throws its TypeError. */
-function validArgs(userId: unknown, events: readonly unknown[] | null | undefined): boolean {
-  return (
-    typeof userId === 'string' &&
-    TOKEN.test(userId) &&
-    (events == null || (Array.isArray(events) && events.length > 0 && events.every((n) => typeof n === 'string' && TOKEN.test(n))))
-  );
 }
 
 /**

@@ -62,6 +62,18 @@ const PREFIX = 'realtime-bridge/1\n';
 const CURSOR_EVERY_MS = 1000;
 export const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
 
+/**
+ * Arguments the core accepts as they are (a user id and event names in the id grammar). Any
+ * other goes straight to the page's core, which throws its own `TypeError` for it.
+ */
+export function validArgs(userId: unknown, events: readonly unknown[] | null | undefined): boolean {
+  return (
+    typeof userId === 'string' &&
+    TOKEN.test(userId) &&
+    (events == null || (Array.isArray(events) && events.length > 0 && events.every((n) => typeof n === 'string' && TOKEN.test(n))))
+  );
+}
+
 interface LockManagerLike {
   request(name: string, options: { signal: AbortSignal }, callback: () => Promise<void> | void): Promise<unknown>;
 }
@@ -483,10 +495,7 @@ export function subscribeShared<T>(
   direct: Direct,
 ): Subscription<T> {
   const locks = lockManager();
-  const valid =
-    typeof userId === 'string' &&
-    TOKEN.test(userId) &&
-    (events == null || (Array.isArray(events) && events.length > 0 && events.every((n) => typeof n === 'string' && TOKEN.test(n))));
+  const valid = validArgs(userId, events);
   let url: string | undefined;
   try {
     const loc = (globalThis as { location?: { href?: string; origin?: string } }).location;

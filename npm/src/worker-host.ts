@@ -93,7 +93,7 @@ export function subscribeInWorker(
   const h = host;
   const sub = new WorkerSubscription(h, h.nextId++, userId, events, callback, o, key, env, h.sibling(key));
   h.add(sub);
-  h.post({ t: 'sub', id: sub.id, user: userId, events: events == null ? null : [...events], o: wo });
+  h.post({ t: 'sub', id: sub.id, key, user: userId, events: events == null ? null : [...events], o: wo });
   return sub;
 }
 

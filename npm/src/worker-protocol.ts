@@ -33,7 +33,8 @@ export interface WorkerOptions {
 
 export type ToWorker =
   | { t: 'init'; wasm: WorkerWasm }
-  | { t: 'sub'; id: number; user: string; events: string[] | null; o: WorkerOptions }
+  /** `key`: the page's key of the connection (url and user), what its token requests name. */
+  | { t: 'sub'; id: number; key: string; user: string; events: string[] | null; o: WorkerOptions }
   | { t: 'close'; id: number }
   | { t: 'reconnect'; id: number }
   /** The page's network and visibility (the core's `network()` codes). */

@@ -97,9 +97,7 @@ function release(id: number): void {
 function handle(m: ToWorker): void {
   switch (m.t) {
     case 'sub': {
-      const { id, o } = m;
-      // The page's key of the connection (index.ts): the opener's getToken is kept under it.
-      const key = `${o.url.replace(/\/+$/, '')}\n${m.user}`;
+      const { id, key, o } = m;
       const s: Sub = { raw: null, told: o.lastEventId ?? null };
       subs.set(id, s);
       try {
